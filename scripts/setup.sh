@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Idempotent setup: Debian packages (QGIS 3.22, GDAL, rasterio on the system GDAL), then
+# .venv from Debian's python3.11 with --system-site-packages, then the pinned pip requirements.
+# A second run checks and changes nothing; it takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-numpy
+              python3-rasterio python3.11-venv)
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+PY=/usr/bin/python3.11
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import sys; sys.exit(0 if sys.base_prefix == '/usr' else 1)"; then
+  echo "setup: creating .venv from $PY (--system-site-packages)"
+  rm -rf .venv
+  $PY -m venv --system-site-packages .venv
+fi
+
+stamp=.venv/.requirements.sha256
+want=$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "setup: installing Python requirements into .venv"
+  # TORCH_INDEX_URL lets a CUDA user pick PyTorch's CUDA wheels, e.g.
+  #   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+  extra=()
+  if [ -n "${TORCH_INDEX_URL:-}" ]; then extra=(--extra-index-url "$TORCH_INDEX_URL"); fi
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${extra[@]}" \
+      -c constraints.txt -r requirements.txt
+  echo "$want" > "$stamp"
+fi
+.venv/bin/python -c "import torch, rasterio, numpy, shapely; from osgeo import gdal_array; import qgis.core" \
+  || { echo "setup: the venv cannot import its dependencies; delete .venv and run 'make setup' again" >&2; exit 1; }
+echo "setup: ok ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
