@@ -135,7 +135,7 @@ def build_checkpoint(
         "split": split,
         "metrics": metrics or {},
         "epoch": epoch,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "torch_version": torch.__version__,
         "waterseg_version": __version__,
     }
@@ -179,7 +179,9 @@ def read_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
 
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"model file not found: {path}; pass --model PATH to a WaterSeg .pt checkpoint")
+        raise UserError(
+            f"model file not found: {path}; pass --model PATH to a WaterSeg .pt checkpoint"
+        )
     if expected_sha256 is not None:
         actual = sha256_of(path)
         if actual != expected_sha256:
@@ -225,7 +227,9 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise UserError(f"checkpoint weights do not match architecture {arch['name']}: {first}") from None
+        raise UserError(
+            f"checkpoint weights do not match architecture {arch['name']}: {first}"
+        ) from None
     return model.eval()
 
 
@@ -234,5 +238,9 @@ def load_model(path: str | os.PathLike, expected_sha256: str | None = None):
     ckpt = read_checkpoint(path, expected_sha256)
     model = model_from_checkpoint(ckpt)
     spec = InputSpec.from_dict(ckpt)
-    meta = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "scaler", "rng")}
+    meta = {
+        k: v
+        for k, v in ckpt.items()
+        if k not in ("state_dict", "optimizer", "scheduler", "scaler", "rng")
+    }
     return model, spec, meta

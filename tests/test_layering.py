@@ -28,7 +28,11 @@ def _imported_roots(folder: Path) -> dict[str, set[str]]:
 
 def test_backend_never_imports_qgis_or_qt():
     roots = _imported_roots(ROOT / "backend")
-    bad = {k: v for k, v in roots.items() if k in {"qgis", "PyQt5", "PyQt6", "PySide2", "PySide6", "sip"}}
+    bad = {
+        k: v
+        for k, v in roots.items()
+        if k in {"qgis", "PyQt5", "PyQt6", "PySide2", "PySide6", "sip"}
+    }
     assert not bad, f"backend imports GUI modules: {bad}"
 
 
@@ -64,7 +68,12 @@ def test_plugin_imports_with_torch_blocked():
         "    importlib.import_module(info.name)\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("ok")
