@@ -1,0 +1,109 @@
+"""Checkpoint format: atomic writes, weights_only loading, clear errors for bad files."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from backend.checkpoint import (
+    FORMAT,
+    InputSpec,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_of,
+)
+from backend.errors import UserError
+
+
+def _minimal() -> dict:
+    return {
+        "format": FORMAT,
+        "format_version": 1,
+        "arch": {"name": "unet", "kwargs": {"width": 0.125}},
+        "state_dict": {"w": torch.ones(2, 2)},
+        "bands": ["B2", "B3", "B4", "B8"],
+        "scale": 1e-4,
+        "offset": 0.0,
+        "rng": {"numpy": list(range(5))},
+    }
+
+
+def test_round_trip_and_atomic_write(tmp_path):
+    path = save_checkpoint(_minimal(), tmp_path / "sub" / "m.pt")
+    assert path.is_file()
+    assert [p.name for p in path.parent.iterdir()] == ["m.pt"], "no temp file left behind"
+    ckpt = read_checkpoint(path)
+    assert ckpt["bands"] == ["B2", "B3", "B4", "B8"]
+    assert torch.equal(ckpt["state_dict"]["w"], torch.ones(2, 2))
+
+
+def test_sha256_mismatch_is_a_user_error(tmp_path):
+    path = save_checkpoint(_minimal(), tmp_path / "m.pt")
+    good = sha256_of(path)
+    assert read_checkpoint(path, expected_sha256=good)["format"] == FORMAT
+    with pytest.raises(UserError, match="corrupt"):
+        read_checkpoint(path, expected_sha256="0" * 64)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    """weights_only=True: a checkpoint carrying arbitrary objects cannot run code."""
+    path = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT, "payload": _Evil()}, path)
+    with pytest.raises(UserError, match="cannot read model file"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "cannot read model file"),
+        (b"not a checkpoint at all", "cannot read model file"),
+        (pickle.dumps([1, 2, 3]), "cannot read model file|not a WaterSeg checkpoint"),
+    ],
+)
+def test_bad_files_give_one_line_errors(tmp_path, content, message):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=message) as err:
+        read_checkpoint(path)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_checkpoint(tmp_path):
+    path = save_checkpoint(_minimal(), tmp_path / "m.pt")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UserError, match="cannot read model file"):
+        read_checkpoint(path)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(UserError, match="not found"):
+        read_checkpoint(tmp_path / "nope.pt")
+    torch.save({"state_dict": {}}, tmp_path / "plain.pt")
+    with pytest.raises(UserError, match="not a WaterSeg checkpoint"):
+        read_checkpoint(tmp_path / "plain.pt")
+    future = _minimal() | {"format_version": 99}
+    save_checkpoint(future, tmp_path / "future.pt")
+    with pytest.raises(UserError, match="newer"):
+        read_checkpoint(tmp_path / "future.pt")
+
+
+def test_input_spec_normalise_by_hand():
+    spec = InputSpec(bands=["B3", "B8"], scale=1e-4, offset=0.0, mean=[0.1, 0.2], std=[0.5, 2.0])
+    raw = np.array([[[1000, 3000]], [[2000, 6000]]], dtype=np.uint16)  # (C=2, H=1, W=2)
+    out = spec.normalise(raw)
+    # band 0: (0.1 - 0.1)/0.5 = 0, (0.3 - 0.1)/0.5 = 0.4; band 1: (0.2-0.2)/2 = 0, (0.6-0.2)/2 = 0.2
+    np.testing.assert_allclose(out, [[[0.0, 0.4]], [[0.0, 0.2]]], atol=1e-6)
+    assert out.dtype == np.float32
+    # L2A baseline >= 04.00: DN 2000 with offset -1000 is reflectance 0.1
+    plain = InputSpec(bands=["B2"])
+    np.testing.assert_allclose(plain.normalise(np.array([[[2000]]]), extra_offset=-1000), 0.1)
+    assert InputSpec.from_dict(spec.to_dict()) == spec
