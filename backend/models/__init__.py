@@ -1,0 +1,72 @@
+"""Model zoo: the paper's SeNet, DeepUNet and MU-Net, plus a plain U-Net baseline.
+
+    >>> model = create_model("munet", width="half", heads=2)
+    >>> logits, edge_logits = model(torch.zeros(1, 4, 256, 256))
+
+``create_model(name, width=..., in_channels=4, num_classes=2, heads=1)`` builds a model from
+the registry, a plain dict ``MODELS`` of name -> constructor. ``width`` is "base" (Table I of
+Gruba & Ciecholewski), "half", or a positive multiplier of the base channels (e.g. 0.125 for
+tiny test models). Every model maps a float (B, in_channels, H, W) tensor to logits
+(B, num_classes, H, W) (class 1 = water, class 0 = land), or to a tuple of two such tensors
+when ``heads == 2`` (head 0 = segmentation, used at inference; head 1 = the second loss term,
+SeNet's structured edge branch). ``model.size_multiple`` is the number H and W must be
+multiples of. See docs/models.md for channel lists, parameter counts and FLOPs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch import nn
+
+from backend.models.blocks import resolve_width
+from backend.models.unet import unet
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "unet": unet,
+}
+
+__all__ = ["MODELS", "create_model", "list_models"]
+
+
+def list_models() -> list[str]:
+    """Registered model names, sorted."""
+    return sorted(MODELS)
+
+
+def create_model(
+    name: str,
+    *,
+    width: str | float = "base",
+    in_channels: int = 4,
+    num_classes: int = 2,
+    heads: int = 1,
+) -> nn.Module:
+    """Build a registered model in training mode with freshly initialised weights.
+
+    Args:
+        name: one of ``list_models()``.
+        width: "base", "half" or a positive channel multiplier (also as a string, "0.125").
+        in_channels: number of input bands C of the (B, C, H, W) float input.
+        num_classes: output channels of each head (2: land, water).
+        heads: 1 (one logits tensor) or 2 (a tuple of two logits tensors).
+
+    Raises:
+        ValueError: unknown name or width, or a non-positive channel/class count, or heads
+            not in (1, 2); the message lists the valid choices.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
+    multiplier = resolve_width(width)
+    for label, value in (("in_channels", in_channels), ("num_classes", num_classes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    if isinstance(heads, bool) or heads not in (1, 2):
+        raise ValueError(f"heads must be 1 or 2, got {heads!r}")
+    model = MODELS[name](
+        width=multiplier, in_channels=in_channels, num_classes=num_classes, heads=heads
+    )
+    model.arch_name = name
+    model.width = width
+    model.num_heads = heads
+    return model
