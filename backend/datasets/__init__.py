@@ -1,0 +1,27 @@
+"""Datasets for training and evaluation. SNOWED is the one the paper uses."""
+
+from backend.datasets.snowed import (
+    ALL_BANDS,
+    SNOWED,
+    band_indices,
+    list_samples,
+    make_split,
+    read_metadata,
+    read_split,
+    split_sizes,
+    tile_groups,
+    write_split,
+)
+
+__all__ = [
+    "ALL_BANDS",
+    "SNOWED",
+    "band_indices",
+    "list_samples",
+    "make_split",
+    "read_metadata",
+    "read_split",
+    "split_sizes",
+    "tile_groups",
+    "write_split",
+]
