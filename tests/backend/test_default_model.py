@@ -1,0 +1,201 @@
+"""The bundled default model, its checksum, the NDWI baseline and the synthetic demo scene."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+
+from backend import paths
+from backend.baselines import ndwi, ndwi_water_mask
+from backend.checkpoint import (
+    InputSpec,
+    build_checkpoint,
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_of,
+)
+from backend.errors import UserError
+from backend.synthetic_scene import SPECTRA, generate_scene, make_demo_scene
+
+# --- NDWI baseline ---------------------------------------------------------------------
+
+
+def test_ndwi_hand_computed():
+    green = np.array([[500, 100], [0, 300]], np.uint16)
+    nir = np.array([[100, 500], [0, 300]], np.uint16)
+    got = ndwi(green, nir)
+    assert got[0, 0] == pytest.approx(400 / 600)
+    assert got[0, 1] == pytest.approx(-400 / 600)
+    assert np.isnan(got[1, 0])  # 0 + 0: undefined
+    assert got[1, 1] == 0.0
+
+
+def test_ndwi_water_mask_uses_b3_b8_and_marks_undefined_pixels():
+    # bands B2 B3 B4 B8; pixel 0: water (B3 > B8), pixel 1: land, pixel 2: nodata, pixel 3: NDWI 0
+    image = np.array(
+        [
+            [[900, 900, 0, 10]],  # B2 (ignored)
+            [[500, 100, 0, 300]],  # B3
+            [[900, 900, 0, 10]],  # B4 (ignored)
+            [[100, 2500, 0, 300]],  # B8
+        ],
+        np.uint16,
+    )
+    assert ndwi_water_mask(image).tolist() == [[1, 0, 255, 0]]
+    assert ndwi_water_mask(image, nodata_value=None).tolist() == [[1, 0, 0, 0]]
+    assert ndwi_water_mask(image, threshold=-0.5).tolist() == [[1, 0, 255, 1]]
+    with pytest.raises(ValueError, match="B3 and B8"):
+        ndwi_water_mask(image[:3], bands=["B2", "B4", "B8"])
+
+
+def test_ndwi_agrees_with_real_snowed_labels(snowed_sample):
+    """The README's sanity figure: NDWI > 0 matches label == 1 on 97.8 - 99.7 % of pixels."""
+    for folder in sorted(snowed_sample.iterdir()):
+        image = np.load(folder / "sample_2A.npy")[:, :, [1, 2, 3, 7]].transpose(2, 0, 1)
+        label = np.load(folder / "label.npy")
+        agreement = (ndwi_water_mask(image) == label).mean()
+        assert 0.975 < agreement < 0.998, folder.name
+
+
+# --- Synthetic demo scene --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return generate_scene(size=1024, seed=0)
+
+
+def test_scene_is_fast_and_deterministic():
+    t0 = time.perf_counter()
+    a = generate_scene(size=256, seed=7)
+    assert time.perf_counter() - t0 < 5
+    b = generate_scene(size=256, seed=7)
+    c = generate_scene(size=256, seed=8)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.truth, b.truth)
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_scene_classes_nodata_and_dtypes(scene):
+    img, truth = scene.image, scene.truth
+    assert img.shape == (4, 1024, 1024) and img.dtype == np.uint16
+    assert truth.shape == (1024, 1024) and truth.dtype == np.uint8
+    assert set(np.unique(truth).tolist()) == {0, 1, 255}
+    nodata = truth == 255
+    # nodata border: exactly the pixels where every band is 0; valid pixels are never 0
+    assert np.array_equal(nodata, (img == 0).all(axis=0))
+    assert (img[:, ~nodata] >= 1).all()
+    assert 0.02 < nodata.mean() < 0.2
+    # the south-east corner is nodata, the north-west corner is sea
+    assert truth[-1, -1] == 255 and truth[0, 0] == 1
+    water = (truth == 1).mean() / (1 - nodata.mean())
+    assert 0.2 < water < 0.5
+
+
+def test_scene_reflectances_are_plausible(scene):
+    refl = scene.image.astype(np.float32) / 10000
+    b2, b3, b4, b8 = refl
+    sea = np.zeros_like(scene.truth, bool)
+    sea[:, :150] = scene.truth[:, :150] == 1  # open sea along the west edge
+    assert np.median(b8[sea]) < 0.03 and np.median(b2[sea]) > np.median(b4[sea])
+    land = scene.truth == 0
+    assert np.median(b8[land]) > 0.15 > np.median(b4[land])  # mostly vegetated land
+    # sand is bright in every band, vegetation has its red edge
+    assert min(SPECTRA["dry_sand"]) > 0.15
+    assert SPECTRA["crop"][3] > 5 * SPECTRA["crop"][2]
+    # NDWI works on this scene, but not perfectly (mixed pixels, urban shadows, metal roofs)
+    valid = scene.truth != 255
+    agreement = (ndwi_water_mask(scene.image)[valid] == scene.truth[valid]).mean()
+    assert 0.98 < agreement < 0.9999
+
+
+def test_scene_geotiffs_have_crs_transform_and_band_names(tmp_path):
+    image_path, truth_path = make_demo_scene(tmp_path, size=256, seed=1)
+    with rasterio.open(image_path) as src:
+        assert src.crs.to_epsg() == 32633
+        assert (src.transform.a, src.transform.e) == (10.0, -10.0)
+        assert src.transform.b == src.transform.d == 0
+        assert src.descriptions == ("B2", "B3", "B4", "B8")
+        assert src.nodata == 0 and src.dtypes == ("uint16",) * 4
+        data = src.read()
+    with rasterio.open(truth_path) as src:
+        assert src.crs.to_epsg() == 32633 and src.nodata == 255 and src.dtypes == ("uint8",)
+        truth = src.read(1)
+    scene = generate_scene(size=256, seed=1)
+    assert np.array_equal(data, scene.image) and np.array_equal(truth, scene.truth)
+
+
+# --- Checksum check --------------------------------------------------------------------
+
+
+@pytest.fixture()
+def tiny_checkpoint(tmp_path):
+    from backend.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", width=0.0625)
+    ckpt = build_checkpoint(model, "unet", {"width": 0.0625}, InputSpec())
+    ckpt["torch_version"] = str(ckpt["torch_version"])  # TorchVersion is not weights_only-safe
+    return save_checkpoint(ckpt, tmp_path / "tiny.pt")
+
+
+def test_corrupted_model_is_refused_with_a_clear_error(tiny_checkpoint, tmp_path):
+    good_sha = sha256_of(tiny_checkpoint)
+    assert good_sha == hashlib.sha256(tiny_checkpoint.read_bytes()).hexdigest()
+    read_checkpoint(tiny_checkpoint, good_sha)  # intact: accepted
+
+    corrupt = tmp_path / "corrupt.pt"
+    shutil.copyfile(tiny_checkpoint, corrupt)
+    raw = bytearray(corrupt.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # one flipped byte in the weights
+    corrupt.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="corrupt.*SHA-256.*reinstall"):
+        read_checkpoint(corrupt, good_sha)
+    with pytest.raises(UserError, match="corrupt"):
+        load_model(corrupt, good_sha)
+
+
+# --- The bundled default model ---------------------------------------------------------
+
+needs_default_model = pytest.mark.skipif(
+    not paths.DEFAULT_MODEL.is_file(), reason="bundled model not built (scripts/train_default.py)"
+)
+
+
+@needs_default_model
+def test_default_model_checksum_size_and_card():
+    assert paths.DEFAULT_MODEL.stat().st_size < 20 * 1024 * 1024
+    recorded = paths.default_model_sha256()
+    assert recorded is not None and len(recorded) == 64
+    assert sha256_of(paths.DEFAULT_MODEL) == recorded
+    card = (paths.MODELS_DIR / "MODEL_CARD.md").read_text()
+    for needed in ("Andria", "Sensors 23(9):4491", "Copernicus Sentinel", "NDWI", "B2, B3, B4, B8"):
+        assert needed in card
+
+
+@needs_default_model
+def test_default_model_loads_weights_only_and_segments_a_tile():
+    model, spec, meta = load_model(paths.DEFAULT_MODEL, paths.default_model_sha256())
+    assert spec.bands == ["B2", "B3", "B4", "B8"] and spec.scale == pytest.approx(1e-4)
+    assert meta["format"] == "waterseg-checkpoint"
+    ckpt = torch.load(paths.DEFAULT_MODEL, map_location="cpu", weights_only=True)
+    assert all(
+        v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point()
+    )
+
+    # a synthetic tile: sea on the left, vegetation on the right
+    scene = generate_scene(size=256, seed=0)
+    x = torch.from_numpy(spec.normalise(scene.image))[None]
+    with torch.no_grad():
+        out = model(x)
+    logits = out[0] if isinstance(out, tuple) else out
+    assert logits.shape == (1, 2, 256, 256) and torch.isfinite(logits).all()
+    pred = logits.argmax(1)[0].numpy()
+    valid = scene.truth != 255
+    assert (pred[valid] == scene.truth[valid]).mean() > 0.9
