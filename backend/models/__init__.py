@@ -20,9 +20,15 @@ from collections.abc import Callable
 from torch import nn
 
 from backend.models.blocks import resolve_width
+from backend.models.deepunet import deepunet
+from backend.models.munet import munet
+from backend.models.senet import senet
 from backend.models.unet import unet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
+    "deepunet": deepunet,
+    "munet": munet,
+    "senet": senet,
     "unet": unet,
 }
 

@@ -9,14 +9,30 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.models import MODELS, create_model, list_models
+from backend.models import MODELS, create_model, list_models, mixformer
 from backend.models.blocks import count_parameters, resolve_width, scale_channels
+from backend.models.mixformer import (
+    MixFormerBlock,
+    choose_heads,
+    relative_position_index,
+    window_merge,
+    window_partition,
+)
 
 NAMES = list_models()
 TINY = 0.125
 
 # (name, width) -> trainable parameters with in_channels=4, num_classes=2, heads=1.
 PARAMETERS = {
+    ("deepunet", "base"): 464_386,
+    ("deepunet", "half"): 119_362,
+    ("deepunet", TINY): 7_810,
+    ("munet", "base"): 55_090_971,
+    ("munet", "half"): 13_818_283,
+    ("munet", TINY): 887_815,
+    ("senet", "base"): 1_155_714,
+    ("senet", "half"): 289_858,
+    ("senet", TINY): 18_466,
     ("unet", "base"): 31_038_274,
     ("unet", "half"): 7_763_362,
     ("unet", TINY): 486_634,
@@ -37,7 +53,7 @@ def _size(model: torch.nn.Module, minimum: int) -> int:
 def test_registry_is_a_plain_dict_of_constructors():
     assert isinstance(MODELS, dict)
     assert NAMES == sorted(MODELS)
-    assert "unet" in NAMES
+    assert NAMES == ["deepunet", "munet", "senet", "unet"]
 
 
 def test_unknown_name_lists_valid_models():
@@ -183,3 +199,140 @@ def test_state_dict_round_trip(name):
     x = torch.randn(1, 4, s, s)
     with torch.inference_mode():
         assert torch.equal(a(x)[0], b(x)[0])
+
+
+def _conv_inputs(model: torch.nn.Module, size: int) -> list[int]:
+    """in_channels of every Conv2d in the order the forward pass calls them."""
+    seen: list[int] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, args, out: seen.append(mod.in_channels))
+        for m in model.modules()
+        if isinstance(m, torch.nn.Conv2d)
+    ]
+    with torch.inference_mode():
+        model.eval()(torch.zeros(1, 4, size, size))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("width", "table1"),
+    [
+        ("half", [4, 16] + [32] * 2 + [64] * 7 + [32] * 2 + [16] * 2),
+        ("base", [4, 32] + [64] * 2 + [128] * 7 + [64] * 2 + [32] * 2),
+    ],
+)
+def test_senet_layer_inputs_are_table1(width, table1):
+    assert _conv_inputs(create_model("senet", width=width), 32) == table1
+
+
+def test_senet_second_head_is_the_edge_branch():
+    one = create_model("senet", width="half")
+    two = create_model("senet", width="half", heads=2)
+    assert one.edge_head is None
+    extra = count_parameters(two) - count_parameters(one)
+    assert extra == count_parameters(two.edge_head) > 0
+
+
+@pytest.mark.parametrize(("width", "f"), [("half", 16), ("base", 32)])
+def test_deepunet_layer_inputs_follow_table1(width, f):
+    # Table I: [4, (f, 2f)x7, (2f, f)x7, 32]; the conv f -> 32 before the head is documented.
+    expected = [4] + [f, 2 * f] * 7 + [2 * f, f] * 7 + [f, 32]
+    assert _conv_inputs(create_model("deepunet", width=width), 128) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "channels"),
+    [
+        ("munet", "half", [32, 64, 128, 256, 512]),
+        ("munet", "base", [64, 128, 256, 512, 1024]),
+        ("munet", TINY, [8, 16, 32, 64, 128]),
+        ("unet", "half", [32, 64, 128, 256, 512]),
+        ("unet", "base", [64, 128, 256, 512, 1024]),
+        ("senet", "half", [16, 32, 64]),
+        ("deepunet", "half", [16, 32, 32]),
+        ("deepunet", TINY, [4, 8, 8]),
+    ],
+)
+def test_stage_channels(name, width, channels):
+    assert create_model(name, width=width).channels == channels
+
+
+def test_munet_has_mixformer_blocks_and_amm_where_the_paper_puts_them():
+    model = create_model("munet", width="half")
+    blocks = [n for n, m in model.named_modules() if isinstance(m, MixFormerBlock)]
+    assert [b.split(".")[0] for b in blocks] == ["enc3", "enc3", "enc4", "enc4", "dec3", "dec3"]
+    assert model.enc4[1].attn.heads == 8
+    assert model.amm1.channel[1].in_channels == 64  # AMM on the 1/2 skip
+
+
+def test_relative_position_index_by_hand():
+    idx = relative_position_index(2)  # tokens (0,0) (0,1) (1,0) (1,1); table is 3 x 3
+    assert idx.shape == (4, 4)
+    assert idx[0, 0] == idx[3, 3] == 4  # offset (0, 0) is the centre of the table
+    assert idx[0, 3] == 0  # (0,0) - (1,1) = (-1, -1)
+    assert idx[3, 0] == 8  # (+1, +1)
+    assert idx[1, 2] == 2  # (0,1) - (1,0) = (-1, +1)
+
+
+def test_choose_heads():
+    assert choose_heads(128) == 8
+    assert choose_heads(32) == 8
+    assert choose_heads(16) == 4
+    assert choose_heads(12) == 2
+    assert choose_heads(4) == 1
+
+
+def test_window_partition_round_trip():
+    x = torch.arange(2 * 16 * 24 * 3, dtype=torch.float32).view(2, 16, 24, 3)
+    windows = window_partition(x, 8)
+    assert windows.shape == (2 * 2 * 3, 64, 3)
+    assert torch.equal(windows[1, 0], x[0, 0, 8])  # second window of the first row
+    assert torch.equal(window_merge(windows, 8, 2, 16, 24), x)
+
+
+def test_mixformer_windows_are_local():
+    # Non-shifted windows: pixels well inside the first window ignore a change in another
+    # window (the depthwise conv reaches one pixel, the attention only its own window).
+    torch.manual_seed(0)
+    block = MixFormerBlock(32, window=8, heads=8).eval()
+    x = torch.randn(1, 32, 16, 16)
+    y = x.clone()
+    y[..., 8:, 8:] += 1.0
+    with torch.inference_mode():
+        a, b = block(x), block(y)
+    assert torch.allclose(a[..., :7, :7], b[..., :7, :7], atol=1e-6)
+    assert not torch.allclose(a[..., 8:, 8:], b[..., 8:, 8:])
+
+
+def test_mixformer_padding_is_masked(monkeypatch):
+    # 12 x 12 is padded to 16 x 16. Filling the padding with noise instead of zeros must not
+    # change any real pixel: padded keys are masked, pooled means skip them, the conv sees 0.
+    torch.manual_seed(0)
+    block = MixFormerBlock(32, window=8, heads=8).eval()
+    x = torch.randn(1, 32, 12, 12)
+    with torch.inference_mode():
+        clean = block(x)
+        original = mixformer.pad_to_multiple
+
+        def noisy_pad(t, multiple):
+            padded, ph, pw = original(t, multiple)
+            noise = torch.randn_like(padded) * 5.0
+            noise[..., : t.shape[-2], : t.shape[-1]] = 0.0
+            return padded + noise, ph, pw
+
+        monkeypatch.setattr(mixformer, "pad_to_multiple", noisy_pad)
+        noisy = block(x)
+    assert clean.shape == (1, 32, 12, 12)
+    assert torch.allclose(clean, noisy, atol=1e-5)
+
+
+def test_munet_size_not_a_multiple_of_the_window():
+    # 80 x 80: the 1/8 and 1/16 maps are 10 and 5 px, not multiples of the 8 px window.
+    model = _tiny("munet").eval()
+    assert 80 % model.size_multiple == 0
+    with torch.inference_mode():
+        y = model(torch.randn(1, 4, 80, 80))
+    assert y.shape == (1, 2, 80, 80)
+    assert torch.isfinite(y).all()
