@@ -25,8 +25,9 @@ Design decisions:
   channel pooling, so padding does not leak into the real pixels through attention.
 - ``heads`` is reduced (halved until it divides C/2 with at least 4 channels per head) when
   C/2 is too small for 8 heads, e.g. at tiny test widths; C/8 and C/16 are at least 1.
-- BatchNorm in the channel interaction sees one value per window and batch item, so training
-  needs batch x windows > 1 (true for 256 tiles: the 1/16 map has 2 x 2 windows).
+- BatchNorm in the channel interaction sees one value per window and batch item; when a
+  training batch holds a single window (batch 1, maps <= 8 px) it normalises with its running
+  statistics instead of failing (a 256 tile already has 2 x 2 windows at 1/16).
 """
 
 from __future__ import annotations
@@ -89,12 +90,9 @@ class MixingAttention(nn.Module):
         self.dwconv = nn.Sequential(
             nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.BatchNorm2d(dim), nn.GELU()
         )
-        self.channel_interaction = nn.Sequential(
-            nn.Conv2d(dim, max(1, dim // 8), 1),
-            nn.BatchNorm2d(max(1, dim // 8)),
-            nn.GELU(),
-            nn.Conv2d(max(1, dim // 8), half, 1),
-        )
+        self.channel_reduce = nn.Conv2d(dim, max(1, dim // 8), 1)
+        self.channel_norm = nn.BatchNorm2d(max(1, dim // 8))
+        self.channel_expand = nn.Conv2d(max(1, dim // 8), half, 1)
         self.projection = nn.Conv2d(dim, half, 1)
         self.conv_norm = nn.BatchNorm2d(half)
 
@@ -112,6 +110,26 @@ class MixingAttention(nn.Module):
         )
         self.attn_norm = nn.LayerNorm(half)
         self.proj = nn.Linear(dim, dim)
+
+    def channel_interaction(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Per-window pooled conv features (B, C, nH, nW) -> gate logits (B, C/2, nH, nW)."""
+        y = self.channel_reduce(pooled)
+        if self.training and y.shape[0] * y.shape[2] * y.shape[3] == 1:
+            # One window and batch 1: BatchNorm cannot estimate batch statistics from a single
+            # value, so use (without updating) the running ones instead of failing.
+            norm = self.channel_norm
+            y = F.batch_norm(
+                y,
+                norm.running_mean,
+                norm.running_var,
+                norm.weight,
+                norm.bias,
+                training=False,
+                eps=norm.eps,
+            )
+        else:
+            y = self.channel_norm(y)
+        return self.channel_expand(F.gelu(y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, _ = x.shape

@@ -336,3 +336,12 @@ def test_munet_size_not_a_multiple_of_the_window():
         y = model(torch.randn(1, 4, 80, 80))
     assert y.shape == (1, 2, 80, 80)
     assert torch.isfinite(y).all()
+
+
+def test_munet_trains_with_a_single_window_and_batch_one():
+    # 64 x 64, batch 1: the 1/16 map is 4 x 4, one (padded) window -> one value per channel
+    # in the channel interaction's BatchNorm.
+    model = _tiny("munet", heads=2).train()
+    out0, out1 = model(torch.randn(1, 4, 64, 64))
+    (out0.mean() + out1.mean()).backward()
+    assert torch.isfinite(model.enc4[1].attn.channel_reduce.weight.grad).all()
