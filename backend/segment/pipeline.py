@@ -1,0 +1,424 @@
+"""Strip-by-strip streaming segmentation: read a strip, tile it, infer, blend, emit finished rows.
+
+Memory is bounded by one tile row (``tile`` rows x raster width) of input, blending sums and
+output, independent of the raster height; no full-scene float array is ever held. While the
+model runs on tile row k, a reader thread already reads tile row k + 1 (GDAL releases the GIL).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.errors import Cancelled, UserError
+from backend.segment.blending import StripAccumulator, tile_weight
+from backend.segment.shoreline import ContourBuilder, build_shoreline
+from backend.segment.tiling import TileGrid
+from backend.segment.writers import (
+    MASK_NODATA,
+    WATER_COLOURS,
+    RasterRowWriter,
+    mask_from_probability,
+)
+
+L2A_OFFSET = -1000.0
+
+
+class ArrayReader:
+    """In-memory strip reader (tests, benchmarks): ``array`` (C, H, W), ``valid`` (H, W) bool."""
+
+    def __init__(self, array: np.ndarray, valid: np.ndarray | None = None):
+        self.array = array
+        self.valid = valid
+        self.height, self.width = array.shape[1:]
+
+    def read_strip(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = self.array[:, row0:row1]
+        if self.valid is None:
+            valid = np.ones(raw.shape[1:], bool)
+        else:
+            valid = self.valid[row0:row1].copy()
+        if raw.dtype.kind == "f":
+            valid &= np.all(np.isfinite(raw), axis=0)
+        return raw, valid
+
+
+@dataclass
+class RowBlock:
+    """Finished rows ``[row0, row0 + h)``: ``prob`` float32 (h, W) (NaN = nodata / no
+    prediction) and ``valid`` bool (h, W)."""
+
+    row0: int
+    prob: np.ndarray
+    valid: np.ndarray
+
+
+def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> None:
+    """Replace nodata pixels of normalised input x (C, h, W) by the band means of the valid
+    pixels, in place, so nodata does not look like dark water to the model."""
+    if valid.all():
+        return
+    inv = ~valid
+    for c in range(x.shape[0]):
+        band = x[c]
+        band[inv] = float(band[valid].mean()) if valid.any() else 0.0
+
+
+def iter_probability_rows(
+    reader,
+    predictor: Callable[[np.ndarray], np.ndarray],
+    normalise: Callable[[np.ndarray], np.ndarray],
+    *,
+    tile: int = 256,
+    overlap: float = 0.25,
+    cancelled: Callable[[], bool] | None = None,
+    on_tiles: Callable[[int, int], None] | None = None,
+    prefetch: bool = True,
+) -> Iterator[RowBlock]:
+    """Stream blended water probabilities of the raster behind ``reader`` top to bottom.
+
+    ``reader.read_strip(row0, row1)`` -> (raw (C, h, W), valid (h, W) bool);
+    ``normalise(raw)`` -> float32 (C, h, W); ``predictor(tiles (N, C, T, T))`` -> (N, T, T)
+    probabilities. Tiles whose pixels are all nodata are skipped. ``on_tiles(done, total)``
+    reports progress; ``cancelled()`` returning True raises ``Cancelled`` between batches.
+    """
+    height, width = reader.height, reader.width
+    grid = TileGrid(height, width, tile, overlap)
+    ys, xs = grid.ys, grid.xs
+    total, done = grid.count, 0
+    acc = StripAccumulator(tile, max(width, tile))
+    batch_size = int(getattr(predictor, "batch_size", 8))
+    pool = (
+        ThreadPoolExecutor(max_workers=1, thread_name_prefix="waterseg-read") if prefetch else None
+    )
+
+    def read(k: int):
+        y = ys[k]
+        return reader.read_strip(y, min(y + tile, height))
+
+    def check() -> None:
+        if cancelled is not None and cancelled():
+            raise Cancelled()
+
+    try:
+        pending = pool.submit(read, 0) if pool else None
+        for k, y in enumerate(ys):
+            check()
+            raw, valid = pending.result() if pool else read(k)
+            if pool and k + 1 < len(ys):
+                pending = pool.submit(read, k + 1)
+            h = raw.shape[1]
+            if valid.any():
+                x = normalise(raw)
+                _fill_invalid(x, valid)
+                if h < tile or width < tile:
+                    x = np.pad(
+                        x, ((0, 0), (0, tile - h), (0, max(0, tile - width))), mode="symmetric"
+                    )
+                todo = [x0 for x0 in xs if valid[:, x0 : x0 + tile].any()]
+                for b in range(0, len(todo), batch_size):
+                    check()
+                    chunk = todo[b : b + batch_size]
+                    batch = np.stack([x[:, :, x0 : x0 + tile] for x0 in chunk])
+                    probs = predictor(batch)
+                    for x0, p in zip(chunk, probs, strict=True):
+                        w = tile_weight(
+                            tile, overlap, y == 0, y + tile >= height, x0 == 0, x0 + tile >= width
+                        )
+                        acc.add(p, w, y, x0)
+                    done += len(chunk)
+                    if on_tiles:
+                        on_tiles(done, total)
+                done += len(xs) - len(todo)
+            else:
+                done += len(xs)
+            if on_tiles:
+                on_tiles(done, total)
+            end = ys[k + 1] if k + 1 < len(ys) else height
+            n = end - y
+            prob = acc.emit(n)[:, :width]
+            rows_valid = valid[:n]
+            prob[~rows_valid] = np.nan
+            yield RowBlock(y, prob, rows_valid)
+    finally:
+        if pool:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def predict_array(
+    array: np.ndarray,
+    model,
+    *,
+    tile: int = 256,
+    overlap: float = 0.25,
+    valid: np.ndarray | None = None,
+    device: str = "cpu",
+    batch_size: int = 4,
+) -> np.ndarray:
+    """Whole-array convenience (tests, benchmarks): float input (C, H, W), already normalised ->
+    blended probability float32 (H, W), NaN at nodata."""
+    from backend.segment.inference import TilePredictor
+
+    predictor = TilePredictor(model, device, batch_size)
+    out = np.empty(array.shape[1:], np.float32)
+    for block in iter_probability_rows(
+        ArrayReader(array, valid),
+        predictor,
+        lambda raw: raw.astype(np.float32, copy=True),
+        tile=tile,
+        overlap=overlap,
+    ):
+        out[block.row0 : block.row0 + block.prob.shape[0]] = block.prob
+    return out
+
+
+@dataclass
+class SegmentOptions:
+    """What the segment command should produce (see docs/segment.md for the defaults)."""
+
+    overlap: float = 0.25
+    threshold: float = 0.5
+    probability: bool = False
+    shoreline: str = "gpkg"  # gpkg | shp | both | none
+    min_length: float = 0.0  # metres
+    smooth: int = 0  # Chaikin iterations
+    simplify: float = 0.0  # map units
+    polygons: bool = False
+    quicklook: bool = False
+    l2a_offset: bool = False
+    overwrite: bool = False
+
+
+@dataclass
+class OutputPlan:
+    """Final output paths of one input, by kind (mask, probability, shoreline_gpkg, ...)."""
+
+    stem: str
+    out_dir: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @classmethod
+    def for_input(cls, input_path: Path, out_dir: Path, opts: SegmentOptions) -> OutputPlan:
+        stem = input_path.stem
+        plan = cls(stem, out_dir)
+        plan.paths["mask"] = out_dir / f"{stem}_water.tif"
+        if opts.probability:
+            plan.paths["probability"] = out_dir / f"{stem}_probability.tif"
+        if opts.shoreline in ("gpkg", "both"):
+            plan.paths["shoreline_gpkg"] = out_dir / f"{stem}_shoreline.gpkg"
+        if opts.shoreline in ("shp", "both"):
+            plan.paths["shoreline_shp"] = out_dir / f"{stem}_shoreline.shp"
+        if opts.polygons:
+            plan.paths["polygons_gpkg"] = out_dir / f"{stem}_water_polygons.gpkg"
+        if opts.quicklook:
+            plan.paths["quicklook"] = out_dir / f"{stem}_quicklook.png"
+        return plan
+
+    def existing(self) -> list[Path]:
+        return [p for p in self.paths.values() if p.exists()]
+
+
+class Staging:
+    """A hidden temporary folder in the output folder; ``commit()`` renames its files into
+    place, ``discard()`` (on error or cancel) removes everything."""
+
+    def __init__(self, out_dir: Path, stem: str):
+        self.dir = Path(tempfile.mkdtemp(prefix=f".waterseg-{stem}-", dir=out_dir))
+        self.out_dir = out_dir
+
+    def path(self, final: Path) -> Path:
+        return self.dir / final.name
+
+    def commit(self) -> None:
+        for f in sorted(self.dir.iterdir()):
+            os.replace(f, self.out_dir / f.name)
+        self.dir.rmdir()
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def segment_source(
+    source,
+    predictor,
+    spec,
+    opts: SegmentOptions,
+    plan: OutputPlan,
+    reporter,
+    *,
+    index: int = 0,
+    count: int = 1,
+    model_name: str = "",
+    cancelled: Callable[[], bool] | None = None,
+) -> dict[str, Any]:
+    """Segment one opened ``RasterSource`` into the files of ``plan``, atomically.
+
+    Returns the ``done`` event fields. On any error or cancel no file of this input remains.
+    """
+    t0 = time.monotonic()
+    georef = source.georef
+    device = getattr(predictor, "device", "cpu")
+    tile = int(spec.tile_size)
+    grid = TileGrid(georef.height, georef.width, tile, opts.overlap)
+    reporter.event(
+        "start",
+        input=str(source.path),
+        index=index,
+        count=count,
+        device=device,
+        model=model_name,
+        width=georef.width,
+        height=georef.height,
+        tiles=grid.count,
+    )
+    reporter.log(
+        f"{source.path.name}: bands {source.indexes} ({source.mapping.rule}), device {device}"
+    )
+    extra = L2A_OFFSET if opts.l2a_offset else 0.0
+
+    def on_tiles(done: int, total: int) -> None:
+        reporter.progress(
+            force=done == total,
+            input=str(source.path),
+            stage="infer",
+            fraction=round(done / max(total, 1), 4),
+            tiles_done=done,
+            tiles_total=total,
+            elapsed_s=round(time.monotonic() - t0, 3),
+            device=device,
+        )
+
+    staging = Staging(plan.out_dir, plan.stem)
+    writers: list[RasterRowWriter] = []
+    try:
+        mask_w = RasterRowWriter(staging.path(plan.paths["mask"]), georef, "uint8", MASK_NODATA)
+        writers.append(mask_w)
+        mask_w.set_colormap(WATER_COLOURS)
+        mask_w.set_description("water (1) / land (0) / nodata (255)")
+        prob_w = None
+        if "probability" in plan.paths:
+            prob_w = RasterRowWriter(
+                staging.path(plan.paths["probability"]), georef, "float32", float("nan")
+            )
+            writers.append(prob_w)
+            prob_w.set_description("water probability")
+        contours = (
+            ContourBuilder(georef.width, opts.threshold) if opts.shoreline != "none" else None
+        )
+        valid_pixels = 0
+        for block in iter_probability_rows(
+            source,
+            predictor,
+            lambda raw: spec.normalise(raw, extra_offset=extra),
+            tile=tile,
+            overlap=opts.overlap,
+            cancelled=cancelled,
+            on_tiles=on_tiles,
+        ):
+            valid_pixels += int(block.valid.sum())
+            mask_w.write(block.row0, mask_from_probability(block.prob, block.valid, opts.threshold))
+            if prob_w is not None:
+                prob_w.write(block.row0, block.prob)
+            if contours is not None:
+                contours.add_rows(block.row0, block.prob)
+        for w in writers:
+            w.close()
+        if valid_pixels == 0:
+            raise UserError(
+                f"{source.path} has no valid pixels (every pixel is nodata, masked or NaN); "
+                "check the raster's nodata value or pass another raster"
+            )
+
+        n_lines = 0
+        lines: list[np.ndarray] = []
+        if contours is not None:
+            reporter.progress(
+                force=True,
+                input=str(source.path),
+                stage="shoreline",
+                fraction=0.0,
+                tiles_done=grid.count,
+                tiles_total=grid.count,
+                elapsed_s=round(time.monotonic() - t0, 3),
+                device=device,
+            )
+            shore = build_shoreline(
+                contours.lines(),
+                georef,
+                min_length_m=opts.min_length,
+                smooth=opts.smooth,
+                simplify_tolerance=opts.simplify,
+            )
+            lines = shore.lines
+            n_lines = len(lines)
+            from backend.segment.writers import write_lines
+
+            src_name = str(source.path)
+            for kind, driver in (("shoreline_gpkg", "GPKG"), ("shoreline_shp", "ESRI Shapefile")):
+                if kind in plan.paths:
+                    if cancelled is not None and cancelled():
+                        raise Cancelled()
+                    write_lines(
+                        staging.path(plan.paths[kind]),
+                        driver,
+                        lines,
+                        shore.lengths_m,
+                        georef,
+                        src_name,
+                    )
+        reporter.progress(
+            force=True,
+            input=str(source.path),
+            stage="write",
+            fraction=1.0,
+            tiles_done=grid.count,
+            tiles_total=grid.count,
+            elapsed_s=round(time.monotonic() - t0, 3),
+            device=device,
+        )
+        if "polygons_gpkg" in plan.paths:
+            from backend.segment.writers import polygonize_water
+
+            polygonize_water(
+                staging.path(plan.paths["mask"]),
+                staging.path(plan.paths["polygons_gpkg"]),
+                str(source.path),
+            )
+        if "quicklook" in plan.paths:
+            from backend.segment.quicklook import write_quicklook
+
+            write_quicklook(
+                source,
+                staging.path(plan.paths["mask"]),
+                lines,
+                staging.path(plan.paths["quicklook"]),
+            )
+        if cancelled is not None and cancelled():
+            raise Cancelled()
+        staging.commit()
+    except BaseException:
+        for w in writers:
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - already failing; cleanup must continue
+                pass
+        staging.discard()
+        raise
+    for kind, path in plan.paths.items():
+        reporter.event("output", input=str(source.path), kind=kind, path=str(path))
+    elapsed = round(time.monotonic() - t0, 3)
+    return {
+        "input": str(source.path),
+        "outputs": {k: str(p) for k, p in plan.paths.items()},
+        "elapsed_s": elapsed,
+        "shoreline_features": n_lines,
+    }
