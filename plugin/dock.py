@@ -1,0 +1,534 @@
+"""The "WaterSeg" dock: layout from dock.ui, behaviour here.
+
+The dock collects a SegmentRequest, validates it (nothing starts on a mistake; the reason is
+shown in the dock's message bar), queues a SegmentTask in QGIS's task manager and follows
+its progress. Backend queries (``info --json``, ``model-info --json``) run as QProcess so
+QGIS never waits for torch to import.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsMapLayerProxyModel,
+    QgsProject,
+    QgsRasterLayer,
+    QgsSettings,
+)
+from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMessageBar, QgsRasterBandComboBox
+from qgis.PyQt import uic
+from qgis.PyQt.QtCore import QProcess, QProcessEnvironment
+from qgis.PyQt.QtWidgets import QFileDialog, QLabel, QSizePolicy
+
+from .backend_process import (
+    PLUGIN_ROOT,
+    SETTINGS_KEY,
+    backend_env,
+    error_line,
+    find_interpreter,
+    parse_json_object,
+)
+from .layers import (
+    EXPORT_MAX_PIXELS,
+    EXPORT_WARN_PIXELS,
+    export_extent,
+    export_raster_extent,
+    export_shoreline,
+    layer_band_names,
+    local_raster_path,
+    safe_stem,
+)
+from .request import DEFAULT_BANDS, DEVICES, SegmentRequest, guess_band_mapping
+from .task import SegmentTask, log
+
+FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).with_name("dock.ui")))
+DEFAULT_MODEL = PLUGIN_ROOT / "resources" / "models" / "waterseg-default.pt"
+RECENT_MODELS_KEY = "waterseg/recent_models"
+OUT_DIR_KEY = "waterseg/out_dir"
+
+
+def default_out_dir() -> str:
+    """A "waterseg" folder next to the project file, or a temporary one for unsaved projects."""
+    project_dir = QgsProject.instance().absolutePath()
+    if project_dir:
+        return str(Path(project_dir) / "waterseg")
+    return str(Path(tempfile.gettempdir()) / "waterseg")
+
+
+def check_writable(folder: str) -> str | None:
+    """None when ``folder`` exists (or can be made) and accepts files; else the reason."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".waterseg-write-test"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
+def summarize_model(info: dict) -> str:
+    """One line about a checkpoint from ``model-info --json``."""
+    arch = info.get("arch", "?")
+    width = info.get("width")
+    bands = " ".join(info.get("bands") or [])
+    parts = [f"{arch}" + (f" ({width})" if width not in (None, "") else "")]
+    parts.append(f"bands {bands}")
+    metrics = info.get("metrics") or {}
+    flat = metrics
+    for split in ("test", "val"):
+        if isinstance(metrics.get(split), dict):
+            flat = {**metrics[split], "split": split}
+            break
+    shown = [
+        f"{k} {flat[k]:.3f}"
+        for k in ("iou_mean", "f1_water", "accuracy")
+        if isinstance(flat.get(k), int | float)
+    ]
+    if shown:
+        parts.append((f"{flat['split']} " if "split" in flat else "") + ", ".join(shown))
+    if info.get("parameters"):
+        parts.append(f"{int(info['parameters']) / 1e6:.2f} M parameters")
+    return " · ".join(parts)
+
+
+class WaterSegDock(QgsDockWidget, FORM_CLASS):
+    """The WaterSeg dock widget (see the module docstring)."""
+
+    def __init__(self, iface, parent=None):
+        super().__init__(parent)
+        self.setupUi(self)
+        self.setObjectName("WaterSegDock")
+        self.iface = iface
+        self.tasks: list[SegmentTask] = []
+        self.model_bands: list[str] = list(DEFAULT_BANDS)
+        self.model_info: dict | None = None
+        self.backend_info: dict | None = None
+        self.band_combos: list[QgsRasterBandComboBox] = []
+        self._processes: dict[str, QProcess] = {}
+        self._shown_once = False
+
+        self.message_bar = QgsMessageBar(self)
+        self.message_bar.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Fixed)
+        self.messageBarLayout.addWidget(self.message_bar)
+
+        self.layerCombo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layerCombo.setAllowEmptyLayer(True)
+        self.layerCombo.layerChanged.connect(self._on_layer_changed)
+        self.shorelineCombo.setFilters(QgsMapLayerProxyModel.LineLayer)
+        self.shorelineCombo.setAllowEmptyLayer(True)
+
+        for dev in DEVICES:
+            self.deviceCombo.addItem(dev, dev)
+
+        settings = QgsSettings()
+        self.outDirWidget.setStorageMode(QgsFileWidget.GetDirectory)
+        self.outDirWidget.setFilePath(settings.value(OUT_DIR_KEY, "", type=str))
+        self.outDirWidget.lineEdit().setPlaceholderText(
+            "next to the project, or a temporary folder"
+        )
+        self.outDirWidget.fileChanged.connect(lambda p: QgsSettings().setValue(OUT_DIR_KEY, p))
+        self.pythonWidget.setStorageMode(QgsFileWidget.GetFile)
+        self.pythonWidget.setFilePath(settings.value(SETTINGS_KEY, "", type=str))
+        self.pythonWidget.lineEdit().setPlaceholderText("found automatically")
+        self.pythonWidget.fileChanged.connect(
+            lambda p: QgsSettings().setValue(SETTINGS_KEY, p.strip())
+        )
+
+        self.modelCombo.addItem("Bundled default model", str(DEFAULT_MODEL))
+        for path in settings.value(RECENT_MODELS_KEY, [], type=list) or []:
+            if path and Path(path).is_file():
+                self.modelCombo.addItem(Path(path).name, path)
+        self.modelCombo.currentIndexChanged.connect(lambda _i: self.refresh_model_info())
+        self.browseModelButton.clicked.connect(self._browse_model)
+
+        self.runButton.clicked.connect(self.start_run)
+        self.cancelButton.clicked.connect(self.cancel_runs)
+        self.checkButton.clicked.connect(self.check_backend)
+        self.exportButton.clicked.connect(self._export_clicked)
+        self.backendGroup.setCollapsed(True)
+
+        self._rebuild_band_rows()
+        self._on_layer_changed(self.layerCombo.currentLayer())
+
+    # ---- messages -------------------------------------------------------------------------
+
+    def show_message(self, text: str, level=Qgis.Warning, duration: int = 0) -> None:
+        """Show ``text`` in the dock's message bar (and the log)."""
+        self.message_bar.clearWidgets()
+        self.message_bar.pushMessage("WaterSeg", text, level, duration)
+        self.statusLabel.setText(text)
+        log(text, level)
+
+    def last_message(self) -> str:
+        item = self.message_bar.currentItem()
+        return item.text() if item is not None else ""
+
+    # ---- model and bands ------------------------------------------------------------------
+
+    def model_path(self) -> str:
+        return self.modelCombo.currentData() or str(DEFAULT_MODEL)
+
+    def set_model_path(self, path: str) -> None:
+        """Select (adding if needed) a checkpoint in the model picker and read its info."""
+        idx = self.modelCombo.findData(path)
+        if idx < 0:
+            self.modelCombo.addItem(Path(path).name, path)
+            idx = self.modelCombo.count() - 1
+            recent = [
+                p for p in QgsSettings().value(RECENT_MODELS_KEY, [], type=list) or [] if p != path
+            ]
+            QgsSettings().setValue(RECENT_MODELS_KEY, ([path] + recent)[:8])
+        if idx == self.modelCombo.currentIndex():
+            self.refresh_model_info()
+        else:
+            self.modelCombo.setCurrentIndex(idx)
+
+    def _browse_model(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Choose a WaterSeg model", str(Path.home()), "WaterSeg checkpoint (*.pt)"
+        )
+        if path:
+            self.set_model_path(path)
+
+    def refresh_model_info(self) -> None:
+        """Ask the backend (``model-info --json``) about the selected checkpoint."""
+        path = self.model_path()
+        self.model_info = None
+        if not Path(path).is_file():
+            self.modelInfoLabel.setText(
+                f"Model file missing: {path}"
+                + (" (the bundled model is not installed)" if path == str(DEFAULT_MODEL) else "")
+            )
+            return
+        interp = find_interpreter(self.pythonWidget.filePath())
+        if not interp.ok:
+            self.modelInfoLabel.setText(f"Cannot read the model: {interp.problem}")
+            return
+        self.modelInfoLabel.setText("Reading the model…")
+        self._run_json("model", interp.path, ["model-info", path, "--json"], self._on_model_info)
+
+    def _on_model_info(self, info: dict | None, error: str) -> None:
+        if info is None:
+            self.modelInfoLabel.setText(f"Cannot read the model: {error}")
+            return
+        self.model_info = info
+        self.modelInfoLabel.setText(summarize_model(info))
+        bands = [str(b) for b in info.get("bands") or DEFAULT_BANDS]
+        if bands != self.model_bands:
+            self.model_bands = bands
+            self._rebuild_band_rows()
+        self._fill_band_mapping()
+
+    def _rebuild_band_rows(self) -> None:
+        while self.bandsForm.rowCount():
+            self.bandsForm.removeRow(0)
+        self.band_combos = []
+        for name in self.model_bands:
+            combo = QgsRasterBandComboBox()
+            combo.setLayer(self.layerCombo.currentLayer())
+            self.bandsForm.addRow(QLabel(name), combo)
+            self.band_combos.append(combo)
+        self._fill_band_mapping()
+
+    def _fill_band_mapping(self) -> None:
+        layer = self.layerCombo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer):
+            return
+        mapping = guess_band_mapping(self.model_bands, layer_band_names(layer))
+        for combo, band in zip(self.band_combos, mapping, strict=False):
+            combo.setBand(band if band <= layer.bandCount() else -1)
+
+    def _on_layer_changed(self, layer) -> None:
+        for combo in self.band_combos:
+            combo.setLayer(layer)
+        self._fill_band_mapping()
+
+    def band_mapping(self) -> list[int]:
+        return [combo.currentBand() for combo in self.band_combos]
+
+    # ---- backend diagnostics ----------------------------------------------------------------
+
+    def check_backend(self) -> None:
+        """Report interpreter, torch, CUDA and device; say how to fix a missing backend."""
+        self.backendGroup.setCollapsed(False)
+        interp = find_interpreter(self.pythonWidget.filePath())
+        if not interp.ok:
+            self.diagnosticsText.setPlainText(f"Backend missing.\n{interp.problem}")
+            self.show_message(f"Backend missing: {interp.problem}", Qgis.Warning)
+            return
+        self.diagnosticsText.setPlainText(
+            f"Python: {interp.path} ({interp.source})\nChecking torch…"
+        )
+        self._run_json(
+            "info",
+            interp.path,
+            ["info", "--json"],
+            lambda info, err: self._on_info(interp, info, err),
+        )
+
+    def _on_info(self, interp, info: dict | None, error: str) -> None:
+        if info is None:
+            text = (
+                f"Python: {interp.path} ({interp.source})\nThe backend does not start: {error}\n"
+                f"Fix: run 'make setup' in {PLUGIN_ROOT}, or choose another Python above."
+            )
+            self.diagnosticsText.setPlainText(text)
+            return
+        self.backend_info = info
+        cuda = info.get("cuda_available")
+        devices = ", ".join(str(d) for d in info.get("cuda_devices") or []) or "none"
+        lines = [
+            f"Python: {info.get('python', interp.path)} ({interp.source}), Python {info.get('python_version', '?')}",
+            f"torch: {info.get('torch', 'not installed')}",
+            f"CUDA: {'available (' + devices + ')' if cuda else 'not available'}",
+            f"Device used by 'auto': {info.get('device', '?')}",
+            f"Default model: {'ok' if info.get('default_model_ok') else 'missing or corrupt'}",
+        ]
+        if not info.get("torch"):
+            lines.append(f"Fix: run 'make setup' in {PLUGIN_ROOT}")
+        self.diagnosticsText.setPlainText("\n".join(lines))
+        self.deviceCombo.setItemText(0, f"auto ({info.get('device', '?')})")
+        self.deviceCombo.setItemText(2, "cuda" if cuda else "cuda (not available)")
+
+    def _run_json(self, purpose: str, python: str, args: list[str], callback) -> None:
+        old = self._processes.pop(purpose, None)
+        if old is not None:
+            old.finished.disconnect()
+            old.kill()
+            old.waitForFinished(2000)
+        proc = QProcess(self)
+        env = QProcessEnvironment()
+        for k, v in backend_env().items():
+            env.insert(k, v)
+        proc.setProcessEnvironment(env)
+        proc.setWorkingDirectory(str(PLUGIN_ROOT))
+        proc.setProgram(python)
+        proc.setArguments(["-m", "backend", *args])
+
+        def done(code, _status, proc=proc):
+            out = bytes(proc.readAllStandardOutput()).decode("utf-8", "replace")
+            err = bytes(proc.readAllStandardError()).decode("utf-8", "replace")
+            if self._processes.get(purpose) is proc:
+                del self._processes[purpose]
+            proc.deleteLater()
+            if code != 0:
+                callback(None, error_line(err) or f"exit code {code}")
+                return
+            try:
+                callback(parse_json_object(out), "")
+            except RuntimeError as exc:
+                callback(None, str(exc))
+
+        proc.finished.connect(done)
+        self._processes[purpose] = proc
+        proc.start()
+
+    def busy_queries(self) -> bool:
+        return bool(self._processes)
+
+    # ---- run ----------------------------------------------------------------------------------
+
+    def build_request(self) -> tuple[SegmentRequest, object] | None:
+        """Validate the dock; returns (request, export job or None), or None after showing why."""
+        layer = self.layerCombo.currentLayer()
+        if not isinstance(layer, QgsRasterLayer) or not layer.isValid():
+            self.show_message(
+                "Choose a raster layer to segment (add a satellite image to the project first)."
+            )
+            return None
+        need = len(self.model_bands)
+        if layer.bandCount() < need:
+            self.show_message(
+                f"Layer '{layer.name()}' has {layer.bandCount()} band(s) but the model needs {need} "
+                f"({', '.join(self.model_bands)}): choose a multispectral image."
+            )
+            return None
+        bands = self.band_mapping()
+        if any(b < 1 or b > layer.bandCount() for b in bands):
+            self.show_message("Map every model band to a band of the layer (Band mapping).")
+            return None
+        model = self.model_path()
+        if not Path(model).is_file():
+            self.show_message(
+                f"Model file not found: {model}. Browse to a WaterSeg checkpoint (.pt)."
+            )
+            return None
+        out_dir = self.outDirWidget.filePath().strip() or default_out_dir()
+        problem = check_writable(out_dir)
+        if problem:
+            self.show_message(
+                f"Cannot write to the output folder {out_dir} ({problem}): choose another folder."
+            )
+            return None
+        interp = find_interpreter(self.pythonWidget.filePath())
+        if not interp.ok:
+            self.show_message(f"Backend missing: {interp.problem}")
+            return None
+
+        export_job = None
+        path = local_raster_path(layer)
+        temporary = path is None
+        if temporary:
+            canvas = self.iface.mapCanvas() if self.iface is not None else None
+            extent, cols, rows = export_extent(
+                layer,
+                canvas.extent() if canvas else None,
+                canvas.mapSettings().destinationCrs() if canvas else None,
+                canvas.mapUnitsPerPixel() if canvas else None,
+            )
+            pixels = cols * rows
+            if pixels > EXPORT_MAX_PIXELS:
+                self.show_message(
+                    f"Layer '{layer.name()}' is not a local file and its visible part is {cols} x {rows} px, "
+                    "too large to export: zoom in, or save the layer as GeoTIFF (Export > Save As) first."
+                )
+                return None
+            if pixels > EXPORT_WARN_PIXELS:
+                self.show_message(
+                    f"Exporting {cols} x {rows} px of '{layer.name()}' to a temporary GeoTIFF; this may take a while.",
+                    Qgis.Warning,
+                    10,
+                )
+            path = str(
+                Path(tempfile.mkdtemp(prefix="waterseg-export-")) / f"{safe_stem(layer.name())}.tif"
+            )
+            provider = layer.dataProvider().clone()
+            crs = layer.crs()
+            context = QgsProject.instance().transformContext()
+
+            def export_job(
+                provider=provider, crs=crs, path=path, extent=extent, cols=cols, rows=rows
+            ):
+                export_raster_extent(provider, crs, path, extent, cols, rows, context)
+
+        request = SegmentRequest(
+            layer_id=layer.id(),
+            layer_name=layer.name(),
+            input_path=path,
+            out_dir=out_dir,
+            bands=bands,
+            model_path=None if model == str(DEFAULT_MODEL) else model,
+            device=self.deviceCombo.currentData(),
+            overlap=self.overlapSpin.value(),
+            threshold=self.thresholdSpin.value(),
+            min_length=self.minLengthSpin.value(),
+            smooth=self.smoothSpin.value(),
+            python=interp.path,
+            temporary_input=temporary,
+        )
+        busy = {str(t.request.expected_outputs()["mask"]) for t in self.active_tasks()}
+        if str(request.expected_outputs()["mask"]) in busy:
+            self.show_message(
+                f"'{layer.name()}' is already being segmented into {out_dir}; wait or cancel it."
+            )
+            return None
+        return request, export_job
+
+    def start_run(self) -> SegmentTask | None:
+        """Validate, then queue a SegmentTask. Returns the task, or None when nothing started."""
+        built = self.build_request()
+        if built is None:
+            return None
+        request, export_job = built
+        task = SegmentTask(request, self.iface)
+        task.export_job = export_job
+        task.progressChanged.connect(lambda p: self.progressBar.setValue(int(p)))
+        task.status.connect(self.statusLabel.setText)
+        task.completed.connect(self._on_task_completed)
+        task.taskTerminated.connect(lambda: self._update_buttons())
+        self.tasks.append(task)
+        self.progressBar.setValue(0)
+        self.statusLabel.setText(f"queued: {request.layer_name}")
+        log(
+            f"queued segmentation of {request.layer_name} with {request.python}: "
+            f"{' '.join(request.backend_args())}"
+        )
+        QgsApplication.taskManager().addTask(task)
+        self._update_buttons()
+        return task
+
+    def active_tasks(self) -> list[SegmentTask]:
+        alive = []
+        for t in self.tasks:
+            try:
+                if t.status() not in (t.Complete, t.Terminated):
+                    alive.append(t)
+            except RuntimeError:  # C++ object already deleted
+                pass
+        self.tasks = alive
+        return list(alive)
+
+    def cancel_runs(self) -> None:
+        """Cancel every WaterSeg run started from this dock (running or queued)."""
+        for task in self.active_tasks():
+            task.cancel()
+        self.statusLabel.setText("cancelling…")
+
+    def _on_task_completed(self, task, result, mask_layer, shoreline_layer) -> None:
+        if shoreline_layer is not None:
+            self.shorelineCombo.setLayer(shoreline_layer)
+        if result.ok:
+            self.progressBar.setValue(100)
+            self.statusLabel.setText(f"done: {task.request.layer_name} ({result.elapsed_s:.1f} s)")
+        elif result.cancelled:
+            self.progressBar.setValue(0)
+            self.statusLabel.setText("cancelled")
+        else:
+            self.statusLabel.setText(f"failed: {result.error}")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        busy = bool(self.active_tasks())
+        self.cancelButton.setEnabled(busy)
+
+    # ---- export ---------------------------------------------------------------------------------
+
+    def _export_clicked(self) -> None:
+        layer = self.shorelineCombo.currentLayer()
+        if layer is None:
+            self.show_message("No shoreline layer to export: run 'Segment water' first.")
+            return
+        start = str(
+            Path(self.outDirWidget.filePath() or default_out_dir())
+            / f"{safe_stem(layer.name())}.shp"
+        )
+        path, chosen = QFileDialog.getSaveFileName(
+            self, "Export shoreline", start, "ESRI Shapefile (*.shp);;GeoPackage (*.gpkg)"
+        )
+        if not path:
+            return
+        if "gpkg" in chosen and not path.lower().endswith(".gpkg"):
+            path += ".gpkg"
+        self.export_shoreline_to(layer, path)
+
+    def export_shoreline_to(self, layer, path: str) -> str | None:
+        try:
+            written = export_shoreline(layer, path)
+        except RuntimeError as exc:
+            self.show_message(f"Export failed: {exc}", Qgis.Critical)
+            return None
+        self.show_message(f"Shoreline saved to {written}", Qgis.Success, 5)
+        return written
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def showEvent(self, event):  # noqa: N802 (Qt)
+        super().showEvent(event)
+        if not self._shown_once:
+            self._shown_once = True
+            self.refresh_model_info()
+
+    def shutdown(self) -> None:
+        """Stop helper processes and cancel runs (plugin unload)."""
+        for proc in list(self._processes.values()):
+            proc.finished.disconnect()
+            proc.kill()
+            proc.waitForFinished(2000)
+        self._processes.clear()
+        for task in self.active_tasks():
+            task.cancel()

@@ -1,0 +1,28 @@
+"""The "WaterSeg" Processing provider (batch dialog, graphical modeller, qgis_process)."""
+
+from __future__ import annotations
+
+from qgis.core import QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithm import SegmentWaterAlgorithm
+from .backend_process import PLUGIN_ROOT
+
+
+class WaterSegProvider(QgsProcessingProvider):
+    """Holds the "Segment water" algorithm."""
+
+    def id(self) -> str:
+        return "waterseg"
+
+    def name(self) -> str:
+        return "WaterSeg"
+
+    def longName(self) -> str:  # noqa: N802 (QGIS API)
+        return "WaterSeg: water-land segmentation and shoreline extraction"
+
+    def icon(self) -> QIcon:
+        return QIcon(str(PLUGIN_ROOT / "resources" / "icons" / "waterseg.svg"))
+
+    def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
+        self.addAlgorithm(SegmentWaterAlgorithm())

@@ -1,0 +1,143 @@
+"""The background run of "Segment water": a thin QgsTask around the backend subprocess.
+
+``run()`` (worker thread) waits its turn (one backend run at a time, so queued runs don't
+fight over the GPU), starts ``python -m backend segment ... --progress json``, turns JSON
+progress into ``setProgress``, and stops the process promptly when the task is cancelled.
+``finished()`` (main thread) adds the styled layers or shows one readable error.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from qgis.core import Qgis, QgsMessageLog, QgsTask
+from qgis.PyQt.QtCore import pyqtSignal
+
+from .backend_process import BackendRun, RunResult, backend_command
+from .layers import add_results
+from .request import SegmentRequest
+
+LOG_TAG = "WaterSeg"
+_one_at_a_time = threading.Lock()
+
+
+def log(message: str, level=Qgis.Info) -> None:
+    """Write to the "WaterSeg" tab of the QGIS log."""
+    QgsMessageLog.logMessage(message, LOG_TAG, level)
+
+
+class SegmentTask(QgsTask):
+    """Runs one SegmentRequest. ``status`` carries a short line for the dock."""
+
+    status = pyqtSignal(str)
+    # Emitted on the main thread after finished(): (task, result, mask layer, shoreline layer)
+    completed = pyqtSignal(object, object, object, object)
+
+    def __init__(self, request: SegmentRequest, iface=None, grace_s: float = 5.0):
+        super().__init__(f"WaterSeg: segment water in {request.layer_name}", QgsTask.CanCancel)
+        self.request = request
+        self.iface = iface
+        self.grace_s = grace_s
+        self.result = RunResult()
+        self.backend: BackendRun | None = None
+        self.mask_layer = None
+        self.shoreline_layer = None
+        self.export_job = None  # callable(feedback) -> None, exports a non-file layer first
+
+    def run(self) -> bool:
+        # Wait for the previous WaterSeg run (still cancellable while waiting).
+        self.status.emit("waiting for the previous WaterSeg run")
+        while not _one_at_a_time.acquire(timeout=0.2):
+            if self.isCanceled():
+                self.result.cancelled = True
+                return False
+        try:
+            if self.export_job is not None and not self.isCanceled():
+                self.status.emit("exporting the layer to a temporary GeoTIFF")
+                try:
+                    self.export_job()
+                except Exception as exc:  # noqa: BLE001 - reported in finished()
+                    self.result.error = str(exc)
+                    return False
+            if self.isCanceled():
+                self.result.cancelled = True
+                return False
+            argv = backend_command(self.request.python, *self.request.backend_args())
+            self.status.emit("starting the backend")
+            self.backend = BackendRun(argv)
+            self.result = self.backend.run(
+                on_event=self._on_event, is_canceled=self.isCanceled, grace_s=self.grace_s
+            )
+            return self.result.ok
+        finally:
+            _one_at_a_time.release()
+
+    def _on_event(self, event: dict) -> None:
+        kind = event.get("event")
+        if kind == "start":
+            self.status.emit(
+                f"running on {event.get('device', '?')}: {event.get('tiles', '?')} tiles"
+            )
+        elif kind == "progress":
+            frac = float(event.get("fraction", 0.0))
+            stage = event.get("stage", "")
+            # inference is most of the work; shoreline and writing share the rest
+            base, span = {
+                "infer": (0.0, 85.0),
+                "shoreline": (85.0, 10.0),
+                "write": (95.0, 5.0),
+            }.get(stage, (0.0, 100.0))
+            self.setProgress(base + span * max(0.0, min(1.0, frac)))
+            if stage == "infer":
+                self.status.emit(
+                    f"{event.get('tiles_done', 0)}/{event.get('tiles_total', '?')} tiles "
+                    f"on {event.get('device', '?')}"
+                )
+            else:
+                self.status.emit(f"{stage}...")
+
+    def cancel(self) -> None:
+        log(f"cancelling the run on {self.request.layer_name}")
+        super().cancel()
+
+    def finished(self, ok: bool) -> None:
+        req = self.request
+        res = self.result
+        if req.temporary_input:
+            shutil.rmtree(Path(req.input_path).parent, ignore_errors=True)
+        if ok:
+            outputs = {**{k: str(v) for k, v in req.expected_outputs().items()}, **res.outputs}
+            self.mask_layer, self.shoreline_layer = add_results(
+                req.layer_name, outputs.get("mask"), outputs.get("shoreline_gpkg")
+            )
+            msg = (
+                f"water mask and shoreline of {req.layer_name} added ({res.elapsed_s:.1f} s on "
+                f"{res.device or req.device})"
+            )
+            log(msg + f"; files in {req.out_dir}", Qgis.Success)
+            self._push(msg, Qgis.Success, 5)
+            self.completed.emit(self, res, self.mask_layer, self.shoreline_layer)
+            return
+        # the backend removes partial outputs itself; this also covers a killed backend
+        for path in res.outputs.values():
+            Path(path).unlink(missing_ok=True)
+        if res.cancelled or self.isCanceled():
+            log(f"run on {req.layer_name} cancelled; no results were written")
+            self._push(f"run on {req.layer_name} cancelled", Qgis.Info, 5)
+        else:
+            message = res.error or "the backend stopped unexpectedly"
+            details = (
+                f"Segment water failed for {req.layer_name}: {message}\n"
+                f"exit code: {res.exit_code}\ncommand: "
+                f"{' '.join(backend_command(req.python, *req.backend_args()))}\n"
+                f"stderr (last lines):\n{res.stderr_tail}"
+            )
+            log(details, Qgis.Critical)
+            self._push(f"{message} (details in the log, WaterSeg tab)", Qgis.Critical, 0)
+        self.completed.emit(self, res, self.mask_layer, self.shoreline_layer)
+
+    def _push(self, text: str, level, duration: int) -> None:
+        if self.iface is not None:
+            self.iface.messageBar().pushMessage("WaterSeg", text, level, duration)
