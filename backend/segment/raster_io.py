@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from rasterio.errors import RasterioError, RasterioIOError
 
 from backend.errors import UserError
 from backend.segment.georef import GeoRef
@@ -35,6 +37,7 @@ DEFAULT_LAYOUTS: dict[int, list[str]] = {
     12: SNOWED_ORDER,
     13: S2_L1C_ORDER,
 }
+_READ_ERRORS = (RasterioError, RasterioIOError, OSError)
 SUPPORTED_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
 
 _BAND_RE = re.compile(r"^\s*(?:band\s*)?B0*(\d{1,2})(A?)(?![0-9A-Za-z])", re.IGNORECASE)
@@ -164,7 +167,6 @@ class RasterSource:
 
     def read_strip(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows [row0, row1) of the mapped bands and their validity."""
-        from rasterio.errors import RasterioError
         from rasterio.windows import Window
 
         window = Window(0, row0, self.width, row1 - row0)
@@ -173,8 +175,11 @@ class RasterSource:
             if self._all_valid:
                 valid = np.ones(raw.shape[1:], bool)
             else:
-                valid = np.all(self._ds.read_masks(self.indexes, window=window) > 0, axis=0)
-        except RasterioError as exc:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # NodataShadowWarning: nodata wins, fine
+                    masks = self._ds.read_masks(self.indexes, window=window)
+                valid = np.all(masks > 0, axis=0)
+        except _READ_ERRORS as exc:
             raise UserError(
                 f"cannot read rows {row0}-{row1} of {self.path}: {_first_line(exc)}; the file is "
                 "truncated or corrupt, re-download or re-export it"
@@ -207,7 +212,6 @@ def open_raster(
 ) -> RasterSource:
     """Open ``path``, validate it and map its bands. Every problem is a one-line UserError."""
     import rasterio
-    from rasterio.errors import RasterioError
     from rasterio.windows import Window
 
     path = Path(path)
@@ -217,7 +221,7 @@ def open_raster(
         raise UserError(f"input {path} is a folder, not a raster; pass a raster file")
     try:
         ds = rasterio.open(path)
-    except RasterioError as exc:
+    except _READ_ERRORS as exc:
         raise UserError(
             f"{path} is not a raster GDAL can read ({_first_line(exc)}); pass a GeoTIFF, JP2, "
             "VRT or another GDAL raster"
@@ -239,7 +243,7 @@ def open_raster(
         try:
             for r, c in ((0, 0), (ds.height - 1, ds.width - 1)):
                 ds.read(mapping.indexes, window=Window(c, r, 1, 1))
-        except RasterioError as exc:
+        except _READ_ERRORS as exc:
             raise UserError(
                 f"cannot read {path}: {_first_line(exc)}; the file is truncated or corrupt, "
                 "re-download or re-export it"
