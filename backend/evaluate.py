@@ -1,0 +1,296 @@
+"""Evaluate a checkpoint on a SNOWED split: ``python -m backend evaluate CKPT --data DIR``.
+
+Prints the paper's Table I metrics -- F1 (water), IoU water, IoU land, IoU mean -- from one
+confusion matrix accumulated over every pixel of the split, plus accuracy, the per-image mean
+IoU, the shoreline distance (median and 90th percentile, in metres at 10 m pixels, from the
+predicted to the true water edge) and the NDWI > 0 baseline on the same samples (the
+classical figure a learned model must beat). ``--json`` prints one JSON object instead.
+
+The split comes from the checkpoint (the ids its training run used), or ``--split-file``;
+``--split all`` takes every sample in --data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+
+from backend.augment import random_crop
+from backend.checkpoint import load_model
+from backend.datasets.snowed import SNOWED, list_samples, read_split
+from backend.errors import UserError
+from backend.metrics import (
+    ConfusionMatrix,
+    PerImageMean,
+    shoreline_distances_px,
+    summarise_distances,
+)
+
+TABLE1_KEYS = ("f1_water", "iou_water", "iou_land", "iou_mean")
+LABELS = {
+    "f1_water": "F1 water",
+    "iou_water": "IoU water",
+    "iou_land": "IoU land",
+    "iou_mean": "IoU mean",
+    "accuracy": "accuracy",
+}
+
+
+class CenterCrop(Dataset):
+    """A dataset whose samples are centre-cropped to ``size`` x ``size`` (None: unchanged)."""
+
+    def __init__(self, base: Dataset, size: int | None):
+        self.base, self.size = base, size
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.base[index]
+        if self.size:
+            image, mask = random_crop(sample["image"], sample["mask"], self.size, None)
+            sample = {**sample, "image": image, "mask": mask}
+        return sample
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+@torch.no_grad()
+def evaluate_model(
+    model: torch.nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    criterion: torch.nn.Module | None = None,
+    amp_dtype: torch.dtype | None = None,
+    shoreline: bool = False,
+    pixel_size: float = 10.0,
+) -> dict[str, Any]:
+    """Metrics of ``model`` (head 0) on the batches of ``loader``.
+
+    Batches are dicts with "image" float (B, C, H, W) and "mask" int64 (B, H, W). Under
+    torch.distributed each rank passes its own shard and the counts are summed over ranks
+    (every rank must call this). Returns the keys of ``ConfusionMatrix.compute()`` plus
+    ``samples``, ``loss`` (mean per sample, NaN without ``criterion``), ``per_image_iou_mean``
+    and, with ``shoreline``, ``shoreline`` = dict median_m, p90_m, mean_m, edge_pixels.
+    Leaves the model in eval mode.
+    """
+    model.eval()
+    cm, per_image = ConfusionMatrix(), PerImageMean()
+    loss_sum, count = 0.0, 0
+    distances: list[np.ndarray] = []
+    for batch in loader:
+        x = batch["image"].to(device, non_blocking=True)
+        y = batch["mask"].to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            outputs = model(x)
+        if isinstance(outputs, tuple | list):
+            outputs = tuple(o.float() for o in outputs)
+            seg = outputs[0]
+        else:
+            outputs = seg = outputs.float()
+        if criterion is not None:
+            loss_sum += float(criterion(outputs, y, x)) * len(x)
+        count += len(x)
+        pred = seg.argmax(1)
+        cm.update(pred, y)
+        per_image.update(pred, y)
+        if shoreline:
+            for p, t in zip(pred.cpu().numpy(), y.cpu().numpy(), strict=True):
+                distances.append(shoreline_distances_px(p, t))
+    cm.reduce_()
+    per_image.reduce_()
+    if _distributed():
+        t = torch.tensor([loss_sum, count], dtype=torch.float64)
+        if dist.get_backend() == "nccl":
+            t = t.to(device)
+        dist.all_reduce(t)
+        loss_sum, count = float(t[0]), int(t[1])
+        if shoreline:
+            gathered: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, distances)
+            distances = [d for part in gathered for d in part]
+    metrics = cm.compute()
+    metrics["samples"] = int(count)
+    metrics["loss"] = loss_sum / count if criterion is not None and count else float("nan")
+    metrics["per_image_iou_mean"] = float(per_image.compute().get("iou_mean", float("nan")))
+    if shoreline:
+        all_d = np.concatenate(distances) if distances else np.zeros(0)
+        metrics["shoreline"] = summarise_distances(all_d, pixel_size)
+    return metrics
+
+
+def ndwi_baseline(root: str | os.PathLike, ids: list[str]) -> dict[str, Any]:
+    """Table I metrics of the classical rule NDWI = (B3 - B8) / (B3 + B8) > 0 -> water."""
+    cm = ConfusionMatrix()
+    ds = SNOWED(root, ids, bands=["B3", "B8"])
+    for i in range(len(ds)):
+        s = ds[i]
+        green, nir = s["image"][0], s["image"][1]
+        cm.update(((green - nir) > 0).long(), s["mask"])
+    out = cm.compute()
+    out["samples"] = len(ds)
+    return out
+
+
+def split_ids(
+    ckpt_meta: dict[str, Any], data: str, split: str, split_file: str | None
+) -> list[str]:
+    """Sample ids of ``split`` (train | val | test | all) for evaluating a checkpoint."""
+    if split == "all":
+        return list_samples(data)
+    source = read_split(split_file) if split_file else ckpt_meta.get("split")
+    if not source:
+        raise UserError(
+            "this checkpoint stores no split (it was not trained by 'python -m backend train'); "
+            "pass --split all or --split-file split.json"
+        )
+    ids = list(source.get(split) or [])
+    if not ids:
+        raise UserError(
+            f"the {split} subset of this split is empty (too few samples); choose another --split"
+        )
+    return ids
+
+
+def _clean(value: Any) -> Any:
+    """NaN/inf -> None, recursively (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data: str | os.PathLike,
+    split: str = "test",
+    *,
+    split_file: str | None = None,
+    device: str = "auto",
+    batch_size: int = 8,
+    workers: int = 0,
+    crop: int | None = None,
+    shoreline: bool = True,
+    baseline: bool = True,
+) -> dict[str, Any]:
+    """Evaluate a checkpoint on a split -> JSON-ready dict (see module docstring)."""
+    model, spec, meta = load_model(checkpoint)
+    ids = split_ids(meta, str(data), split, split_file)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError("--device cuda but torch sees no CUDA device; use --device cpu")
+    dev = torch.device(device)
+    model.to(dev)
+    ds = CenterCrop(SNOWED(data, ids, bands=spec.bands, input_spec=spec), crop)
+    loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)
+    metrics = evaluate_model(model, loader, dev, shoreline=shoreline)
+    arch = meta.get("arch", {})
+    result = {
+        "checkpoint": str(checkpoint),
+        "arch": arch.get("name"),
+        "width": arch.get("kwargs", {}).get("width"),
+        "loss": meta.get("loss"),
+        "epoch": meta.get("epoch"),
+        "data": str(data),
+        "split": split,
+        "samples": metrics["samples"],
+        "device": str(dev),
+        "metrics": {k: v for k, v in metrics.items() if k not in ("shoreline", "samples", "loss")},
+    }
+    if shoreline:
+        result["shoreline"] = metrics["shoreline"]
+    if baseline:
+        result["baseline_ndwi"] = ndwi_baseline(data, ids)
+    return _clean(result)
+
+
+def format_text(result: dict[str, Any]) -> str:
+    """Human-readable report of :func:`evaluate_checkpoint`'s result."""
+
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{100 * v:6.2f} %"
+
+    m = result["metrics"]
+    lines = [
+        f"checkpoint  {result['checkpoint']} ({result['arch']}, width {result['width']}, "
+        f"loss {result['loss']}, epoch {result['epoch']})",
+        f"data        {result['data']}: split {result['split']}, {result['samples']} samples, "
+        f"{m.get('pixels', 0)} pixels, on {result['device']}",
+    ]
+    lines += [f"{LABELS[k]:<11} {pct(m.get(k))}" for k in (*TABLE1_KEYS, "accuracy")]
+    lines.append(f"{'per-image mean IoU':<11} {pct(m.get('per_image_iou_mean'))}")
+    sh = result.get("shoreline")
+    if sh:
+        if sh.get("median_m") is None:
+            lines.append("shoreline   n/a (no water edge in truth or prediction)")
+        else:
+            lines.append(
+                f"shoreline   median {sh['median_m']:.1f} m, p90 {sh['p90_m']:.1f} m from the "
+                f"predicted to the true water edge ({sh['edge_pixels']} edge pixels)"
+            )
+    b = result.get("baseline_ndwi")
+    if b:
+        lines.append(
+            f"baseline    NDWI > 0 on the same samples: F1 {pct(b.get('f1_water')).strip()}, "
+            f"IoU mean {pct(b.get('iou_mean')).strip()}"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m backend evaluate",
+        description="Table I metrics (F1, IoU water/land/mean) of a checkpoint on a SNOWED split.",
+    )
+    p.add_argument("checkpoint", help="a .pt written by 'python -m backend train'")
+    p.add_argument("--data", required=True, help="the SNOWED folder")
+    p.add_argument("--split", default="test", choices=["test", "val", "train", "all"])
+    p.add_argument("--split-file", help="take the subset from this split.json, not the checkpoint")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--out", help="also write the JSON result to this file")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=0)
+    p.add_argument("--crop", type=int, help="evaluate on the centre NxN crop of each tile")
+    p.add_argument("--no-shoreline", action="store_true", help="skip the shoreline distance")
+    p.add_argument("--no-baseline", action="store_true", help="skip the NDWI baseline")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        args.data,
+        args.split,
+        split_file=args.split_file,
+        device=args.device,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        crop=args.crop,
+        shoreline=not args.no_shoreline,
+        baseline=not args.no_baseline,
+    )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result) if args.json else format_text(result), flush=True)
+    return 0
