@@ -347,12 +347,12 @@ def test_sum_losses_apply_each_term_to_its_own_head(name, first, second, weights
     value = loss((h0, h1), t, image)
     t1 = create_loss(first)(h0, t, image)
     t2 = create_loss(second)(h1, t, image)
-    assert float(value) == pytest.approx(weights[0] * float(t1) + weights[1] * float(t2), rel=1e-6)
-    assert loss.last_terms[first] == pytest.approx(float(t1), rel=1e-6)
-    assert loss.last_terms[second] == pytest.approx(float(t2), rel=1e-6)
-    assert loss.last_terms["total"] == pytest.approx(float(value), rel=1e-6)
+    assert value.item() == pytest.approx(weights[0] * t1.item() + weights[1] * t2.item(), rel=1e-6)
+    assert loss.last_terms[first] == pytest.approx(t1.item(), rel=1e-6)
+    assert loss.last_terms[second] == pytest.approx(t2.item(), rel=1e-6)
+    assert loss.last_terms["total"] == pytest.approx(value.item(), rel=1e-6)
     swapped = float(create_loss(name)((h1, h0), t, image))
-    assert swapped != pytest.approx(float(value), rel=1e-3)
+    assert swapped != pytest.approx(value.item(), rel=1e-3)
     # gradients: head 0 gets only the first term's, head 1 only the second's
     value.backward()
     g0 = torch.autograd.grad(weights[0] * create_loss(first)(h0, t, image), h0)[0]
