@@ -92,8 +92,8 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 "Tile overlap (fraction)",
                 QgsProcessingParameterNumber.Double,
                 defaultValue=0.25,
-                minValue=0.0,
-                maxValue=0.75,
+                minValue=0.25,
+                maxValue=0.85,
             )
         )
         self.addParameter(

@@ -44,9 +44,7 @@ class WaterSegPlugin:
         self.action = QAction(QIcon(str(ICON)), "WaterSeg: segment water", main_window)
         self.action.setObjectName("WaterSegAction")
         self.action.setToolTip("Open the WaterSeg dock: segment water and draw the shoreline")
-        self.action.setCheckable(True)
-        self.action.toggled.connect(self.dock.setUserVisible)
-        self.dock.visibilityChanged.connect(self.action.setChecked)
+        self.dock.setToggleVisibilityAction(self.action)
         self.iface.addToolBarIcon(self.action)
         self.iface.addPluginToMenu(MENU, self.action)
 

@@ -1,0 +1,222 @@
+"""The dock: validation before running, model info and band mapping, backend diagnostics,
+shoreline export, non-file layers, and an offscreen screenshot."""
+
+from pathlib import Path
+
+import pytest
+from qgis.core import (
+    QgsApplication,
+    QgsFeature,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProject,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QColor
+
+from .conftest import EPSG, ORIGIN, PIXEL, backend_segment_ready, write_raster
+
+pytestmark = pytest.mark.qgis
+
+
+def _add_raster(path: Path, name: str = "scene") -> QgsRasterLayer:
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def _assert_nothing_started(dock, before: int) -> None:
+    assert dock.tasks == []
+    assert QgsApplication.taskManager().count() == before
+
+
+def _prepare(dock, tmp_path, tiny_model, layer):
+    dock.layerCombo.setLayer(layer)
+    dock.modelCombo.addItem("tiny", str(tiny_model))
+    dock.modelCombo.setCurrentIndex(dock.modelCombo.count() - 1)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+
+
+def test_no_layer_starts_nothing(plugin, tmp_path):
+    dock = plugin.dock
+    before = QgsApplication.taskManager().count()
+    assert dock.layerCombo.currentLayer() is None
+    assert dock.start_run() is None
+    assert "Choose a raster layer" in dock.last_message()
+    _assert_nothing_started(dock, before)
+
+
+def test_layer_picker_follows_the_project(plugin, tmp_path):
+    dock = plugin.dock
+    raster = _add_raster(write_raster(tmp_path / "a.tif"), "a")
+    vector = QgsVectorLayer("LineString?crs=EPSG:4326", "lines", "memory")
+    QgsProject.instance().addMapLayer(vector)
+    names = [dock.layerCombo.itemText(i) for i in range(dock.layerCombo.count())]
+    assert "a" in names[-1] and not any("lines" in n for n in names)  # rasters only
+    QgsProject.instance().removeMapLayer(raster.id())
+    assert [dock.layerCombo.itemText(i) for i in range(dock.layerCombo.count())] == [""]
+
+
+def test_one_band_layer_is_refused(plugin, tmp_path, tiny_model):
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "gray.tif", bands=1), "gray")
+    _prepare(dock, tmp_path, tiny_model, layer)
+    before = QgsApplication.taskManager().count()
+    assert dock.start_run() is None
+    assert "has 1 band(s) but the model needs 4" in dock.last_message()
+    _assert_nothing_started(dock, before)
+
+
+def test_unwritable_folder_is_refused(plugin, tmp_path, tiny_model):
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "s.tif"))
+    _prepare(dock, tmp_path, tiny_model, layer)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    dock.outDirWidget.setFilePath(str(blocker / "out"))  # a folder inside a file: never writable
+    before = QgsApplication.taskManager().count()
+    assert dock.start_run() is None
+    assert "Cannot write to the output folder" in dock.last_message()
+    _assert_nothing_started(dock, before)
+
+
+@pytest.mark.parametrize("python", ["missing", "/usr/bin/python3"])
+def test_missing_backend_is_refused_with_the_fix(plugin, tmp_path, tiny_model, python):
+    if python != "missing" and not Path(python).exists():
+        pytest.skip(f"{python} not installed")
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "s.tif"))
+    _prepare(dock, tmp_path, tiny_model, layer)
+    dock.pythonWidget.setFilePath(str(tmp_path / "no-such-python") if python == "missing" else python)
+    before = QgsApplication.taskManager().count()
+    assert dock.start_run() is None
+    msg = dock.last_message()
+    assert msg.startswith("Backend missing:")
+    assert ("does not exist" in msg) if python == "missing" else ("cannot import torch" in msg and "make setup" in msg)
+    _assert_nothing_started(dock, before)
+
+
+def test_model_info_fills_label_and_band_mapping(plugin, tmp_path, tiny_model, qtbot):
+    if not (Path(__file__).resolve().parents[2] / "backend" / "info.py").is_file():
+        pytest.skip("backend/info.py not written yet")
+    dock = plugin.dock
+    names = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
+    layer = _add_raster(write_raster(tmp_path / "s2.tif", bands=13, size=(16, 16), descriptions=names))
+    dock.layerCombo.setLayer(layer)
+    dock.set_model_path(str(tiny_model))
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
+    text = dock.modelInfoLabel.text()
+    assert dock.model_info is not None, text
+    assert "unet" in text and "bands B2 B3 B4 B8" in text and "iou_mean 0.500" in text
+    assert [dock.bandsForm.itemAt(i, dock.bandsForm.LabelRole).widget().text()
+            for i in range(dock.bandsForm.rowCount())] == ["B2", "B3", "B4", "B8"]
+    assert dock.band_mapping() == [2, 3, 4, 8]
+
+
+def test_check_backend_reports_interpreter_and_device(plugin, qtbot):
+    if not (Path(__file__).resolve().parents[2] / "backend" / "info.py").is_file():
+        pytest.skip("backend/info.py not written yet")
+    dock = plugin.dock
+    dock.check_backend()
+    qtbot.waitUntil(lambda: dock.backend_info is not None, timeout=60000)
+    text = dock.diagnosticsText.toPlainText()
+    assert "Python: " in text and ".venv" in text
+    assert "torch: 2." in text and "CUDA: not available" in text
+    assert "Device used by 'auto': cpu" in text
+    assert dock.deviceCombo.itemText(0) == "auto (cpu)"
+    assert dock.deviceCombo.itemText(2) == "cuda (not available)"
+
+
+def test_check_backend_explains_a_missing_backend(plugin, tmp_path):
+    dock = plugin.dock
+    dock.pythonWidget.setFilePath(str(tmp_path / "nope"))
+    dock.check_backend()
+    text = dock.diagnosticsText.toPlainText()
+    assert text.startswith("Backend missing.") and str(tmp_path / "nope") in text
+
+
+def _line_layer() -> QgsVectorLayer:
+    layer = QgsVectorLayer(f"LineString?crs=EPSG:{EPSG}&field=length_m:double", "scene shoreline", "memory")
+    feat = QgsFeature(layer.fields())
+    x0, y0 = ORIGIN
+    feat.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(x0, y0), QgsPointXY(x0 + 300, y0 - 400)]))
+    feat["length_m"] = 500.0
+    layer.dataProvider().addFeatures([feat])
+    return layer
+
+
+@pytest.mark.parametrize("name,driver", [("coast.shp", "ESRI Shapefile"), ("coast.gpkg", "GPKG")])
+def test_export_shoreline(plugin, tmp_path, name, driver):
+    dock = plugin.dock
+    layer = _line_layer()
+    QgsProject.instance().addMapLayer(layer)
+    written = dock.export_shoreline_to(layer, str(tmp_path / name))
+    assert written == str(tmp_path / name)
+    back = QgsVectorLayer(written, "back", "ogr")
+    assert back.isValid() and back.featureCount() == 1
+    assert back.dataProvider().storageType() == driver
+    assert back.crs().authid() == f"EPSG:{EPSG}"
+    feat = next(back.getFeatures())
+    assert feat["length_m"] == 500.0 and abs(feat.geometry().length() - 500.0) < 1e-6
+    assert "Shoreline saved" in dock.last_message()
+
+
+def test_non_file_layer_is_exported_to_a_temporary_geotiff(plugin, tmp_path, tiny_model):
+    """A raster that is not a local file (here GDAL's in-memory /vsimem/) -> the visible extent
+    at native resolution goes to a temporary GeoTIFF the backend can read."""
+    from osgeo import gdal
+
+    from plugin.layers import export_extent, export_raster_extent, local_raster_path
+
+    src = write_raster(tmp_path / "src.tif", size=(40, 60))
+    gdal.Translate("/vsimem/waterseg-test.tif", str(src))
+    try:
+        layer = QgsRasterLayer("/vsimem/waterseg-test.tif", "in memory")
+        assert layer.isValid() and local_raster_path(layer) is None
+        assert local_raster_path(QgsRasterLayer(str(src), "file")) == str(src)
+        # the canvas shows the left half: 30 columns of 10 m
+        from qgis.core import QgsRectangle
+
+        visible = QgsRectangle(ORIGIN[0] - 100, ORIGIN[1] - 400, ORIGIN[0] + 300, ORIGIN[1] + 100)
+        extent, cols, rows = export_extent(layer, visible, layer.crs())
+        assert (cols, rows) == (30, 40)
+        out = tmp_path / "export.tif"
+        export_raster_extent(layer.dataProvider().clone(), layer.crs(), str(out), extent, cols, rows)
+        ds = gdal.Open(str(out))
+        assert (ds.RasterCount, ds.RasterXSize, ds.RasterYSize) == (4, 30, 40)
+        assert ds.GetGeoTransform() == pytest.approx((ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL))
+        ref = gdal.Open(str(src)).ReadAsArray()[:, :40, :30]
+        assert (ds.ReadAsArray() == ref).all()  # raw values, not rendered colours
+        ds = None
+        # the dock turns such a layer into a request on a temporary file
+        QgsProject.instance().addMapLayer(layer)
+        _prepare(plugin.dock, tmp_path, tiny_model, layer)
+        request, job = plugin.dock.build_request()
+        assert request.temporary_input and job is not None
+        assert Path(request.input_path).name == "in_memory.tif"
+    finally:
+        gdal.Unlink("/vsimem/waterseg-test.tif")
+
+
+def test_dock_screenshot_is_not_blank(plugin, tmp_path, qtbot):
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "scene.tif"), "S2 scene")
+    dock.layerCombo.setLayer(layer)
+    dock.setFloating(True)
+    dock.resize(420, 900)
+    dock.backendGroup.setCollapsed(False)
+    dock.diagnosticsText.setPlainText("Python: .venv/bin/python (plugin virtual environment)\n"
+                                      "torch: 2.13.0  CUDA: not available  device: cpu")
+    dock.show()
+    qtbot.wait(50)
+    image = dock.grab().toImage()
+    path = tmp_path / "dock.png"
+    assert image.save(str(path))
+    assert path.stat().st_size > 5000
+    colours = {QColor(image.pixel(x, y)).name()
+               for x in range(0, image.width(), 3) for y in range(0, image.height(), 3)}
+    assert len(colours) >= 8, colours
+    dock.hide()
+    dock.setFloating(False)
