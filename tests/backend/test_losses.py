@@ -337,6 +337,7 @@ def test_ignored_pixels_change_nothing(name):
     "name, first, second, weights",
     [("ce+sd", "ce", "sd", (1.0, 0.7)), ("seg+edge", "seg", "edge", (1.0, 1.0))],
 )
+@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")
 def test_sum_losses_apply_each_term_to_its_own_head(name, first, second, weights):
     g = torch.Generator().manual_seed(2)
     t = tgt(T_4x4)
