@@ -115,3 +115,22 @@ def check_input_size(x: torch.Tensor, size_multiple: int, name: str) -> None:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def forward_flops(
+    model: nn.Module, height: int = 256, width: int = 256, in_channels: int = 4
+) -> int:
+    """FLOPs of one forward pass on a (1, in_channels, height, width) zero tensor.
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` (convolutions, matmuls and
+    attention; 1 multiply-add = 2 FLOPs; norms, activations and pooling are not counted).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(torch.zeros(1, in_channels, height, width))
+    model.train(was_training)
+    return counter.get_total_flops()

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from backend.models import MODELS, create_model, list_models, mixformer
-from backend.models.blocks import count_parameters, resolve_width, scale_channels
+from backend.models.blocks import (
+    count_parameters,
+    forward_flops,
+    resolve_width,
+    scale_channels,
+)
 from backend.models.mixformer import (
     MixFormerBlock,
     choose_heads,
@@ -36,6 +41,14 @@ PARAMETERS = {
     ("unet", "base"): 31_038_274,
     ("unet", "half"): 7_763_362,
     ("unet", TINY): 486_634,
+}
+
+# FLOPs of one 256 x 256 forward pass at width 0.125, heads=1 (docs/models.md).
+TINY_FLOPS = {
+    "deepunet": 234_870_272,
+    "munet": 2_200_683_840,
+    "senet": 185_073_664,
+    "unet": 1_541_406_720,
 }
 
 
@@ -102,8 +115,17 @@ def test_half_width_has_about_a_quarter_of_base_parameters(name):
     assert 0.2 < ratio < 0.3
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """These models are tiny: one intra-op thread avoids spinning on the 2 shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("width", ["half", TINY])
+@pytest.mark.parametrize("width", [pytest.param("half", marks=pytest.mark.slow), TINY])
 def test_forward_shape_256(name, width):
     torch.manual_seed(0)
     model = create_model(name, width=width).eval()
@@ -345,3 +367,14 @@ def test_munet_trains_with_a_single_window_and_batch_one():
     out0, out1 = model(torch.randn(1, 4, 64, 64))
     (out0.mean() + out1.mean()).backward()
     assert torch.isfinite(model.enc4[1].attn.channel_reduce.weight.grad).all()
+
+
+def test_forward_flops_of_one_conv_by_hand():
+    # 16 x 16 outputs x 8 channels x (4 x 3 x 3) multiply-adds x 2 FLOPs
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+    assert forward_flops(conv, 16, 16) == 16 * 16 * 8 * 4 * 9 * 2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_tiny_flops_match_docs(name):
+    assert forward_flops(create_model(name, width=TINY)) == TINY_FLOPS[name]
