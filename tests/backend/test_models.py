@@ -378,3 +378,16 @@ def test_forward_flops_of_one_conv_by_hand():
 @pytest.mark.parametrize("name", NAMES)
 def test_tiny_flops_match_docs(name):
     assert forward_flops(create_model(name, width=TINY)) == TINY_FLOPS[name]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bf16_autocast_forward(name):
+    # The segmentation engine runs under autocast on CUDA; CPU bf16 autocast exercises the same
+    # dtype paths (attention masking with -inf, mixed-precision gating).
+    model = _tiny(name, heads=2).eval()
+    s = model.size_multiple
+    h = s * max(1, 80 // s)  # 80 x 80 for MU-Net: padded windows
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out0, out1 = model(torch.randn(1, 4, h, h))
+    assert out0.shape == out1.shape == (1, 2, h, h)
+    assert torch.isfinite(out0.float()).all() and torch.isfinite(out1.float()).all()
