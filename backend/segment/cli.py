@@ -176,7 +176,7 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
         choose_device,
         configure_cpu_threads,
     )
-    from backend.segment.raster_io import open_raster, parse_bands_option
+    from backend.segment.raster_io import check_raster, open_raster, parse_bands_option
 
     t0 = time.monotonic()
     opts = _options(args)
@@ -190,6 +190,8 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 "rename one or run them into different --out-dir folders"
             )
         stems[p.stem] = p
+    for p in inputs:  # cheap checks first: a typo fails before torch and the model load
+        check_raster(p)
     out_dir = prepare_out_dir(args.out_dir)
     plans = [OutputPlan.for_input(p, out_dir, opts) for p in inputs]
     if not opts.overwrite:

@@ -211,10 +211,29 @@ def open_raster(
     path: str | os.PathLike, model_bands: list[str], explicit: list[int] | None = None
 ) -> RasterSource:
     """Open ``path``, validate it and map its bands. Every problem is a one-line UserError."""
-    import rasterio
-    from rasterio.windows import Window
+    ds = _open_checked(Path(path))
+    try:
+        mapping = map_bands(model_bands, ds.count, ds.descriptions, explicit)
+        _check_dtypes_and_probe(Path(path), ds, mapping.indexes)
+        return RasterSource(Path(path), ds, mapping)
+    except BaseException:
+        ds.close()
+        raise
 
-    path = Path(path)
+
+def check_raster(path: str | os.PathLike) -> None:
+    """Validate ``path`` without a model (exists, GDAL raster, has bands, not truncated):
+    cheap checks run before the model is loaded, so typos fail fast."""
+    ds = _open_checked(Path(path))
+    try:
+        _check_dtypes_and_probe(Path(path), ds, list(range(1, ds.count + 1)))
+    finally:
+        ds.close()
+
+
+def _open_checked(path: Path):
+    import rasterio
+
     if not path.exists():
         raise UserError(f"input not found: {path}; check the path")
     if path.is_dir():
@@ -226,29 +245,31 @@ def open_raster(
             f"{path} is not a raster GDAL can read ({_first_line(exc)}); pass a GeoTIFF, JP2, "
             "VRT or another GDAL raster"
         ) from None
-    try:
-        if ds.count == 0:
-            raise UserError(f"{path} has no raster bands; pass a multispectral raster")
-        if ds.width < 1 or ds.height < 1:
-            raise UserError(f"{path} is empty ({ds.width} x {ds.height} pixels)")
-        mapping = map_bands(model_bands, ds.count, ds.descriptions, explicit)
-        dtypes = {ds.dtypes[i - 1] for i in mapping.indexes}
-        bad = dtypes - SUPPORTED_DTYPES
-        if bad:
-            raise UserError(
-                f"{path} has unsupported data type {', '.join(sorted(bad))}; convert it to "
-                "uint16 or float32 (e.g. gdal_translate -ot Float32)"
-            )
-        # Probe the first and the last pixel: a truncated file fails here, before any output.
-        try:
-            for r, c in ((0, 0), (ds.height - 1, ds.width - 1)):
-                ds.read(mapping.indexes, window=Window(c, r, 1, 1))
-        except _READ_ERRORS as exc:
-            raise UserError(
-                f"cannot read {path}: {_first_line(exc)}; the file is truncated or corrupt, "
-                "re-download or re-export it"
-            ) from None
-        return RasterSource(path, ds, mapping)
-    except BaseException:
+    if ds.count == 0:
         ds.close()
-        raise
+        raise UserError(f"{path} has no raster bands; pass a multispectral raster")
+    if ds.width < 1 or ds.height < 1:
+        ds.close()
+        raise UserError(f"{path} is empty ({ds.width} x {ds.height} pixels)")
+    return ds
+
+
+def _check_dtypes_and_probe(path: Path, ds, indexes: list[int]) -> None:
+    from rasterio.windows import Window
+
+    dtypes = {ds.dtypes[i - 1] for i in indexes}
+    bad = dtypes - SUPPORTED_DTYPES
+    if bad:
+        raise UserError(
+            f"{path} has unsupported data type {', '.join(sorted(bad))}; convert it to "
+            "uint16 or float32 (e.g. gdal_translate -ot Float32)"
+        )
+    # Probe the first and the last pixel: a truncated file fails here, before any output.
+    try:
+        for r, c in ((0, 0), (ds.height - 1, ds.width - 1)):
+            ds.read(indexes, window=Window(c, r, 1, 1))
+    except _READ_ERRORS as exc:
+        raise UserError(
+            f"cannot read {path}: {_first_line(exc)}; the file is truncated or corrupt, "
+            "re-download or re-export it"
+        ) from None
