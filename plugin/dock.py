@@ -438,7 +438,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         task = SegmentTask(request, self.iface)
         task.export_job = export_job
         task.progressChanged.connect(lambda p: self.progressBar.setValue(int(p)))
-        task.status.connect(self.statusLabel.setText)
+        task.message.connect(self.statusLabel.setText)
         task.completed.connect(self._on_task_completed)
         task.taskTerminated.connect(lambda: self._update_buttons())
         self.tasks.append(task)

@@ -29,9 +29,9 @@ def log(message: str, level=Qgis.Info) -> None:
 
 
 class SegmentTask(QgsTask):
-    """Runs one SegmentRequest. ``status`` carries a short line for the dock."""
+    """Runs one SegmentRequest. ``message`` carries a short status line for the dock."""
 
-    status = pyqtSignal(str)
+    message = pyqtSignal(str)
     # Emitted on the main thread after finished(): (task, result, mask layer, shoreline layer)
     completed = pyqtSignal(object, object, object, object)
 
@@ -48,14 +48,14 @@ class SegmentTask(QgsTask):
 
     def run(self) -> bool:
         # Wait for the previous WaterSeg run (still cancellable while waiting).
-        self.status.emit("waiting for the previous WaterSeg run")
+        self.message.emit("waiting for the previous WaterSeg run")
         while not _one_at_a_time.acquire(timeout=0.2):
             if self.isCanceled():
                 self.result.cancelled = True
                 return False
         try:
             if self.export_job is not None and not self.isCanceled():
-                self.status.emit("exporting the layer to a temporary GeoTIFF")
+                self.message.emit("exporting the layer to a temporary GeoTIFF")
                 try:
                     self.export_job()
                 except Exception as exc:  # noqa: BLE001 - reported in finished()
@@ -65,7 +65,7 @@ class SegmentTask(QgsTask):
                 self.result.cancelled = True
                 return False
             argv = backend_command(self.request.python, *self.request.backend_args())
-            self.status.emit("starting the backend")
+            self.message.emit("starting the backend")
             self.backend = BackendRun(argv)
             self.result = self.backend.run(
                 on_event=self._on_event, is_canceled=self.isCanceled, grace_s=self.grace_s
@@ -77,7 +77,7 @@ class SegmentTask(QgsTask):
     def _on_event(self, event: dict) -> None:
         kind = event.get("event")
         if kind == "start":
-            self.status.emit(
+            self.message.emit(
                 f"running on {event.get('device', '?')}: {event.get('tiles', '?')} tiles"
             )
         elif kind == "progress":
@@ -91,12 +91,12 @@ class SegmentTask(QgsTask):
             }.get(stage, (0.0, 100.0))
             self.setProgress(base + span * max(0.0, min(1.0, frac)))
             if stage == "infer":
-                self.status.emit(
+                self.message.emit(
                     f"{event.get('tiles_done', 0)}/{event.get('tiles_total', '?')} tiles "
                     f"on {event.get('device', '?')}"
                 )
             else:
-                self.status.emit(f"{stage}...")
+                self.message.emit(f"{stage}...")
 
     def cancel(self) -> None:
         log(f"cancelling the run on {self.request.layer_name}")

@@ -138,10 +138,12 @@ def plugin(qgis_iface, qgis_new_project, recording_iface, clean_settings, qtbot)
 
     p = WaterSegPlugin(qgis_iface)
     p.initGui()
-    yield p
-    if p.dock is not None:
-        for task in p.dock.active_tasks():
-            task.cancel()
-        qtbot.waitUntil(lambda: not p.dock.active_tasks(), timeout=30000)
-    p.unload()
-    QgsProject.instance().removeAllMapLayers()
+    try:
+        yield p
+        if p.dock is not None:
+            for task in p.dock.active_tasks():
+                task.cancel()
+            qtbot.waitUntil(lambda: not p.dock.active_tasks(), timeout=30000)
+    finally:
+        p.unload()
+        QgsProject.instance().removeAllMapLayers()

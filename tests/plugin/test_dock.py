@@ -15,7 +15,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
-from .conftest import EPSG, ORIGIN, PIXEL, backend_segment_ready, write_raster
+from .conftest import EPSG, ORIGIN, PIXEL, write_raster
 
 pytestmark = pytest.mark.qgis
 
@@ -89,12 +89,18 @@ def test_missing_backend_is_refused_with_the_fix(plugin, tmp_path, tiny_model, p
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "s.tif"))
     _prepare(dock, tmp_path, tiny_model, layer)
-    dock.pythonWidget.setFilePath(str(tmp_path / "no-such-python") if python == "missing" else python)
+    dock.pythonWidget.setFilePath(
+        str(tmp_path / "no-such-python") if python == "missing" else python
+    )
     before = QgsApplication.taskManager().count()
     assert dock.start_run() is None
     msg = dock.last_message()
     assert msg.startswith("Backend missing:")
-    assert ("does not exist" in msg) if python == "missing" else ("cannot import torch" in msg and "make setup" in msg)
+    assert (
+        ("does not exist" in msg)
+        if python == "missing"
+        else ("cannot import torch" in msg and "make setup" in msg)
+    )
     _assert_nothing_started(dock, before)
 
 
@@ -103,15 +109,19 @@ def test_model_info_fills_label_and_band_mapping(plugin, tmp_path, tiny_model, q
         pytest.skip("backend/info.py not written yet")
     dock = plugin.dock
     names = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
-    layer = _add_raster(write_raster(tmp_path / "s2.tif", bands=13, size=(16, 16), descriptions=names))
+    layer = _add_raster(
+        write_raster(tmp_path / "s2.tif", bands=13, size=(16, 16), descriptions=names)
+    )
     dock.layerCombo.setLayer(layer)
     dock.set_model_path(str(tiny_model))
     qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
     text = dock.modelInfoLabel.text()
     assert dock.model_info is not None, text
     assert "unet" in text and "bands B2 B3 B4 B8" in text and "iou_mean 0.500" in text
-    assert [dock.bandsForm.itemAt(i, dock.bandsForm.LabelRole).widget().text()
-            for i in range(dock.bandsForm.rowCount())] == ["B2", "B3", "B4", "B8"]
+    assert [
+        dock.bandsForm.itemAt(i, dock.bandsForm.LabelRole).widget().text()
+        for i in range(dock.bandsForm.rowCount())
+    ] == ["B2", "B3", "B4", "B8"]
     assert dock.band_mapping() == [2, 3, 4, 8]
 
 
@@ -138,10 +148,14 @@ def test_check_backend_explains_a_missing_backend(plugin, tmp_path):
 
 
 def _line_layer() -> QgsVectorLayer:
-    layer = QgsVectorLayer(f"LineString?crs=EPSG:{EPSG}&field=length_m:double", "scene shoreline", "memory")
+    layer = QgsVectorLayer(
+        f"LineString?crs=EPSG:{EPSG}&field=length_m:double", "scene shoreline", "memory"
+    )
     feat = QgsFeature(layer.fields())
     x0, y0 = ORIGIN
-    feat.setGeometry(QgsGeometry.fromPolylineXY([QgsPointXY(x0, y0), QgsPointXY(x0 + 300, y0 - 400)]))
+    feat.setGeometry(
+        QgsGeometry.fromPolylineXY([QgsPointXY(x0, y0), QgsPointXY(x0 + 300, y0 - 400)])
+    )
     feat["length_m"] = 500.0
     layer.dataProvider().addFeatures([feat])
     return layer
@@ -183,7 +197,9 @@ def test_non_file_layer_is_exported_to_a_temporary_geotiff(plugin, tmp_path, tin
         extent, cols, rows = export_extent(layer, visible, layer.crs())
         assert (cols, rows) == (30, 40)
         out = tmp_path / "export.tif"
-        export_raster_extent(layer.dataProvider().clone(), layer.crs(), str(out), extent, cols, rows)
+        export_raster_extent(
+            layer.dataProvider().clone(), layer.crs(), str(out), extent, cols, rows
+        )
         ds = gdal.Open(str(out))
         assert (ds.RasterCount, ds.RasterXSize, ds.RasterYSize) == (4, 30, 40)
         assert ds.GetGeoTransform() == pytest.approx((ORIGIN[0], PIXEL, 0, ORIGIN[1], 0, -PIXEL))
@@ -207,16 +223,21 @@ def test_dock_screenshot_is_not_blank(plugin, tmp_path, qtbot):
     dock.setFloating(True)
     dock.resize(420, 900)
     dock.backendGroup.setCollapsed(False)
-    dock.diagnosticsText.setPlainText("Python: .venv/bin/python (plugin virtual environment)\n"
-                                      "torch: 2.13.0  CUDA: not available  device: cpu")
+    dock.diagnosticsText.setPlainText(
+        "Python: .venv/bin/python (plugin virtual environment)\n"
+        "torch: 2.13.0  CUDA: not available  device: cpu"
+    )
     dock.show()
     qtbot.wait(50)
     image = dock.grab().toImage()
     path = tmp_path / "dock.png"
     assert image.save(str(path))
     assert path.stat().st_size > 5000
-    colours = {QColor(image.pixel(x, y)).name()
-               for x in range(0, image.width(), 3) for y in range(0, image.height(), 3)}
+    colours = {
+        QColor(image.pixel(x, y)).name()
+        for x in range(0, image.width(), 3)
+        for y in range(0, image.height(), 3)
+    }
     assert len(colours) >= 8, colours
     dock.hide()
     dock.setFloating(False)

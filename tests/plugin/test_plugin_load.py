@@ -50,7 +50,9 @@ def test_load_and_unload_cleanly(qgis_iface, recording_iface, clean_settings, qg
     plugin.unload()
     _flush_deletes()
     assert recording_iface.toolbar == [] and recording_iface.menu == []
-    assert not [d for d in main_window.findChildren(QDockWidget) if d.objectName() == "WaterSegDock"]
+    assert not [
+        d for d in main_window.findChildren(QDockWidget) if d.objectName() == "WaterSegDock"
+    ]
     assert not [a for a in main_window.findChildren(QAction) if a.objectName() == "WaterSegAction"]
     assert registry.providerById("waterseg") is None
     assert registry.algorithmById("waterseg:segmentwater") is None
@@ -61,7 +63,8 @@ def test_class_factory_of_the_repository_root(qgis_iface, recording_iface, clean
     import importlib.util
 
     spec = importlib.util.spec_from_file_location(
-        "waterseg_root", REPO / "__init__.py", submodule_search_locations=[str(REPO)])
+        "waterseg_root", REPO / "__init__.py", submodule_search_locations=[str(REPO)]
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules["waterseg_root"] = module
     try:
@@ -72,7 +75,9 @@ def test_class_factory_of_the_repository_root(qgis_iface, recording_iface, clean
         plugin.unload()
         _flush_deletes()
     finally:
-        for name in [n for n in sys.modules if n == "waterseg_root" or n.startswith("waterseg_root.")]:
+        for name in [
+            n for n in sys.modules if n == "waterseg_root" or n.startswith("waterseg_root.")
+        ]:
             del sys.modules[name]
 
 
@@ -118,8 +123,16 @@ def test_plugin_loads_when_torch_cannot_be_imported(tmp_path):
     script = tmp_path / "load.py"
     script.write_text(LOAD_WITHOUT_TORCH)
     done = subprocess.run(
-        [sys.executable, str(script), str(REPO)], capture_output=True, text=True, timeout=120,
-        env={"QT_QPA_PLATFORM": "offscreen", "PATH": "/usr/bin:/bin",
-             "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile"), "HOME": str(tmp_path)})
+        [sys.executable, str(script), str(REPO)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={
+            "QT_QPA_PLATFORM": "offscreen",
+            "PATH": "/usr/bin:/bin",
+            "QGIS_CUSTOM_CONFIG_PATH": str(tmp_path / "profile"),
+            "HOME": str(tmp_path),
+        },
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "loaded"

@@ -1,0 +1,166 @@
+"""End to end, real backend subprocess with a tiny model: the dock's "Segment water" adds the
+styled mask and shoreline; cancel stops the backend and leaves nothing; a backend error is
+one readable message; the Processing algorithm returns both outputs."""
+
+import time
+from pathlib import Path
+
+import pytest
+from qgis.core import (
+    Qgis,
+    QgsApplication,
+    QgsLayerTreeGroup,
+    QgsPalettedRasterRenderer,
+    QgsProject,
+    QgsRasterLayer,
+    QgsWkbTypes,
+)
+
+from .conftest import EPSG, backend_segment_ready, write_raster
+
+pytestmark = [
+    pytest.mark.qgis,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not backend_segment_ready(), reason="backend segment command not written yet"
+    ),
+]
+
+
+def _run_dock(plugin, tmp_path, tiny_model, layer):
+    dock = plugin.dock
+    dock.layerCombo.setLayer(layer)
+    dock.modelCombo.addItem("tiny", str(tiny_model))
+    dock.modelCombo.setCurrentIndex(dock.modelCombo.count() - 1)
+    dock.deviceCombo.setCurrentIndex(dock.deviceCombo.findData("cpu"))
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    completed = []
+    task = dock.start_run()
+    assert task is not None, dock.last_message()
+    task.completed.connect(lambda *args: completed.append(args))
+    return task, completed
+
+
+def _add(path: Path, name: str) -> QgsRasterLayer:
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    return layer
+
+
+def test_segment_water_adds_styled_layers_and_queues_runs(
+    plugin, tmp_path, tiny_model, qtbot, qgis_iface
+):
+    a = _add(write_raster(tmp_path / "lake_a.tif", size=(96, 128)), "lake A")
+    b = _add(write_raster(tmp_path / "lake_b.tif", size=(64, 80)), "lake B")
+    task_a, done_a = _run_dock(plugin, tmp_path, tiny_model, a)
+    task_b, done_b = _run_dock(plugin, tmp_path, tiny_model, b)  # queued behind A
+    assert len(plugin.dock.active_tasks()) == 2 and plugin.dock.cancelButton.isEnabled()
+    qtbot.waitUntil(lambda: bool(done_a and done_b), timeout=180000)
+
+    for source, done, stem in ((a, done_a, "lake_a"), (b, done_b, "lake_b")):
+        _task, result, mask, shore = done[0]
+        assert result.ok, (result.error, result.stderr_tail)
+        assert result.device == "cpu"
+        assert Path(mask.source()) == tmp_path / "out" / f"{stem}_water.tif"
+        assert mask.crs().authid() == f"EPSG:{EPSG}" == source.crs().authid()
+        assert mask.extent() == source.extent()
+        assert (mask.width(), mask.height()) == (source.width(), source.height())
+        renderer = mask.renderer()
+        assert isinstance(renderer, QgsPalettedRasterRenderer)
+        colours = {c.value: c.color for c in renderer.classes()}
+        assert colours[1].blue() > 150 and colours[1].alpha() == 255  # water blue
+        assert colours[0].alpha() == 0 and colours[255].alpha() == 0  # land, nodata transparent
+        assert shore.isValid() and shore.geometryType() == QgsWkbTypes.LineGeometry
+        assert shore.crs().authid() == f"EPSG:{EPSG}"
+        assert "length_m" in shore.fields().names()
+        group = QgsProject.instance().layerTreeRoot().findGroup(source.name())
+        assert isinstance(group, QgsLayerTreeGroup)
+        assert {n.layerId() for n in group.findLayers()} == {mask.id(), shore.id()}
+    assert plugin.dock.progressBar.value() == 100
+    assert plugin.dock.shorelineCombo.currentLayer() is not None
+    assert any("added" in m for m in qgis_iface.messageBar().get_messages(Qgis.Success))
+
+
+def test_cancel_stops_the_backend_and_leaves_nothing(plugin, tmp_path, tiny_model, qtbot):
+    big = _add(write_raster(tmp_path / "big.tif", size=(1024, 1024)), "big")
+    layers_before = set(QgsProject.instance().mapLayers())
+    task, done = _run_dock(plugin, tmp_path, tiny_model, big)
+    seen = {}
+
+    def inferring():
+        seen["backend"] = task.backend
+        return task.backend is not None and task.progress() > 0 and task.progress() < 80
+
+    qtbot.waitUntil(inferring, timeout=120000)
+    process = seen["backend"].process
+    assert process.poll() is None  # the backend is running
+    start = time.monotonic()
+    plugin.dock.cancelButton.click()
+    qtbot.waitUntil(lambda: bool(done), timeout=30000)
+    assert time.monotonic() - start < 10
+    result = done[0][1]
+    assert result.cancelled and not result.ok
+    assert process.poll() is not None  # stopped (130 after SIGTERM, or killed)
+    out = tmp_path / "out"
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []
+    assert set(QgsProject.instance().mapLayers()) == layers_before
+    assert plugin.dock.statusLabel.text() == "cancelled"
+
+
+def test_backend_error_is_one_message_with_details_in_the_log(
+    plugin, tmp_path, tiny_model, qtbot, qgis_iface
+):
+    bad_model = tmp_path / "truncated.pt"  # a download cut short
+    data = tiny_model.read_bytes()
+    bad_model.write_bytes(data[: len(data) // 2])
+    layer = _add(write_raster(tmp_path / "s.tif", size=(32, 32)), "s")
+    logged = []
+
+    def on_log(message, tag, level):
+        if tag == "WaterSeg":
+            logged.append((message, level))
+
+    QgsApplication.messageLog().messageReceived.connect(on_log)
+    try:
+        task, done = _run_dock(plugin, tmp_path, bad_model, layer)
+        qtbot.waitUntil(lambda: bool(done), timeout=60000)
+    finally:
+        QgsApplication.messageLog().messageReceived.disconnect(on_log)
+    result = done[0][1]
+    assert result.exit_code == 2 and "cannot read model file" in result.error
+    critical = qgis_iface.messageBar().get_messages(Qgis.Critical)
+    assert critical and "cannot read model file" in critical[-1] and "\n" not in critical[-1]
+    details = [m for m, level in logged if level == Qgis.Critical]
+    assert details and "exit code: 2" in details[-1] and "stderr" in details[-1]
+    assert not (tmp_path / "out" / "s_water.tif").exists()
+
+
+def test_processing_algorithm_returns_both_outputs(plugin, tmp_path, tiny_model, qgis_processing):
+    import processing
+
+    layer = _add(write_raster(tmp_path / "p.tif", size=(64, 64)), "p")
+    result = processing.run(
+        "waterseg:segmentwater",
+        {
+            "INPUT": layer,
+            "MODEL": str(tiny_model),
+            "BANDS": "1,2,3,4",
+            "DEVICE": 1,  # cpu
+            "OVERLAP": 0.25,
+            "THRESHOLD": 0.5,
+            "OUTPUT_MASK": str(tmp_path / "result" / "mask.tif"),
+            "OUTPUT_SHORELINE": str(tmp_path / "result" / "coast.shp"),
+        },
+    )
+    assert result["OUTPUT_MASK"] == str(tmp_path / "result" / "mask.tif")
+    assert result["OUTPUT_SHORELINE"] == str(tmp_path / "result" / "coast.shp")
+    mask = QgsRasterLayer(result["OUTPUT_MASK"], "mask")
+    assert (
+        mask.isValid() and mask.crs().authid() == f"EPSG:{EPSG}" and mask.extent() == layer.extent()
+    )
+    from qgis.core import QgsVectorLayer
+
+    shore = QgsVectorLayer(result["OUTPUT_SHORELINE"], "coast", "ogr")
+    assert shore.isValid() and shore.dataProvider().storageType() == "ESRI Shapefile"
+    assert shore.geometryType() == QgsWkbTypes.LineGeometry
