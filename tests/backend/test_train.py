@@ -204,7 +204,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
     snowed_sample, tmp_path, backend_python, repo_root
 ):
     args = ["--data", str(snowed_sample), "--model", "unet", "--width", "0.125", "--loss",
-            "seg+edge", "--epochs", "6", "--batch-size", "1", "--crop", "64", "--seed", "7"]  # fmt: skip
+            "seg+edge", "--epochs", "6", "--batch-size", "1", "--crop", "64", "--seed", "5"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [backend_python, "-m", "backend", "train"]
     killed = tmp_path / "killed"
@@ -219,6 +219,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
     epoch_at_kill = read_checkpoint(killed / "last.pt")["epoch"]
     assert 1 <= epoch_at_kill < 6, "the run finished before it could be killed"
@@ -238,7 +239,8 @@ def test_sigkill_then_resume_matches_uninterrupted_run(
     _assert_same_weights(killed / "best.pt", full / "best.pt")
     assert _metric_rows(killed / "log.csv") == _metric_rows(full / "log.csv")
     a, b = read_checkpoint(killed / "last.pt"), read_checkpoint(full / "last.pt")
-    assert a["metrics"] == b["metrics"] and a["epoch"] == b["epoch"] == 6
+    assert json.dumps(a["metrics"], sort_keys=True) == json.dumps(b["metrics"], sort_keys=True)
+    assert a["epoch"] == b["epoch"] == 6
 
 
 @pytest.mark.slow
