@@ -48,30 +48,24 @@ def local_raster_path(layer: QgsRasterLayer) -> str | None:
 
 
 def layer_band_names(layer: QgsRasterLayer) -> list[str]:
-    """Descriptions of the layer's bands (GDAL band descriptions when present)."""
+    """Names of the layer's bands: GDAL band descriptions of local files (e.g. "B8"), else
+    QGIS's generated names ("Band 1")."""
     provider = layer.dataProvider()
-    names = []
-    for b in range(1, layer.bandCount() + 1):
-        desc = provider.generateBandName(b) if provider else ""
-        try:
-            gdal_desc = provider.bandDescription(b)  # QGIS >= 3.24 only
-        except AttributeError:
-            gdal_desc = ""
-        names.append(gdal_desc or _gdal_description(layer, b) or desc)
-    return names
-
-
-def _gdal_description(layer: QgsRasterLayer, band: int) -> str:
+    names = [provider.generateBandName(b) for b in range(1, layer.bandCount() + 1)]
     path = local_raster_path(layer)
-    if not path:
-        return ""
-    try:
-        from osgeo import gdal
+    if path:
+        try:
+            from osgeo import gdal
 
-        ds = gdal.Open(path)
-        return ds.GetRasterBand(band).GetDescription() if ds is not None else ""
-    except Exception:  # noqa: BLE001 - a description is a nicety, never an error
-        return ""
+            ds = gdal.Open(path)
+            if ds is not None and ds.RasterCount == len(names):
+                names = [
+                    ds.GetRasterBand(b).GetDescription() or names[b - 1]
+                    for b in range(1, ds.RasterCount + 1)
+                ]
+        except Exception:  # noqa: BLE001 - a description is a nicety, never an error
+            pass
+    return names
 
 
 def safe_stem(name: str) -> str:
