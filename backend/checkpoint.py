@@ -136,7 +136,7 @@ def build_checkpoint(
         "metrics": metrics or {},
         "epoch": epoch,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "waterseg_version": __version__,
     }
     if extra:
@@ -191,7 +191,17 @@ def read_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
             )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as exc:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        IndexError,
+        KeyError,
+        TypeError,
+        AttributeError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(
             f"cannot read model file {path}: not a valid WaterSeg checkpoint or truncated "

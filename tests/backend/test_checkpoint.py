@@ -107,3 +107,25 @@ def test_input_spec_normalise_by_hand():
     plain = InputSpec(bands=["B2"])
     np.testing.assert_allclose(plain.normalise(np.array([[[2000]]]), extra_offset=-1000), 0.1)
     assert InputSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_random_bytes_are_a_user_error(tmp_path):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(UserError, match="cannot read model file"):
+        read_checkpoint(path)
+
+
+def test_built_checkpoint_loads_with_weights_only(tmp_path):
+    from backend.checkpoint import build_checkpoint, load_model
+    from backend.models import create_model
+
+    model = create_model("unet", width=0.125)
+    ckpt = build_checkpoint(model, "unet", {"width": 0.125}, InputSpec(), loss="ce")
+    path = save_checkpoint(ckpt, tmp_path / "m.pt")
+    loaded, spec, meta = load_model(path)
+    assert spec.bands == ["B2", "B3", "B4", "B8"]
+    assert meta["arch"]["name"] == "unet" and "state_dict" not in meta
+    x = torch.rand(1, 4, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), model.eval()(x))
