@@ -435,6 +435,8 @@ def train(config: TrainConfig) -> Path:
                 f"--crop {tile} is not a multiple of {multiple}, which {cfg.model} needs; "
                 f"use --crop {max(multiple, tile // multiple * multiple)}"
             )
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed tile size: let cuDNN pick kernels
         model.to(device)
         criterion.to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
