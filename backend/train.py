@@ -590,17 +590,12 @@ def train(config: TrainConfig) -> Path:
                     "metrics": metrics,
                     "epoch": epoch + 1,
                 }
-                # torch.__version__ is a TorchVersion object, which weights_only refuses: a str
-                safe = {"torch_version": str(torch.__version__)}
                 if is_best:
                     save_checkpoint(
-                        build_checkpoint(
-                            model, cfg.model, arch_kwargs, input_spec, **common, extra=safe
-                        ),
+                        build_checkpoint(model, cfg.model, arch_kwargs, input_spec, **common),
                         best_path,
                     )
                 extra = {
-                    **safe,
                     "optimizer": optimizer.state_dict(),
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "rng": rng_state(),
