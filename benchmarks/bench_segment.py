@@ -207,7 +207,6 @@ def memory_rows(sizes=(2048, 8192)) -> list[dict]:
         torch.manual_seed(0)
         kwargs = {"width": 0.125, "in_channels": 4}
         ckpt = build_checkpoint(create_model("senet", **kwargs), "senet", kwargs, InputSpec())
-        ckpt["torch_version"] = str(ckpt["torch_version"])
         save_checkpoint(ckpt, tmp / "tiny.pt")
         for size in sizes:
             src = tmp / f"scene{size}.tif"

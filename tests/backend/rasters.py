@@ -126,9 +126,5 @@ def tiny_checkpoint(path: Path, arch: str = "unet", width: float = 0.125, tile: 
     kwargs = {"width": width, "in_channels": 4}
     model = create_model(arch, **kwargs)
     spec = InputSpec(tile_size=tile)
-    ckpt = build_checkpoint(model, arch, kwargs, spec)
-    # build_checkpoint stores torch.__version__ (a TorchVersion, refused by weights_only
-    # loading in torch 2.13); store a plain str until backend/checkpoint.py does.
-    ckpt["torch_version"] = str(ckpt["torch_version"])
-    save_checkpoint(ckpt, path)
+    save_checkpoint(build_checkpoint(model, arch, kwargs, spec), path)
     return path
