@@ -189,7 +189,7 @@ def test_cli_train_and_evaluate_subprocess(snowed_sample, tmp_path, backend_pyth
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_each_model_reduces_its_training_loss(name, snowed_sample, tmp_path):
-    crop = 128 if name == "deepunet" else 64  # DeepUNet's 7 poolings need multiples of 128
+    crop = 128 if name == "deepunet" else 32  # DeepUNet's 7 poolings need multiples of 128
     cfg = _config(
         snowed_sample, tmp_path / name, model=name, width=0.0625, loss="ce+sd", crop=crop,
         epochs=6, batch_size=3, lr=3e-3, augment=False,
