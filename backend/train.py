@@ -410,6 +410,8 @@ def train(config: TrainConfig) -> Path:
         split = resume_ckpt["split"] if resume_ckpt else resolve_split(cfg)
         if rank == 0:
             write_split(split, out / "split.json")
+            for stale in out.glob(".*.pt.*.tmp"):  # left by a kill during a checkpoint save
+                stale.unlink(missing_ok=True)
 
         # ---- model, loss, optimizer
         seed_everything(cfg.seed)

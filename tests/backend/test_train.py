@@ -119,7 +119,10 @@ def test_train_writes_self_describing_checkpoints(snowed_sample, tmp_path):
 def test_resume_in_process_is_exact(snowed_sample, tmp_path):
     train(_config(snowed_sample, tmp_path / "full", epochs=3))
     train(_config(snowed_sample, tmp_path / "split", epochs=1))
+    stale = tmp_path / "split" / ".last.pt.x1y2.tmp"  # as a SIGKILL during a save leaves
+    stale.write_bytes(b"half a checkpoint")
     train(_config(snowed_sample, tmp_path / "split", epochs=3, resume=True))
+    assert not stale.exists()
     _assert_same_weights(tmp_path / "full" / "last.pt", tmp_path / "split" / "last.pt")
     assert _metric_rows(tmp_path / "full" / "log.csv") == _metric_rows(
         tmp_path / "split" / "log.csv"
@@ -139,6 +142,8 @@ def test_refuses_to_overwrite_or_resume_a_different_run(snowed_sample, tmp_path)
         train(_config(snowed_sample, tmp_path / "run", epochs=2, loss="ce", resume=True))
     with pytest.raises(UserError, match="not a multiple of 16"):
         train(_config(snowed_sample, tmp_path / "odd", epochs=1, crop=40))
+    with pytest.raises(UserError, match="no sample .* has a metadata.pkl"):
+        train(_config(snowed_sample, tmp_path / "tiles", epochs=1, group_by_tile=True))
 
 
 def test_evaluate_reads_back_checkpoints(snowed_sample, tmp_path):
