@@ -204,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int)
     p.add_argument("--limit", type=int, help="at most N samples per subset")
-    p.add_argument("--crop", type=int, help="train/validate on NxN crops (DeepUNet: a multiple of 128)")
+    p.add_argument(
+        "--crop", type=int, help="train/validate on NxN crops (DeepUNet: a multiple of 128)"
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 
