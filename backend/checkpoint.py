@@ -156,6 +156,10 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> Path:
             torch.save(ckpt, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        # mkstemp creates 0600; give the file the mode a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

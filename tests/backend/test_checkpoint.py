@@ -34,6 +34,9 @@ def test_round_trip_and_atomic_write(tmp_path):
     path = save_checkpoint(_minimal(), tmp_path / "sub" / "m.pt")
     assert path.is_file()
     assert [p.name for p in path.parent.iterdir()] == ["m.pt"], "no temp file left behind"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "readable like any file the user writes"
     ckpt = read_checkpoint(path)
     assert ckpt["bands"] == ["B2", "B3", "B4", "B8"]
     assert torch.equal(ckpt["state_dict"]["w"], torch.ones(2, 2))
