@@ -71,6 +71,7 @@ def test_pickled_code_is_refused(tmp_path):
         (pickle.dumps([1, 2, 3]), "cannot read model file|not a WaterSeg checkpoint"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_bad_files_give_one_line_errors(tmp_path, content, message):
     path = tmp_path / "bad.pt"
     path.write_bytes(content)
