@@ -16,7 +16,7 @@ SPLIT ?= test
 TRAIN_ARGS ?=
 SCENE ?=
 
-.PHONY: help setup test test-fast lint format demo train evaluate table1 bench package clean
+.PHONY: help setup test test-fast lint format demo train evaluate table1 table1-smoke bench package clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -53,6 +53,9 @@ evaluate: $(STAMP)  ## evaluate CHECKPOINT on SPLIT (default: the run from make 
 
 table1: $(STAMP)  ## train + evaluate the paper's 12 configurations, write Table I (GPU + full SNOWED)
 	$(PY) -m backend table1 --data "$(DATA)" --out "$(OUT)/table1" $(TRAIN_ARGS)
+
+table1-smoke: $(STAMP)  ## the Table I path on the five samples (1 epoch, tiny widths; numbers meaningless)
+	$(PY) -m backend table1 --data "$(DATA)" --out "$(OUT)/table1-smoke" --smoke
 
 bench: $(STAMP)  ## speed and memory benchmarks (segmentation, training), printed side by side
 	$(PY) -m benchmarks
