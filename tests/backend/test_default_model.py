@@ -199,3 +199,31 @@ def test_default_model_loads_weights_only_and_segments_a_tile():
     pred = logits.argmax(1)[0].numpy()
     valid = scene.truth != 255
     assert (pred[valid] == scene.truth[valid]).mean() > 0.9
+
+
+def test_segment_checks_the_bundled_model_checksum(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """`segment` without --model verifies the bundled model's SHA-256 (exit 2 if corrupt)."""
+    from backend import cli
+
+    bundled = tmp_path / "models" / "waterseg-default.pt"
+    bundled.parent.mkdir()
+    shutil.copyfile(tiny_checkpoint, bundled)
+    sha_file = bundled.with_name(bundled.name + ".sha256")
+    sha_file.write_text(f"{sha256_of(bundled)}  {bundled.name}\n")
+    monkeypatch.setattr(paths, "DEFAULT_MODEL", bundled)
+    monkeypatch.setattr(paths, "DEFAULT_MODEL_SHA256", sha_file)
+    image, _ = make_demo_scene(tmp_path / "scene", size=256)
+
+    argv = ["segment", str(image), "--out-dir", str(tmp_path / "ok"), "--progress", "none"]
+    assert cli.main(argv) == 0  # intact: runs
+    assert (tmp_path / "ok" / "synthetic_s2_scene_water.tif").is_file()
+
+    raw = bytearray(bundled.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    bundled.write_bytes(bytes(raw))
+    capsys.readouterr()
+    argv = ["segment", str(image), "--out-dir", str(tmp_path / "bad"), "--progress", "none"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "corrupt" in err and "SHA-256" in err and "Traceback" not in err
+    assert not list((tmp_path / "bad").glob("*.tif"))

