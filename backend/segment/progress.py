@@ -43,8 +43,26 @@ class JsonReporter(Reporter):
 
 
 class TextReporter(Reporter):
+    """A bar redrawn in place on a terminal; on a pipe or log file, one line per 10 %."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None):
+        super().__init__(out, err)
+        self._tty = bool(getattr(self.err, "isatty", lambda: False)())
+        self._bar_open = False
+        self._last_step: tuple[str, int] | None = None
+
+    def _close_bar(self) -> None:
+        if self._bar_open:
+            self.err.write("\n")
+            self._bar_open = False
+
+    def log(self, message: str) -> None:
+        self._close_bar()
+        super().log(message)
+
     def event(self, name: str, **fields: Any) -> None:
         if name == "start":
+            self._last_step = None
             self.log(
                 f"[{fields['index'] + 1}/{fields['count']}] {fields['input']}: "
                 f"{fields['width']} x {fields['height']} px, {fields['tiles']} tiles on "
@@ -52,15 +70,23 @@ class TextReporter(Reporter):
             )
         elif name == "progress":
             frac = float(fields.get("fraction", 0.0))
-            bar = "#" * int(frac * 30)
-            self.err.write(
-                f"\r  {fields.get('stage', ''):<9} [{bar:<30}] {frac * 100:5.1f}% "
+            stage = str(fields.get("stage", ""))
+            line = (
+                f"  {stage:<9} [{'#' * int(frac * 30):<30}] {frac * 100:5.1f}% "
                 f"{fields.get('tiles_done', 0)}/{fields.get('tiles_total', 0)} tiles "
                 f"{fields.get('elapsed_s', 0):.1f}s"
             )
+            if self._tty:
+                self.err.write("\r" + line)
+                self._bar_open = True
+            else:
+                step = (stage, int(frac * 10))
+                if step == self._last_step:
+                    return
+                self._last_step = step
+                self.err.write(line + "\n")
             self.err.flush()
         elif name == "output":
-            self.err.write("\n")
             self.log(f"wrote {fields['path']}")
         elif name == "done":
             self.log(f"done in {fields['elapsed_s']:.1f}s ({fields['shoreline_features']} lines)")
