@@ -95,6 +95,8 @@ class TrainConfig:
     on the centre crop (tests and smoke runs; the paper uses full 256 x 256 tiles).
     ``split``: a split dict (as :func:`backend.datasets.make_split` returns) that overrides
     ``split_file`` and the seeded split -- for cross-validation loops in Python.
+    ``spectral_indices``: put the fixed normalised-difference input layer of
+    backend/models/spectral.py in front of the model (stored in the checkpoint's arch kwargs).
     """
 
     data: str
@@ -122,6 +124,7 @@ class TrainConfig:
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] | None = None
     quiet: bool = False
+    spectral_indices: bool = False
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's Table II defaults filled in and values checked."""
@@ -372,6 +375,11 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
                 f"{path} was trained with {key}={old.get(key)!r}, not {getattr(cfg, key)!r}; "
                 "resume with the same settings or choose another --out"
             )
+    if bool(old.get("spectral_indices", False)) != bool(cfg.spectral_indices):
+        raise UserError(
+            f"{path} was trained with spectral_indices={bool(old.get('spectral_indices'))}, not "
+            f"{bool(cfg.spectral_indices)}; resume with the same settings or choose another --out"
+        )
     if "optimizer" not in ckpt or "rng" not in ckpt:
         raise UserError(f"{path} has no optimizer/RNG state; it cannot be resumed")
 
@@ -426,6 +434,8 @@ def train(config: TrainConfig) -> Path:
             "num_classes": 2,
             "heads": heads,
         }
+        if cfg.spectral_indices:  # only when on: older checkpoints keep their exact kwargs
+            arch_kwargs["spectral_indices"] = True
         try:
             model = create_model(cfg.model, **arch_kwargs)
         except ValueError as exc:
@@ -701,6 +711,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--crop", type=int, help="train on random NxN crops, validate on the centre crop"
     )
+    p.add_argument(
+        "--spectral-indices",
+        action="store_true",
+        help="append fixed normalised differences of all band pairs (NDWI, ...) to the input",
+    )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     p.add_argument("--nproc", type=int, default=1, help="start N processes with torchrun (DDP)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
@@ -763,6 +778,7 @@ def main(argv: list[str]) -> int:
         crop=args.crop,
         amp=args.amp,
         quiet=args.quiet,
+        spectral_indices=args.spectral_indices,
     )
 
     def _stop(signum, frame):

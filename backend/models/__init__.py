@@ -11,6 +11,11 @@ tiny test models). Every model maps a float (B, in_channels, H, W) tensor to log
 when ``heads == 2`` (head 0 = segmentation, used at inference; head 1 = the second loss term,
 SeNet's structured edge branch). ``model.size_multiple`` is the number H and W must be
 multiples of. See docs/models.md for channel lists, parameter counts and FLOPs.
+
+``spectral_indices=True`` (or a list of band index pairs) puts a fixed
+:class:`~backend.models.spectral.SpectralIndices` layer in front of any model: it appends
+brightness-invariant normalised differences such as NDWI to the input bands
+(backend/models/spectral.py).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from backend.models.blocks import resolve_width
 from backend.models.deepunet import deepunet
 from backend.models.munet import munet
 from backend.models.senet import senet
+from backend.models.spectral import SpectralIndices, WithSpectralIndices
 from backend.models.unet import unet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -47,6 +53,7 @@ def create_model(
     in_channels: int = 4,
     num_classes: int = 2,
     heads: int = 1,
+    spectral_indices: bool | list[list[int]] = False,
 ) -> nn.Module:
     """Build a registered model in training mode with freshly initialised weights.
 
@@ -56,6 +63,10 @@ def create_model(
         in_channels: number of input bands C of the (B, C, H, W) float input.
         num_classes: output channels of each head (2: land, water).
         heads: 1 (one logits tensor) or 2 (a tuple of two logits tensors).
+        spectral_indices: False (default); True to append the normalised difference of every
+            pair of input bands to the input (a fixed layer, no weights); or a list of band
+            index pairs [i, j]. The result is a ``WithSpectralIndices`` (weights under
+            ``net.``).
 
     Raises:
         ValueError: unknown name or width, or a non-positive channel/class count, or heads
@@ -69,9 +80,19 @@ def create_model(
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
     if isinstance(heads, bool) or heads not in (1, 2):
         raise ValueError(f"heads must be 1 or 2, got {heads!r}")
+    spectral = None
+    if spectral_indices is not False and spectral_indices is not None:
+        spectral = SpectralIndices(
+            in_channels, None if spectral_indices is True else spectral_indices
+        )
     model = MODELS[name](
-        width=multiplier, in_channels=in_channels, num_classes=num_classes, heads=heads
+        width=multiplier,
+        in_channels=spectral.out_channels if spectral else in_channels,
+        num_classes=num_classes,
+        heads=heads,
     )
+    if spectral is not None:
+        model = WithSpectralIndices(spectral, model)
     model.arch_name = name
     model.width = width
     model.num_heads = heads

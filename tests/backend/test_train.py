@@ -266,3 +266,18 @@ def test_table1_smoke_runs_end_to_end(snowed_sample, tmp_path, backend_python, r
     for r in result["rows"]:
         assert (out / r["run"] / "best.pt").is_file()
         assert r["ours"]["samples"] == 1
+
+
+def test_spectral_indices_option_is_stored_and_rebuilt(snowed_sample, tmp_path):
+    from backend.models.spectral import WithSpectralIndices
+
+    out = tmp_path / "spectral"
+    train(_config(snowed_sample, out, epochs=1, loss="ce", spectral_indices=True))
+    ckpt = read_checkpoint(out / "last.pt")
+    assert ckpt["arch"]["kwargs"]["spectral_indices"] is True
+    assert ckpt["config"]["spectral_indices"] is True
+    model, _, _ = load_model(out / "best.pt")
+    assert isinstance(model, WithSpectralIndices) and model.spectral.out_channels == 10
+    # a run without the layer keeps the old arch kwargs exactly; resuming across them is refused
+    with pytest.raises(UserError, match="spectral_indices=True, not False"):
+        train(_config(snowed_sample, out, epochs=2, loss="ce", resume=True))

@@ -1,0 +1,133 @@
+"""Fixed (non-learned) spectral-index input layer for any model of the zoo.
+
+Water is a spectral *shape* (green and blue above NIR), not a brightness: the normalised
+difference ``(a - b) / (a + b)`` of two bands is unchanged when the whole pixel gets brighter
+or darker (haze, illumination, thin shadow, sensor gain). A convolutional network can learn
+such ratios only approximately from a few training tiles, so :class:`SpectralIndices` computes
+them exactly and appends them to the input channels; the network then sees both the raw bands
+and brightness-invariant features such as NDWI = (B3 - B8) / (B3 + B8) (McFeeters 1996),
+which is the pair (1, 3) of the default band order B2, B3, B4, B8.
+
+    >>> layer = SpectralIndices(4)                    # all 6 pairs of 4 bands
+    >>> layer(torch.rand(2, 4, 64, 64)).shape
+    torch.Size([2, 10, 64, 64])
+
+``create_model(name, spectral_indices=True)`` (backend/models/__init__.py) wraps any
+registered model as :class:`WithSpectralIndices`; the option is an architecture keyword, so it
+is stored in a checkpoint's ``arch.kwargs`` and ``model_from_checkpoint`` rebuilds it.
+
+Robustness: the input is reflectance (scale 1e-4, no mean/std), but may hold NaN/inf, zeros
+(nodata fill) or small negatives (L2A offset, noise). Before the index, values are made finite
+(NaN -> 0, +-inf -> 0) and clamped to ``>= 0``; ``eps`` in the denominator keeps every index in
+[-1, 1] and finite, and sends pixels that are dark in both bands (|a| + |b| << eps) towards 0
+(undecided) instead of +-1. The raw channels are passed through unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+import torch
+from torch import nn
+
+DEFAULT_EPS = 1e-3  # reflectance units: 0.1 % reflectance
+
+
+def all_pairs(in_channels: int) -> list[tuple[int, int]]:
+    """Every band pair (i, j) with i < j: C (C - 1) / 2 pairs, e.g. 6 for 4 bands."""
+    return list(combinations(range(in_channels), 2))
+
+
+def resolve_pairs(in_channels: int, pairs: bool | Sequence[Sequence[int]]) -> list[tuple[int, int]]:
+    """``True`` -> :func:`all_pairs`; a sequence of (i, j) -> checked list of int tuples.
+
+    Raises:
+        ValueError: an index outside [0, in_channels), i == j, a pair not of length 2, or no
+            pairs at all.
+    """
+    if pairs is True:
+        resolved = all_pairs(in_channels)
+    else:
+        resolved = []
+        for pair in pairs:
+            if isinstance(pair, str | bytes) or len(pair) != 2:
+                raise ValueError(f"spectral index pair {pair!r} must be two band indices (i, j)")
+            i, j = (int(v) for v in pair)
+            if not (0 <= i < in_channels and 0 <= j < in_channels) or i == j:
+                raise ValueError(
+                    f"spectral index pair {pair!r}: need two different band indices in "
+                    f"0..{in_channels - 1}"
+                )
+            resolved.append((i, j))
+    if not resolved:
+        raise ValueError(f"no spectral index pairs for {in_channels} input band(s)")
+    return resolved
+
+
+class SpectralIndices(nn.Module):
+    """(B, C, H, W) reflectance -> (B, C + P, H, W): the input, then P normalised differences.
+
+    Channel C + k is ``(x[a_k] - x[b_k]) / (x[a_k] + x[b_k] + eps)`` of pair k = (a_k, b_k),
+    computed on the input made finite and clamped to >= 0, so it lies in [-1, 1]. No learnable
+    parameters and no state in the ``state_dict`` (the pairs are fixed by the constructor).
+
+    Args:
+        in_channels: C.
+        pairs: band index pairs (a, b), default all pairs a < b.
+        eps: added to the denominator (reflectance units).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        pairs: Sequence[Sequence[int]] | None = None,
+        eps: float = DEFAULT_EPS,
+    ) -> None:
+        super().__init__()
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        self.in_channels = int(in_channels)
+        self.pairs = resolve_pairs(self.in_channels, True if pairs is None else pairs)
+        self.eps = float(eps)
+        first, second = zip(*self.pairs, strict=True)
+        self.register_buffer("first", torch.tensor(first, dtype=torch.long), persistent=False)
+        self.register_buffer("second", torch.tensor(second, dtype=torch.long), persistent=False)
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_channels + len(self.pairs)
+
+    def indices(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) -> the P normalised differences (B, P, H, W), same dtype, in [-1, 1]."""
+        v = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
+        a, b = v.index_select(1, self.first), v.index_select(1, self.second)
+        return (a - b) / (a + b + self.eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"SpectralIndices expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
+            )
+        return torch.cat([x, self.indices(x)], dim=1)
+
+    def extra_repr(self) -> str:
+        return f"in_channels={self.in_channels}, pairs={self.pairs}, eps={self.eps:g}"
+
+
+class WithSpectralIndices(nn.Module):
+    """A model whose input first passes through :class:`SpectralIndices`.
+
+    ``net`` must take ``spectral.out_channels`` input channels. Forward returns whatever
+    ``net`` returns (logits or a tuple of head logits); ``size_multiple`` is ``net``'s.
+    The weights live under ``net.`` in the state dict; the index layer has none.
+    """
+
+    def __init__(self, spectral: SpectralIndices, net: nn.Module) -> None:
+        super().__init__()
+        self.spectral = spectral
+        self.net = net
+        self.size_multiple = int(getattr(net, "size_multiple", 1))
+
+    def forward(self, x: torch.Tensor):
+        return self.net(self.spectral(x))
