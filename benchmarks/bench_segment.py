@@ -1,23 +1,40 @@
-"""Segmentation benchmarks: throughput, pipeline overhead, the conv FLOP/s limit, peak memory.
+"""Segmentation benchmarks: throughput, pipeline overhead, the dense-layer limit, peak memory.
 
-``python -m benchmarks segment`` (part of ``make bench``). Prints tables; runs in a few
-minutes on a 2-core CPU. Sections:
+``python -m benchmarks segment`` (part of ``make bench``), or ``python -m
+benchmarks.bench_segment [--models unet,senet] [--repeats 3] [--no-memory]``. Prints tables;
+about 5 minutes on a 2-core CPU. Sections:
 
 1. Throughput per architecture (half width, random weights; the bundled default model too if
-   present): end-to-end streaming pipeline on an in-memory 512 x 512 raster (9 tiles of 256 at
-   25 % overlap) versus the bare model forward on the same 9 tiles, in the same run.
+   present): the end-to-end streaming pipeline (normalisation, tiling, inference, blending,
+   mask, marching squares) on an in-memory 512 x 512 raster (9 tiles of 256 at 25 % overlap)
+   and the bare predictor on the same 9 tiles. Two predictor settings run interleaved in the
+   same process (A/B/A/B...): "plain" (eval model as stored, NCHW, batch 3: the settings
+   before the inference optimisations) and "optimised" (the defaults: BatchNorm folded,
+   channels_last, default batch). Each time is the best of ``repeats`` runs: on a shared
+   machine other processes only ever add time, so the minimum is the least noisy estimate.
    Megapixels per second and the time per 100 km2 at 10 m (1 Mpx).
-2. The physical limit: dense 3x3 convolution throughput of this machine measured with a bare
-   torch conv of the models' typical shape, the model's FLOPs per tile
-   (torch.utils.flop_counter), and the fraction of the limit the pipeline achieves.
+2. The physical limit, per model: every dense layer (Conv2d, ConvTranspose2d, Linear) of the
+   optimised model is recorded with its input shape during one batch, and each distinct
+   (layer, shape) is timed alone as a bare torch op on random input, in NCHW and in
+   channels_last (the faster counts), best of several runs. The limit time of the model is
+   the sum of those bare times (times how often each layer runs); its FLOPs over that time
+   is the machine's dense FLOP/s *for this model's mix of layer shapes* (a FLOP-weighted
+   harmonic mean of the per-layer speeds). The fraction of the limit the whole pipeline
+   reaches is limit time x tiles / end-to-end time. Layers a model cannot do faster than a
+   bare conv of the same shape bound it; what is left (pooling, upsampling, concatenation,
+   norms that could not be folded, attention, blending, contours) is overhead.
 3. Peak memory (ru_maxrss of a child process running the real ``segment`` CLI) for a
-   2048 x 2048 and an 8192 x 8192 GeoTIFF, side by side. A tiny SeNet (width 0.125) keeps the
-   8192 case to about a minute on 2 cores; memory of the streaming buffers does not depend on
-   the model, only the model's own activations do (one batch of tiles).
+   2048 x 2048 and an 8192 x 8192 GeoTIFF, side by side. A tiny SeNet (width 0.125) keeps
+   the 8192 case short; memory of the streaming buffers does not depend on the model, only
+   the model's own activations do (one batch of tiles).
+
+Each section prints the load average of the machine before it runs.
 """
 
 from __future__ import annotations
 
+import argparse
+import copy
 import json
 import os
 import subprocess
@@ -30,6 +47,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 TILE = 256
+PLAIN_BATCH = 3
 
 
 def _devices() -> list[str]:
@@ -45,6 +63,13 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _load() -> str:
+    try:
+        return "load average " + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "load average unknown"
+
+
 def model_flops(model, device: str = "cpu") -> float:
     """FLOPs of one forward pass on a (1, 4, 256, 256) tile (multiply-add = 2 FLOPs)."""
     import torch
@@ -56,70 +81,172 @@ def model_flops(model, device: str = "cpu") -> float:
     return float(fc.get_total_flops())
 
 
-def conv_flops_per_s(device: str, channels: int = 32, size: int = 256, batch: int = 4) -> float:
-    """Measured FLOP/s of a bare 3x3 conv, ``channels`` -> ``channels`` at ``size`` px."""
+def _best_time(
+    fn, device: str, budget_s: float = 0.25, min_reps: int = 3, clock=time.perf_counter
+) -> float:
+    """Best ``clock`` time of ``fn()`` over at least ``min_reps`` runs and ``budget_s`` s."""
+    fn()  # warm-up (oneDNN primitive creation, cuDNN autotune)
+    _sync(device)
+    best, reps, start = float("inf"), 0, time.perf_counter()
+    while reps < min_reps or time.perf_counter() - start < budget_s:
+        t0 = clock()
+        fn()
+        _sync(device)
+        best = min(best, clock() - t0)
+        reps += 1
+    return best
+
+
+def conv_flops_per_s(device: str, channels: int = 32, size: int = 256, batch: int = 2) -> float:
+    """Best FLOP/s of a bare 3x3 conv, ``channels`` -> ``channels`` at ``size`` px, over the
+    NCHW and channels_last memory formats (for reference; the limit is :func:`layer_limit`)."""
     import torch
 
     conv = torch.nn.Conv2d(channels, channels, 3, padding=1).to(device).eval()
     x = torch.randn(batch, channels, size, size, device=device)
     flops = 2.0 * batch * channels * channels * 9 * size * size
+    best = float("inf")
     with torch.inference_mode():
-        for _ in range(2):
-            conv(x)
-        _sync(device)
-        reps, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < 1.5 or reps < 3:
-            conv(x)
-            reps += 1
-        _sync(device)
-        return flops * reps / (time.perf_counter() - t0)
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            c = conv.to(memory_format=fmt)
+            xf = x.contiguous(memory_format=fmt)
+            best = min(best, _best_time(lambda c=c, xf=xf: c(xf), device, 1.0))
+    return flops / best
 
 
-def bare_forward_s(predictor, tiles: np.ndarray) -> float:
-    predictor(tiles[: predictor.batch_size])  # warm-up
+def layer_limit(predictor, batch: int, budget_s: float = 0.1, clock=time.perf_counter) -> dict:
+    """The dense-layer limit of ``predictor.model`` for a batch of ``batch`` 256 px tiles.
+
+    Records every Conv2d / ConvTranspose2d / Linear call with its input shape, times each
+    distinct (layer, shape) alone (NCHW and channels_last for convs, the faster counts;
+    under the predictor's autocast on CUDA) and sums. Returns ``limit_s`` (per batch),
+    ``flops`` (of those layers, per batch), ``flops_per_s`` (flops / limit_s), ``layers``
+    (calls), ``shapes`` (distinct) and ``top`` (the shape carrying most FLOPs, its share of
+    the FLOPs and its bare FLOP/s).
+    """
+    import torch
+    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = predictor.device
+    model = predictor.model
+    calls: dict[tuple, list] = {}
+    hooks = []
+
+    def hook(module, args):
+        x = args[0]
+        key = (id(module), tuple(x.shape))
+        calls.setdefault(key, [module, tuple(x.shape), 0])[2] += 1
+
+    for m in model.modules():
+        if type(m) in (nn.Conv2d, nn.ConvTranspose2d, nn.Linear):
+            hooks.append(m.register_forward_pre_hook(hook))
+    try:
+        x = torch.zeros(batch, 4, TILE, TILE, device=device)
+        x = x.contiguous(memory_format=predictor.memory_format)
+        with torch.inference_mode(), predictor._autocast():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+
+    # Identical layers (same type, config and input shape) are timed once.
+    unique: dict[tuple, list] = {}
+    for module, shape, count in calls.values():
+        key = (repr(module), shape)
+        if key in unique:
+            unique[key][2] += count
+        else:
+            unique[key] = [module, shape, count]
+
+    total_s = total_flops = 0.0
+    top = None
+    with torch.inference_mode(), predictor._autocast():
+        for module, shape, count in unique.values():
+            layer = copy.deepcopy(module)
+            inp = torch.randn(shape, device=device)
+            with FlopCounterMode(display=False) as fc:
+                layer(inp)
+            flops = float(fc.get_total_flops())
+            fmts = [torch.contiguous_format]
+            if len(shape) == 4 and not isinstance(layer, nn.Linear):
+                fmts.append(torch.channels_last)
+            best = float("inf")
+            for fmt in fmts:
+                lf = layer.to(memory_format=fmt)
+                xf = inp.contiguous(memory_format=fmt)
+                best = min(
+                    best, _best_time(lambda lf=lf, xf=xf: lf(xf), device, budget_s, clock=clock)
+                )
+            total_s += count * best
+            total_flops += count * flops
+            if top is None or count * flops > top["flops"]:
+                top = {"layer": repr(module), "shape": shape, "flops": count * flops,
+                       "flops_per_s": flops / best}  # fmt: skip
+    top["share"] = top["flops"] / max(total_flops, 1.0)
+    return {
+        "limit_s": total_s,
+        "flops": total_flops,
+        "flops_per_s": total_flops / total_s,
+        "layers": sum(c for _, _, c in calls.values()),
+        "shapes": len(unique),
+        "top": top,
+    }
+
+
+def bare_forward_s(predictor, tiles: np.ndarray, clock=time.perf_counter) -> float:
+    """Time of the predictor alone on ``tiles`` (float32 (N, 4, 256, 256)), one run."""
     _sync(predictor.device)
-    t0 = time.perf_counter()
+    t0 = clock()
     predictor(tiles)
     _sync(predictor.device)
-    return time.perf_counter() - t0
+    return clock() - t0
 
 
-def end_to_end_s(predictor, raster: np.ndarray) -> float:
+def end_to_end_s(
+    predictor, raster: np.ndarray, clock=time.perf_counter, parts: dict | None = None
+) -> float:
+    """Time of the streaming pipeline on ``raster`` (uint16 (4, H, W)), one run:
+    normalisation, tiling, inference, blending, mask and marching-squares contours.
+    ``parts["contours"]`` receives the time spent in contour extraction and joining (with
+    random weights on a noise raster it depends on how many p = 0.5 crossings come out)."""
     from backend.segment.pipeline import ArrayReader, iter_probability_rows
     from backend.segment.shoreline import ContourBuilder
     from backend.segment.writers import mask_from_probability
 
-    t0 = time.perf_counter()
+    scale = np.float32(1e-4)
+
+    def normalise(raw: np.ndarray) -> np.ndarray:
+        x = raw.astype(np.float32)
+        x *= scale
+        return x
+
+    t0 = clock()
+    in_contours = 0.0
     contours = ContourBuilder(raster.shape[2])
-    for block in iter_probability_rows(
-        ArrayReader(raster), predictor, lambda r: r.astype(np.float32) * 1e-4, tile=TILE
-    ):
+    for block in iter_probability_rows(ArrayReader(raster), predictor, normalise, tile=TILE):
         mask_from_probability(block.prob, block.valid, 0.5)
+        c0 = clock()
         contours.add_rows(block.row0, block.prob)
+        in_contours += clock() - c0
+    c0 = clock()
     contours.lines()
+    in_contours += clock() - c0
     _sync(predictor.device)
-    return time.perf_counter() - t0
+    total = clock() - t0
+    if parts is not None:
+        parts["contours"] = in_contours
+    return total
 
 
-def throughput_rows(limit: dict[str, float]) -> list[dict]:
+def _bench_models(names: list[str] | None) -> list[tuple[str, object]]:
     import torch
 
     from backend.models import create_model, list_models
     from backend.paths import DEFAULT_MODEL
-    from backend.segment.inference import TilePredictor, configure_cpu_threads
-    from backend.segment.tiling import TileGrid
-
-    configure_cpu_threads()
-    size = 512
-    rng = np.random.default_rng(0)
-    raster = rng.integers(1, 4000, size=(4, size, size)).astype(np.uint16)
-    grid = TileGrid(size, size, TILE, 0.25)
-    tiles = np.stack(
-        [raster[:, y : y + TILE, x : x + TILE] for y in grid.ys for x in grid.xs]
-    ).astype(np.float32) * np.float32(1e-4)
 
     models = []
-    if DEFAULT_MODEL.is_file():
+    if DEFAULT_MODEL.is_file() and (names is None or "default" in names):
         from backend.checkpoint import load_model
 
         try:
@@ -129,38 +256,125 @@ def throughput_rows(limit: dict[str, float]) -> list[dict]:
         except Exception as exc:  # noqa: BLE001 - report and go on with the zoo
             print(f"  (default model not loadable: {exc})")
     for name in list_models():
-        torch.manual_seed(0)
-        models.append((f"{name} half", create_model(name, width="half")))
+        if names is None or name in names:
+            torch.manual_seed(0)
+            models.append((f"{name} half", create_model(name, width="half")))
+    return models
+
+
+class _OneThread:
+    """Context: torch on one intra-op thread (restored on exit)."""
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def _measure(plain, fast, raster, tiles, repeats: int, clock) -> dict[str, float]:
+    """Best-of-``repeats`` times, plain and optimised interleaved: plain end-to-end,
+    optimised end-to-end, optimised bare predictor."""
+    for p in (plain, fast):  # warm-up: oneDNN primitives, cuDNN autotune, caches
+        p(tiles[: p.batch_size])
+        end_to_end_s(p, raster, clock)
+    times: dict[str, list[float]] = {"plain": [], "e2e": [], "bare": [], "contours": []}
+    for _ in range(repeats):
+        times["plain"].append(end_to_end_s(plain, raster, clock))
+        parts: dict[str, float] = {}
+        times["e2e"].append(end_to_end_s(fast, raster, clock, parts))
+        times["contours"].append(parts["contours"])
+        times["bare"].append(bare_forward_s(fast, tiles, clock))
+    return {k: min(v) for k, v in times.items()}
+
+
+def throughput_rows(models, repeats: int = 3) -> list[dict]:
+    """Sections 1 and 2 for each (label, model): plain vs optimised, the limit, the fraction.
+
+    On CPU every figure is measured twice: wall time with the default threads (what a user
+    waits for), and CPU time (``time.process_time``) on one thread, which other processes
+    on a shared machine barely disturb; speed-ups and the fraction of the limit come from the
+    CPU-time figures. On CUDA: wall time only.
+    """
+    from backend.segment.inference import TilePredictor, default_batch_size
+    from backend.segment.tiling import TileGrid
+
+    size = 512
+    rng = np.random.default_rng(0)
+    raster = rng.integers(1, 4000, size=(4, size, size)).astype(np.uint16)
+    grid = TileGrid(size, size, TILE, 0.25)
+    tiles = np.stack(
+        [raster[:, y : y + TILE, x : x + TILE] for y in grid.ys for x in grid.xs]
+    ).astype(np.float32) * np.float32(1e-4)
+    mpx = size * size / 1e6
 
     rows = []
     for device in _devices():
+        cpu = device == "cpu"
         for label, model in models:
-            pred = TilePredictor(model, device, batch_size=3 if device == "cpu" else 9)
-            bare = bare_forward_s(pred, tiles)
-            e2e = end_to_end_s(pred, raster)
-            mpx = size * size / 1e6
-            flops = model_flops(pred.model, device)
-            achieved = flops * grid.count / e2e
-            rows.append(
-                {
-                    "device": device,
-                    "model": label,
-                    "mpx_s": mpx / e2e,
-                    "s_per_100km2": 1.0 / (mpx / e2e),
-                    "e2e_s": e2e,
-                    "bare_s": bare,
-                    "overhead": e2e / bare - 1.0,
-                    "gflop_tile": flops / 1e9,
-                    "fraction": achieved / limit[device],
-                }
+            plain = TilePredictor(
+                model, device, PLAIN_BATCH if cpu else 9, fuse=False, channels_last=False
             )
-            r = rows[-1]
+            fast = TilePredictor(model, device)
+            wall = _measure(plain, fast, raster, tiles, repeats, time.perf_counter)
+            if cpu:
+                with _OneThread():
+                    one = _measure(plain, fast, raster, tiles, repeats, time.process_time)
+                    lim = layer_limit(fast, fast.batch_size, clock=time.process_time)
+            else:
+                one = wall
+                lim = layer_limit(fast, fast.batch_size)
+            per_tile_limit = lim["limit_s"] / fast.batch_size
+            flops = model_flops(fast.model, device)
+            r = {
+                "device": device,
+                "model": label,
+                "batch": fast.batch_size,
+                "mpx_s": mpx / wall["e2e"],
+                "s_per_100km2": wall["e2e"] / mpx,
+                "wall_plain_s": wall["plain"],
+                "wall_e2e_s": wall["e2e"],
+                "wall_bare_s": wall["bare"],
+                "wall_speedup": wall["plain"] / wall["e2e"],
+                "cpu_plain_s": one["plain"],
+                "cpu_e2e_s": one["e2e"],
+                "cpu_bare_s": one["bare"],
+                "speedup": one["plain"] / one["e2e"],
+                "overhead": one["e2e"] / one["bare"] - 1.0,
+                "contours_s": one["contours"],
+                "gflop_tile": flops / 1e9,
+                "limit_gflops": lim["flops_per_s"] / 1e9,
+                "achieved_gflops": flops * grid.count / one["e2e"] / 1e9,
+                "fraction": per_tile_limit * grid.count / one["e2e"],
+                "fraction_plain": per_tile_limit * grid.count / one["plain"],
+                "top": lim["top"],
+                "shapes": lim["shapes"],
+            }
+            rows.append(r)
+            top = r["top"]
             print(
-                f"  {device:4} {label:22} {r['mpx_s']:7.3f} MP/s  {r['s_per_100km2']:8.1f} s/100km2"
-                f"  e2e {e2e:6.2f}s  bare {bare:6.2f}s  overhead {r['overhead'] * 100:+5.1f}%"
-                f"  {r['gflop_tile']:6.2f} GFLOP/tile  {r['fraction'] * 100:5.1f}% of conv limit",
+                f"  {device:4} {label:21} wall: {r['mpx_s']:6.3f} MP/s {r['s_per_100km2']:6.2f}"
+                f" s/100km2, e2e {wall['e2e']:6.3f}s (plain {wall['plain']:6.3f}s,"
+                f" {r['wall_speedup']:.2f}x), bare {wall['bare']:6.3f}s\n"
+                f"  {'':26} {'1 thread CPU' if cpu else 'wall'}: e2e {one['e2e']:6.3f}s"
+                f" (plain {one['plain']:6.3f}s, {r['speedup']:.2f}x), bare {one['bare']:6.3f}s,"
+                f" overhead {r['overhead'] * 100:+5.1f}% (contours {r['contours_s']:.3f}s)"
+                f" | {r['gflop_tile']:5.2f} GFLOP/tile,"
+                f" achieved {r['achieved_gflops']:5.1f} GFLOP/s of a layer limit of"
+                f" {r['limit_gflops']:5.1f} ({r['shapes']} shapes; the top shape carries"
+                f" {top['share'] * 100:.0f}% of the FLOPs at {top['flops_per_s'] / 1e9:.0f}"
+                f" GFLOP/s) = {r['fraction'] * 100:4.1f}% (plain {r['fraction_plain'] * 100:4.1f}%)",
                 flush=True,
             )
+    print(
+        f"  (optimised: BatchNorm folded, channels_last, batch {default_batch_size('cpu')} on"
+        f" CPU; plain: batch {PLAIN_BATCH}, no folding, NCHW; best of {repeats} interleaved runs)"
+    )
     return rows
 
 
@@ -227,34 +441,48 @@ def memory_rows(sizes=(2048, 8192)) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     import torch
 
     from backend.segment.inference import configure_cpu_threads
 
+    p = argparse.ArgumentParser(prog="python -m benchmarks.bench_segment")
+    p.add_argument("--models", help="comma-separated subset: default, deepunet, munet, ...")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved runs per setting (3)")
+    p.add_argument("--no-memory", action="store_true", help="skip the 2048/8192 memory runs")
+    args = p.parse_args(argv or [])
+
     threads = configure_cpu_threads()
     print(f"torch {torch.__version__}, {threads} CPU threads, devices: {', '.join(_devices())}")
-    print("\n[1] dense 3x3 conv limit (bare torch conv, batch 4)")
-    limit = {}
+    print(f"\n[1] dense 3x3 conv reference (bare torch conv, batch 2, best format); {_load()}")
     for device in _devices():
         a = conv_flops_per_s(device, 32, 256)
         b = conv_flops_per_s(device, 64, 128)
-        limit[device] = max(a, b)
         print(f"  {device:4} 32ch@256px {a / 1e9:7.1f} GFLOP/s   64ch@128px {b / 1e9:7.1f} GFLOP/s")
 
-    print("\n[2] throughput: 512 x 512 raster (9 tiles of 256, overlap 0.25), batch 3 on CPU")
-    throughput_rows(limit)
+    print(
+        "\n[2] throughput: 512 x 512 raster (9 tiles of 256, overlap 0.25), plain vs optimised;"
+        f" {_load()}"
+    )
+    models = _bench_models(args.models.split(",") if args.models else None)
+    throughput_rows(models, args.repeats)
 
-    print("\n[3] peak memory of the segment CLI (child ru_maxrss), tiny SeNet (width 0.125)")
-    mem = memory_rows()
-    for r in mem:
-        print(f"  {r['size']:5} x {r['size']:<5} {r['mb']:8.0f} MB  {r['wall_s']:6.1f} s")
-    if len(mem) == 2:
+    if not args.no_memory:
         print(
-            f"  ratio {mem[1]['size']}/{mem[0]['size']}: {mem[1]['mb'] / mem[0]['mb']:.2f} "
-            f"for {(mem[1]['size'] / mem[0]['size']) ** 2:.0f}x the pixels"
+            "\n[3] peak memory of the segment CLI (child ru_maxrss), tiny SeNet (width 0.125);"
+            f" {_load()}"
         )
+        mem = memory_rows()
+        for r in mem:
+            print(f"  {r['size']:5} x {r['size']:<5} {r['mb']:8.0f} MB  {r['wall_s']:6.1f} s")
+        if len(mem) == 2:
+            print(
+                f"  ratio {mem[1]['size']}/{mem[0]['size']}: {mem[1]['mb'] / mem[0]['mb']:.2f} "
+                f"for {(mem[1]['size'] / mem[0]['size']) ** 2:.0f}x the pixels"
+            )
+    print(f"  (end: {_load()})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

@@ -163,12 +163,14 @@ def predict_array(
     valid: np.ndarray | None = None,
     device: str = "cpu",
     batch_size: int = 4,
+    **predictor_options: Any,
 ) -> np.ndarray:
     """Whole-array convenience (tests, benchmarks): float input (C, H, W), already normalised ->
-    blended probability float32 (H, W), NaN at nodata."""
+    blended probability float32 (H, W), NaN at nodata. ``predictor_options`` go to
+    ``TilePredictor`` (``fuse``, ``channels_last``, ``autocast``)."""
     from backend.segment.inference import TilePredictor
 
-    predictor = TilePredictor(model, device, batch_size)
+    predictor = TilePredictor(model, device, batch_size, **predictor_options)
     out = np.empty(array.shape[1:], np.float32)
     for block in iter_probability_rows(
         ArrayReader(array, valid),
