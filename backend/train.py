@@ -96,7 +96,8 @@ class TrainConfig:
     ``split``: a split dict (as :func:`backend.datasets.make_split` returns) that overrides
     ``split_file`` and the seeded split -- for cross-validation loops in Python.
     ``spectral_indices``: put the fixed normalised-difference input layer of
-    backend/models/spectral.py in front of the model (stored in the checkpoint's arch kwargs).
+    backend/models/spectral.py in front of the model (True: appended to the bands; "only":
+    instead of them); stored in the checkpoint's arch kwargs.
     """
 
     data: str
@@ -124,7 +125,7 @@ class TrainConfig:
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] | None = None
     quiet: bool = False
-    spectral_indices: bool = False
+    spectral_indices: bool | str = False
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's Table II defaults filled in and values checked."""
@@ -375,10 +376,10 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
                 f"{path} was trained with {key}={old.get(key)!r}, not {getattr(cfg, key)!r}; "
                 "resume with the same settings or choose another --out"
             )
-    if bool(old.get("spectral_indices", False)) != bool(cfg.spectral_indices):
+    if old.get("spectral_indices", False) != cfg.spectral_indices:
         raise UserError(
-            f"{path} was trained with spectral_indices={bool(old.get('spectral_indices'))}, not "
-            f"{bool(cfg.spectral_indices)}; resume with the same settings or choose another --out"
+            f"{path} was trained with spectral_indices={old.get('spectral_indices', False)!r}, "
+            f"not {cfg.spectral_indices!r}; resume with the same settings or choose another --out"
         )
     if "optimizer" not in ckpt or "rng" not in ckpt:
         raise UserError(f"{path} has no optimizer/RNG state; it cannot be resumed")
@@ -435,7 +436,9 @@ def train(config: TrainConfig) -> Path:
             "heads": heads,
         }
         if cfg.spectral_indices:  # only when on: older checkpoints keep their exact kwargs
-            arch_kwargs["spectral_indices"] = True
+            arch_kwargs["spectral_indices"] = (
+                True if cfg.spectral_indices in (True, "all") else cfg.spectral_indices
+            )
         try:
             model = create_model(cfg.model, **arch_kwargs)
         except ValueError as exc:
@@ -713,8 +716,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spectral-indices",
-        action="store_true",
-        help="append fixed normalised differences of all band pairs (NDWI, ...) to the input",
+        nargs="?",
+        const=True,
+        default=False,
+        choices=[True, "only"],
+        type=lambda v: "only" if v == "only" else v,
+        help="append fixed normalised differences of all band pairs (NDWI, ...) to the input "
+        "bands; '--spectral-indices only' feeds the indices instead of the bands",
     )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     p.add_argument("--nproc", type=int, default=1, help="start N processes with torchrun (DDP)")

@@ -53,7 +53,7 @@ def create_model(
     in_channels: int = 4,
     num_classes: int = 2,
     heads: int = 1,
-    spectral_indices: bool | list[list[int]] = False,
+    spectral_indices: bool | str | list[list[int]] = False,
 ) -> nn.Module:
     """Build a registered model in training mode with freshly initialised weights.
 
@@ -64,8 +64,9 @@ def create_model(
         num_classes: output channels of each head (2: land, water).
         heads: 1 (one logits tensor) or 2 (a tuple of two logits tensors).
         spectral_indices: False (default); True to append the normalised difference of every
-            pair of input bands to the input (a fixed layer, no weights); or a list of band
-            index pairs [i, j]. The result is a ``WithSpectralIndices`` (weights under
+            pair of input bands to the input (a fixed layer, no weights); "only" to feed the
+            model those indices instead of the bands; or a list of band index pairs [i, j]
+            (appended). The result is a ``WithSpectralIndices`` (weights under
             ``net.``).
 
     Raises:
@@ -82,9 +83,16 @@ def create_model(
         raise ValueError(f"heads must be 1 or 2, got {heads!r}")
     spectral = None
     if spectral_indices is not False and spectral_indices is not None:
-        spectral = SpectralIndices(
-            in_channels, None if spectral_indices is True else spectral_indices
+        if isinstance(spectral_indices, str) and spectral_indices not in ("all", "only"):
+            raise ValueError(
+                f"spectral_indices {spectral_indices!r}: use True, 'all', 'only' or band pairs"
+            )
+        pairs = (
+            None
+            if spectral_indices is True or isinstance(spectral_indices, str)
+            else spectral_indices
         )
+        spectral = SpectralIndices(in_channels, pairs, keep_input=spectral_indices != "only")
     model = MODELS[name](
         width=multiplier,
         in_channels=spectral.out_channels if spectral else in_channels,

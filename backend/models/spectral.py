@@ -12,7 +12,8 @@ which is the pair (1, 3) of the default band order B2, B3, B4, B8.
     >>> layer(torch.rand(2, 4, 64, 64)).shape
     torch.Size([2, 10, 64, 64])
 
-``create_model(name, spectral_indices=True)`` (backend/models/__init__.py) wraps any
+``create_model(name, spectral_indices=True)`` (or ``"only"``: the indices replace the bands)
+(backend/models/__init__.py) wraps any
 registered model as :class:`WithSpectralIndices`; the option is an architecture keyword, so it
 is stored in a checkpoint's ``arch.kwargs`` and ``model_from_checkpoint`` rebuilds it.
 
@@ -66,7 +67,8 @@ def resolve_pairs(in_channels: int, pairs: bool | Sequence[Sequence[int]]) -> li
 
 
 class SpectralIndices(nn.Module):
-    """(B, C, H, W) reflectance -> (B, C + P, H, W): the input, then P normalised differences.
+    """(B, C, H, W) reflectance -> (B, C + P, H, W): the input, then P normalised differences
+    (or only the P differences, (B, P, H, W), when ``keep_input`` is False).
 
     Channel C + k is ``(x[a_k] - x[b_k]) / (x[a_k] + x[b_k] + eps)`` of pair k = (a_k, b_k),
     computed on the input made finite and clamped to >= 0, so it lies in [-1, 1]. No learnable
@@ -76,6 +78,8 @@ class SpectralIndices(nn.Module):
         in_channels: C.
         pairs: band index pairs (a, b), default all pairs a < b.
         eps: added to the denominator (reflectance units).
+        keep_input: pass the C input bands through before the indices (default); False gives
+            a fully brightness-invariant input (up to ``eps``) of the P indices only.
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class SpectralIndices(nn.Module):
         in_channels: int,
         pairs: Sequence[Sequence[int]] | None = None,
         eps: float = DEFAULT_EPS,
+        keep_input: bool = True,
     ) -> None:
         super().__init__()
         if not eps > 0:
@@ -90,13 +95,14 @@ class SpectralIndices(nn.Module):
         self.in_channels = int(in_channels)
         self.pairs = resolve_pairs(self.in_channels, True if pairs is None else pairs)
         self.eps = float(eps)
+        self.keep_input = bool(keep_input)
         first, second = zip(*self.pairs, strict=True)
         self.register_buffer("first", torch.tensor(first, dtype=torch.long), persistent=False)
         self.register_buffer("second", torch.tensor(second, dtype=torch.long), persistent=False)
 
     @property
     def out_channels(self) -> int:
-        return self.in_channels + len(self.pairs)
+        return self.in_channels * self.keep_input + len(self.pairs)
 
     def indices(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, C, H, W) -> the P normalised differences (B, P, H, W), same dtype, in [-1, 1]."""
@@ -109,10 +115,15 @@ class SpectralIndices(nn.Module):
             raise ValueError(
                 f"SpectralIndices expects (B, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
+        if not self.keep_input:
+            return self.indices(x)
         return torch.cat([x, self.indices(x)], dim=1)
 
     def extra_repr(self) -> str:
-        return f"in_channels={self.in_channels}, pairs={self.pairs}, eps={self.eps:g}"
+        return (
+            f"in_channels={self.in_channels}, pairs={self.pairs}, eps={self.eps:g}, "
+            f"keep_input={self.keep_input}"
+        )
 
 
 class WithSpectralIndices(nn.Module):

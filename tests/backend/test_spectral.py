@@ -143,3 +143,19 @@ def test_checkpoint_round_trip_rebuilds_the_spectral_layer(tmp_path):
     x = torch.rand(2, 4, 32, 32) * 0.4
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_indices_only_mode_drops_the_bands_and_is_brightness_invariant():
+    layer = SpectralIndices(4, keep_input=False)
+    x = _pixel(0.06, 0.05, 0.03, 0.01)
+    out = layer(x)
+    assert layer.out_channels == 6 and out.shape == (1, 6, 1, 1)
+    assert out.flatten().tolist() == pytest.approx(layer.indices(x).flatten().tolist())
+    # 10 x brighter pixel: indices move only through eps (< 3 %), nothing else is seen
+    assert torch.allclose(layer(10 * x), out, rtol=0.03)
+    model = create_model("senet", width=0.125, spectral_indices="only")
+    assert model.spectral.out_channels == 6 and not model.spectral.keep_input
+    first_conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first_conv.in_channels == 6
+    with pytest.raises(ValueError, match="spectral_indices 'some'"):
+        create_model("unet", width=0.125, spectral_indices="some")
