@@ -158,3 +158,17 @@ def test_cuda_predictor_matches_cpu():
     np.testing.assert_allclose(exact(tiles[:1]), cpu[:1], atol=1e-3)  # pinned buffer reuse
     mixed = TilePredictor(model, "cuda", 4)(tiles)  # bf16/fp16 autocast
     assert np.abs(mixed - cpu).max() < 0.05
+
+
+def test_cpu_bf16_autocast_is_opt_in_and_close():
+    model = _randomise_batchnorm(create_model("senet", width=0.125))
+    tiles = np.random.default_rng(0).normal(0.2, 0.1, size=(2, 4, 64, 64)).astype(np.float32)
+    exact = TilePredictor(model, "cpu", 2)
+    assert exact.autocast is False  # CPU default: float32
+    bf16 = TilePredictor(model, "cpu", 2, autocast=True)
+    seen = []
+    bf16.model.seg_head.register_forward_hook(lambda _m, _a, out: seen.append(out.dtype))
+    got = bf16(tiles)
+    assert seen == [torch.bfloat16]
+    assert got.dtype == np.float32
+    assert np.abs(got - exact(tiles)).max() < 0.05
