@@ -215,6 +215,7 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
 
         reporter.log(f"device: {device} ({torch.cuda.get_device_name(device)})")
     predictor = TilePredictor(model, device, args.batch_size)
+    del model  # the predictor holds its own (BatchNorm-folded) copy; free the original weights
     arch = meta.get("arch", {}).get("name", "?")
     reporter.log(f"model: {model_path} ({arch}, bands {' '.join(spec.bands)})")
     for i, (p, plan) in enumerate(zip(inputs, plans, strict=True)):
