@@ -719,10 +719,10 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         default=False,
-        choices=[True, "only"],
-        type=lambda v: "only" if v == "only" else v,
+        choices=[True, "only", "residual"],
         help="append fixed normalised differences of all band pairs (NDWI, ...) to the input "
-        "bands; '--spectral-indices only' feeds the indices instead of the bands",
+        "bands; 'only': the indices instead of the bands; 'residual': appended, plus a learned "
+        "per-pixel linear map of them added to the logits",
     )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     p.add_argument("--nproc", type=int, default=1, help="start N processes with torchrun (DDP)")

@@ -65,7 +65,8 @@ def create_model(
         heads: 1 (one logits tensor) or 2 (a tuple of two logits tensors).
         spectral_indices: False (default); True to append the normalised difference of every
             pair of input bands to the input (a fixed layer, no weights); "only" to feed the
-            model those indices instead of the bands; or a list of band index pairs [i, j]
+            model those indices instead of the bands; "residual" to append them and add a learned
+            per-pixel linear map of them to the segmentation logits; or a list of band index pairs [i, j]
             (appended). The result is a ``WithSpectralIndices`` (weights under
             ``net.``).
 
@@ -83,9 +84,11 @@ def create_model(
         raise ValueError(f"heads must be 1 or 2, got {heads!r}")
     spectral = None
     if spectral_indices is not False and spectral_indices is not None:
-        if isinstance(spectral_indices, str) and spectral_indices not in ("all", "only"):
+        modes = ("all", "only", "residual")
+        if isinstance(spectral_indices, str) and spectral_indices not in modes:
             raise ValueError(
-                f"spectral_indices {spectral_indices!r}: use True, 'all', 'only' or band pairs"
+                f"spectral_indices {spectral_indices!r}: use True, {', '.join(map(repr, modes))} "
+                "or band pairs"
             )
         pairs = (
             None
@@ -100,7 +103,8 @@ def create_model(
         heads=heads,
     )
     if spectral is not None:
-        model = WithSpectralIndices(spectral, model)
+        residual = num_classes if spectral_indices == "residual" else None
+        model = WithSpectralIndices(spectral, model, residual_classes=residual)
     model.arch_name = name
     model.width = width
     model.num_heads = heads

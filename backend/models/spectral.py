@@ -132,13 +132,32 @@ class WithSpectralIndices(nn.Module):
     ``net`` must take ``spectral.out_channels`` input channels. Forward returns whatever
     ``net`` returns (logits or a tuple of head logits); ``size_multiple`` is ``net``'s.
     The weights live under ``net.`` in the state dict; the index layer has none.
+
+    With ``residual_classes`` = K (the number of classes), a learned per-pixel linear map of
+    the P indices to K logits (a 1x1 conv, ``index_head``, zero-initialised) is added to the
+    net's segmentation logits (head 0): the net then only has to learn spatial corrections to
+    a per-pixel logistic regression on the indices -- NDWI > threshold is one such regression.
     """
 
-    def __init__(self, spectral: SpectralIndices, net: nn.Module) -> None:
+    def __init__(
+        self, spectral: SpectralIndices, net: nn.Module, residual_classes: int | None = None
+    ) -> None:
         super().__init__()
         self.spectral = spectral
         self.net = net
         self.size_multiple = int(getattr(net, "size_multiple", 1))
+        self.index_head = None
+        if residual_classes:
+            self.index_head = nn.Conv2d(len(spectral.pairs), int(residual_classes), 1)
+            nn.init.zeros_(self.index_head.weight)
+            nn.init.zeros_(self.index_head.bias)
 
     def forward(self, x: torch.Tensor):
-        return self.net(self.spectral(x))
+        z = self.spectral(x)
+        out = self.net(z)
+        if self.index_head is None:
+            return out
+        skip = self.index_head(z[:, z.shape[1] - len(self.spectral.pairs) :])
+        if isinstance(out, tuple | list):
+            return (out[0] + skip, *out[1:])
+        return out + skip

@@ -159,3 +159,30 @@ def test_indices_only_mode_drops_the_bands_and_is_brightness_invariant():
     assert first_conv.in_channels == 6
     with pytest.raises(ValueError, match="spectral_indices 'some'"):
         create_model("unet", width=0.125, spectral_indices="some")
+
+
+def test_residual_mode_adds_a_linear_map_of_the_indices_to_head_0(tmp_path):
+    torch.manual_seed(2)
+    kwargs = {"width": 0.0625, "heads": 2, "spectral_indices": "residual"}
+    model = create_model("unet", **kwargs).eval()
+    head = model.index_head
+    assert (head.in_channels, head.out_channels) == (6, 2)
+    assert head.weight.abs().sum() == 0 and head.bias.abs().sum() == 0  # starts as the net alone
+    x = torch.rand(1, 4, 32, 32) * 0.3
+    with torch.no_grad():
+        base = model.net(model.spectral(x))
+        assert all(torch.equal(a, b) for a, b in zip(model(x), base, strict=True))
+        # water logit += 2 x NDWI (pair 4 = B3, B8), bias -1 on land
+        head.weight[1, 4] = 2.0
+        head.bias[0] = -1.0
+        out = model(x)
+    ndwi = model.spectral.indices(x)[:, 4]
+    assert torch.allclose(out[0][:, 1], base[0][:, 1] + 2 * ndwi, atol=1e-6)
+    assert torch.allclose(out[0][:, 0], base[0][:, 0] - 1, atol=1e-6)
+    assert torch.equal(out[1], base[1])  # head 1 untouched
+    path = save_checkpoint(
+        build_checkpoint(model, "unet", kwargs, InputSpec()), tmp_path / "residual.pt"
+    )
+    loaded, _, _ = load_model(path)
+    with torch.no_grad():
+        assert torch.equal(loaded(x)[0], out[0])
