@@ -4,7 +4,9 @@ Geometric: random horizontal flip and a random multiple of 90-degree rotation (t
 symmetries of the square), which keep every pixel and never interpolate labels. Spectral
 (off by default): per-band gain ``1 + U(-gain, gain)`` and offset ``U(-offset, offset)`` on
 the scaled image only, for models that must tolerate calibration differences between
-products (e.g. L1C vs L2A input).
+products (e.g. L1C vs L2A input); and ``brightness = (lo, hi)``: the whole image times one
+factor drawn log-uniformly from [lo, hi] (the same for every band, so band ratios such as
+NDWI are kept: illumination, haze, shadows, dark or bright land covers).
 
 Randomness comes from an explicit ``numpy.random.Generator`` so that the training loop can
 derive it from (seed, epoch, sample index): the augmentation of a sample is then the same
@@ -64,6 +66,7 @@ class Augment:
     rot90: bool = True
     gain: float = 0.0
     offset: float = 0.0
+    brightness: tuple[float, float] | None = None
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator) -> dict[str, Any]:
         image, mask = sample["image"], sample["mask"]
@@ -71,6 +74,9 @@ class Augment:
         k = int(rng.integers(0, 4)) if self.rot90 else 0
         image, mask = flip_rot90(image, mask, k, flip)
         c = image.shape[0]
+        if self.brightness is not None:  # drawn only when set: old runs keep their streams
+            lo, hi = (float(v) for v in self.brightness)
+            image = image * float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         if self.gain > 0:
             g = rng.uniform(1.0 - self.gain, 1.0 + self.gain, size=c).astype(np.float32)
             image = image * torch.from_numpy(g).view(c, 1, 1)
@@ -81,4 +87,10 @@ class Augment:
 
     @property
     def active(self) -> bool:
-        return self.flips or self.rot90 or self.gain > 0 or self.offset > 0
+        return (
+            self.flips
+            or self.rot90
+            or self.gain > 0
+            or self.offset > 0
+            or self.brightness is not None
+        )

@@ -97,7 +97,8 @@ class TrainConfig:
     ``split_file`` and the seeded split -- for cross-validation loops in Python.
     ``spectral_indices``: put the fixed normalised-difference input layer of
     backend/models/spectral.py in front of the model (True: appended to the bands; "only":
-    instead of them); stored in the checkpoint's arch kwargs.
+    instead of them); stored in the checkpoint's arch kwargs. ``brightness`` [lo, hi]: multiply
+    each training crop by one factor drawn log-uniformly from [lo, hi] (all bands alike).
     """
 
     data: str
@@ -126,6 +127,7 @@ class TrainConfig:
     split: dict[str, Any] | None = None
     quiet: bool = False
     spectral_indices: bool | str = False
+    brightness: list[float] | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's Table II defaults filled in and values checked."""
@@ -143,6 +145,10 @@ class TrainConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1")
         if not cfg.lr > 0:
             raise UserError("--lr must be positive")
+        if cfg.brightness is not None:
+            cfg.brightness = [float(v) for v in cfg.brightness]
+            if len(cfg.brightness) != 2 or not 0 < cfg.brightness[0] <= cfg.brightness[1]:
+                raise UserError("--brightness LO,HI needs 0 < LO <= HI, e.g. 0.3,2")
         if cfg.limit is not None and cfg.limit < 1:
             raise UserError("--limit must be at least 1")
         if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
@@ -477,7 +483,13 @@ def train(config: TrainConfig) -> Path:
 
         # ---- data
         augment = (
-            Augment(gain=cfg.spectral_gain, offset=cfg.spectral_offset) if cfg.augment else None
+            Augment(
+                gain=cfg.spectral_gain,
+                offset=cfg.spectral_offset,
+                brightness=tuple(cfg.brightness) if cfg.brightness else None,
+            )
+            if cfg.augment
+            else None
         )
         train_base = SNOWED(cfg.data, split["train"], cfg.bands, input_spec)
         train_set = TrainSet(train_base, augment, cfg.crop, cfg.seed)
@@ -702,6 +714,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-band offset jitter in reflectance, e.g. 0.01 (default off)",
     )
     p.add_argument(
+        "--brightness",
+        type=lambda t: [float(v) for v in t.split(",")],
+        help="multiply each training crop by a factor drawn log-uniformly from LO,HI, e.g. "
+        "0.3,2 (all bands alike; default off)",
+    )
+    p.add_argument(
         "--tensorboard",
         action="store_true",
         help="also log to OUT/tensorboard (needs the tensorboard package)",
@@ -787,6 +805,7 @@ def main(argv: list[str]) -> int:
         amp=args.amp,
         quiet=args.quiet,
         spectral_indices=args.spectral_indices,
+        brightness=args.brightness,
     )
 
     def _stop(signum, frame):

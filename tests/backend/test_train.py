@@ -281,3 +281,40 @@ def test_spectral_indices_option_is_stored_and_rebuilt(snowed_sample, tmp_path):
     # a run without the layer keeps the old arch kwargs exactly; resuming across them is refused
     with pytest.raises(UserError, match="spectral_indices=True, not False"):
         train(_config(snowed_sample, out, epochs=2, loss="ce", resume=True))
+
+
+def test_brightness_augmentation_scales_all_bands_alike():
+    from backend.augment import Augment
+
+    image = torch.tensor([0.02, 0.05, 0.03, 0.01]).view(4, 1, 1).repeat(1, 2, 2)
+    sample = {"image": image, "mask": torch.zeros(2, 2, dtype=torch.int64)}
+    fixed = Augment(flips=False, rot90=False, brightness=(2.0, 2.0))
+    assert fixed.active
+    assert torch.allclose(fixed(sample, np.random.default_rng(0))["image"], 2 * image)
+    ranged = Augment(flips=False, rot90=False, brightness=(0.5, 3.0))
+    factors = []
+    for seed in range(20):
+        out = ranged(sample, np.random.default_rng(seed))["image"]
+        ratio = out / image
+        assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio))  # one factor, all bands
+        factors.append(float(ratio.flatten()[0]))
+    assert 0.5 <= min(factors) < 1 < max(factors) <= 3.0
+    # off by default: the random stream (and so older runs) is unchanged
+    plain = Augment(gain=0.1)(sample, np.random.default_rng(5))["image"]
+    rng = np.random.default_rng(5)
+    rng.integers(0, 2), rng.integers(0, 4)
+    gain = torch.from_numpy(rng.uniform(0.9, 1.1, size=4).astype(np.float32)).view(4, 1, 1)
+    k_flip = np.random.default_rng(5)
+    flip, k = bool(k_flip.integers(0, 2)), int(k_flip.integers(0, 4))
+    from backend.augment import flip_rot90
+
+    expected, _ = flip_rot90(image, sample["mask"], k, flip)
+    assert torch.allclose(plain, expected * gain)
+
+
+def test_brightness_option_is_checked_and_stored(snowed_sample, tmp_path):
+    with pytest.raises(UserError, match="--brightness LO,HI"):
+        train(_config(snowed_sample, tmp_path / "bad", epochs=1, brightness=[2.0, 1.0]))
+    out = tmp_path / "bright"
+    train(_config(snowed_sample, out, epochs=1, loss="ce", brightness=[0.5, 2]))
+    assert read_checkpoint(out / "last.pt")["config"]["brightness"] == [0.5, 2.0]
