@@ -16,6 +16,10 @@ multiples of. See docs/models.md for channel lists, parameter counts and FLOPs.
 :class:`~backend.models.spectral.SpectralIndices` layer in front of any model: it appends
 brightness-invariant normalised differences such as NDWI to the input bands
 (backend/models/spectral.py).
+
+``members=K`` (K > 1) builds K independent copies and averages their logits
+(:class:`~backend.models.ensemble.Ensemble`, backend/models/ensemble.py; weights under
+``members.<i>.``); K = 1, the default, is the plain model.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from torch import nn
 
 from backend.models.blocks import resolve_width
 from backend.models.deepunet import deepunet
+from backend.models.ensemble import Ensemble
 from backend.models.munet import munet
 from backend.models.senet import senet
 from backend.models.spectral import SpectralIndices, WithSpectralIndices
@@ -54,6 +59,7 @@ def create_model(
     num_classes: int = 2,
     heads: int = 1,
     spectral_indices: bool | str | list[list[int]] = False,
+    members: int = 1,
 ) -> nn.Module:
     """Build a registered model in training mode with freshly initialised weights.
 
@@ -69,6 +75,8 @@ def create_model(
             per-pixel linear map of them to the segmentation logits; or a list of band index pairs [i, j]
             (appended). The result is a ``WithSpectralIndices`` (weights under
             ``net.``).
+        members: 1 (default) for one model; K > 1 for an :class:`Ensemble` of K independently
+            initialised copies whose forward returns the mean of their logits (per head).
 
     Raises:
         ValueError: unknown name or width, or a non-positive channel/class count, or heads
@@ -82,6 +90,24 @@ def create_model(
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
     if isinstance(heads, bool) or heads not in (1, 2):
         raise ValueError(f"heads must be 1 or 2, got {heads!r}")
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"members must be a positive integer, got {members!r}")
+    if members > 1:
+        model = Ensemble(
+            [
+                create_model(
+                    name,
+                    width=width,
+                    in_channels=in_channels,
+                    num_classes=num_classes,
+                    heads=heads,
+                    spectral_indices=spectral_indices,
+                )
+                for _ in range(members)
+            ]
+        )
+        model.arch_name, model.width, model.num_heads = name, width, heads
+        return model
     spectral = None
     if spectral_indices is not False and spectral_indices is not None:
         modes = ("all", "only", "residual")
