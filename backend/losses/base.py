@@ -116,6 +116,13 @@ class SegmentationLoss(nn.Module):
         self._last: dict[str, torch.Tensor] = {}
         self.options: dict = {}
 
+    def keep_options(self, **options) -> None:
+        """Store keyword options as attributes and in ``self.options`` (JSON-friendly, for
+        checkpoints and logs)."""
+        for key, value in options.items():
+            setattr(self, key, value)
+        self.options = dict(options)
+
     @property
     def last_terms(self) -> dict[str, float]:
         """Terms of the last forward call, as Python floats (empty before the first call)."""

@@ -46,12 +46,7 @@ class CELoss(SegmentationLoss):
         self, *, ignore_index: int = 255, from_logits: bool = True, clamp_eps: float = 1e-6
     ) -> None:
         super().__init__()
-        self.ignore_index, self.from_logits, self.clamp_eps = ignore_index, from_logits, clamp_eps
-        self.options = {
-            "ignore_index": ignore_index,
-            "from_logits": from_logits,
-            "clamp_eps": clamp_eps,
-        }
+        self.keep_options(ignore_index=ignore_index, from_logits=from_logits, clamp_eps=clamp_eps)
 
     def compute(self, outputs, target, image=None):
         return {

@@ -67,14 +67,9 @@ class DiceLoss(SegmentationLoss):
         super().__init__()
         if not eps > 0:
             raise ValueError(f"eps must be > 0, got {eps!r}")
-        self.eps, self.per_image = eps, per_image
-        self.ignore_index, self.from_logits = ignore_index, from_logits
-        self.options = {
-            "eps": eps,
-            "per_image": per_image,
-            "ignore_index": ignore_index,
-            "from_logits": from_logits,
-        }
+        self.keep_options(
+            eps=eps, per_image=per_image, ignore_index=ignore_index, from_logits=from_logits
+        )
 
     def compute(self, outputs, target, image=None):
         return {

@@ -108,12 +108,7 @@ class EdgeLoss(SegmentationLoss):
         super().__init__()
         if not 0 < clamp_eps < 1:
             raise ValueError(f"clamp_eps must be in (0, 1), got {clamp_eps!r}")
-        self.ignore_index, self.from_logits, self.clamp_eps = ignore_index, from_logits, clamp_eps
-        self.options = {
-            "ignore_index": ignore_index,
-            "from_logits": from_logits,
-            "clamp_eps": clamp_eps,
-        }
+        self.keep_options(ignore_index=ignore_index, from_logits=from_logits, clamp_eps=clamp_eps)
 
     def compute(self, outputs, target, image=None):
         return {

@@ -126,14 +126,9 @@ class LocalRegularisedLoss(SegmentationLoss):
         super().__init__()
         if not lam >= 0:
             raise ValueError(f"lam (lambda) must be >= 0, got {lam!r}")
-        self.lam, self.ignore_index = lam, ignore_index
-        self.from_logits, self.clamp_eps = from_logits, clamp_eps
-        self.options = {
-            "lam": lam,
-            "ignore_index": ignore_index,
-            "from_logits": from_logits,
-            "clamp_eps": clamp_eps,
-        }
+        self.keep_options(
+            lam=lam, ignore_index=ignore_index, from_logits=from_logits, clamp_eps=clamp_eps
+        )
 
     def compute(self, outputs, target, image=None):
         loss, nll, smooth = local_regularised_loss(
