@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     except Cancelled:
         print("waterseg: cancelled", file=sys.stderr)
         return Cancelled.exit_code
+    except BrokenPipeError:  # e.g. piped into `head`: not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("waterseg: cancelled", file=sys.stderr)
         return Cancelled.exit_code

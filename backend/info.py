@@ -116,5 +116,27 @@ def model_info_main(argv: list[str]) -> int:
         print(json.dumps(info, default=str))
     else:
         for key, value in info.items():
-            print(f"{key:11} {value}")
+            if key == "metrics":
+                for name, score in headline_metrics(value):
+                    print(f"{'metrics':11} {name} {score * 100:.2f} %")
+            else:
+                print(f"{key:11} {value}")
     return 0
+
+
+HEADLINE = ("f1_water", "iou_mean")
+
+
+def headline_metrics(metrics, prefix: str = "") -> list[tuple[str, float]]:
+    """The F1 (water) and IoU mean leaves of a nested metrics dict, as ("a.b.iou_mean", value)
+    pairs in their stored order; for a readable ``model-info`` (``--json`` keeps everything)."""
+    found: list[tuple[str, float]] = []
+    if not isinstance(metrics, dict):
+        return found
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            found += headline_metrics(value, name + ".")
+        elif key in HEADLINE and isinstance(value, int | float):
+            found.append((name, float(value)))
+    return found

@@ -133,3 +133,20 @@ def test_built_checkpoint_loads_with_weights_only(tmp_path):
     x = torch.rand(1, 4, 32, 32)
     with torch.inference_mode():
         torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_model_info_text_shows_headline_metrics_only():
+    from backend.info import headline_metrics
+
+    metrics = {
+        "val": {"iou_mean": 0.95, "f1_water": 0.97, "iou_land": 0.9, "pixels": 10},
+        "loo": {"s1": {"model": {"iou_mean": 0.9}, "ndwi": {"iou_mean": 0.8}}},
+        "epoch": 3,
+    }
+    assert headline_metrics(metrics) == [
+        ("val.iou_mean", 0.95),
+        ("val.f1_water", 0.97),
+        ("loo.s1.model.iou_mean", 0.9),
+        ("loo.s1.ndwi.iou_mean", 0.8),
+    ]
+    assert headline_metrics(None) == []
