@@ -201,11 +201,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--spectral-indices",
-        choices=["all", "only", "residual", "none"],
+        choices=["all", "only", "residual", "ndwi-init", "none"],
         default="residual",
         help="fixed normalised differences of all band pairs: appended to the bands (all, "
         "the default residual: also a learned per-pixel linear map of them added to the "
-        "logits), instead of the bands (only), or none",
+        "logits; ndwi-init: residual, started so that the untrained model predicts NDWI > 0 "
+        "exactly, see backend.models.spectral.init_from_index), instead of the bands (only), "
+        "or none",
     )
     p.add_argument(
         "--brightness-mode",

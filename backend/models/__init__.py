@@ -33,7 +33,13 @@ from backend.models.deepunet import deepunet
 from backend.models.ensemble import Ensemble
 from backend.models.munet import munet
 from backend.models.senet import senet
-from backend.models.spectral import SpectralIndices, WithSpectralIndices
+from backend.models.spectral import (
+    DEFAULT_INIT_GAIN,
+    NDWI_PAIR,
+    SpectralIndices,
+    WithSpectralIndices,
+    init_from_index,
+)
 from backend.models.unet import unet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -60,6 +66,8 @@ def create_model(
     heads: int = 1,
     spectral_indices: bool | str | list[list[int]] = False,
     members: int = 1,
+    index_init_pair: tuple[int, int] = NDWI_PAIR,
+    index_init_gain: float = DEFAULT_INIT_GAIN,
 ) -> nn.Module:
     """Build a registered model in training mode with freshly initialised weights.
 
@@ -72,9 +80,15 @@ def create_model(
         spectral_indices: False (default); True to append the normalised difference of every
             pair of input bands to the input (a fixed layer, no weights); "only" to feed the
             model those indices instead of the bands; "residual" to append them and add a learned
-            per-pixel linear map of them to the segmentation logits; or a list of band index pairs [i, j]
-            (appended). The result is a ``WithSpectralIndices`` (weights under
+            per-pixel linear map of them to the segmentation logits; "ndwi-init": "residual"
+            started from NDWI (``spectral.init_from_index``: the untrained model predicts
+            water exactly where NDWI = (B3 - B8) / (B3 + B8) > 0, band pair ``index_init_pair``,
+            logit scale ``index_init_gain``; head 0's own conv zeroed); or a list of band index
+            pairs [i, j] (appended). The result is a ``WithSpectralIndices`` (weights under
             ``net.``).
+        index_init_pair: with "ndwi-init", the band indices (a, b) of the starting index
+            (x[a] - x[b]) / (x[a] + x[b]); default (1, 3) = (B3, B8) of the bands B2, B3, B4, B8.
+        index_init_gain: with "ndwi-init", logit(water) - logit(land) = gain x index at start.
         members: 1 (default) for one model; K > 1 for an :class:`Ensemble` of K independently
             initialised copies whose forward returns the mean of their logits (per head).
 
@@ -102,6 +116,8 @@ def create_model(
                     num_classes=num_classes,
                     heads=heads,
                     spectral_indices=spectral_indices,
+                    index_init_pair=index_init_pair,
+                    index_init_gain=index_init_gain,
                 )
                 for _ in range(members)
             ]
@@ -110,7 +126,7 @@ def create_model(
         return model
     spectral = None
     if spectral_indices is not False and spectral_indices is not None:
-        modes = ("all", "only", "residual")
+        modes = ("all", "only", "residual", "ndwi-init")
         if isinstance(spectral_indices, str) and spectral_indices not in modes:
             raise ValueError(
                 f"spectral_indices {spectral_indices!r}: use True, {', '.join(map(repr, modes))} "
@@ -129,8 +145,10 @@ def create_model(
         heads=heads,
     )
     if spectral is not None:
-        residual = num_classes if spectral_indices == "residual" else None
+        residual = num_classes if spectral_indices in ("residual", "ndwi-init") else None
         model = WithSpectralIndices(spectral, model, residual_classes=residual)
+        if spectral_indices == "ndwi-init":
+            init_from_index(model, index_init_pair, index_init_gain)
     model.arch_name = name
     model.width = width
     model.num_heads = heads

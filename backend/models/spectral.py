@@ -33,6 +33,11 @@ import torch
 from torch import nn
 
 DEFAULT_EPS = 1e-3  # reflectance units: 0.1 % reflectance
+NDWI_PAIR = (
+    1,
+    3,
+)  # (B3, B8) in the default band order B2, B3, B4, B8: NDWI = (B3 - B8) / (B3 + B8)
+DEFAULT_INIT_GAIN = 10.0  # logit(water) - logit(land) = 10 * NDWI at the start: p = 0.88 at 0.2
 
 
 def all_pairs(in_channels: int) -> list[tuple[int, int]]:
@@ -161,3 +166,66 @@ class WithSpectralIndices(nn.Module):
         if isinstance(out, tuple | list):
             return (out[0] + skip, *out[1:])
         return out + skip
+
+
+def segmentation_head(net: nn.Module) -> nn.Conv2d:
+    """The final 1x1 conv of head 0 of a zoo model (``net.head.heads[0]``, blocks.OutputHeads).
+
+    Raises:
+        ValueError: ``net`` has no such head (not a model of the zoo).
+    """
+    heads = getattr(getattr(net, "head", None), "heads", None)
+    if not heads or not isinstance(heads[0], nn.Conv2d):
+        raise ValueError(f"{type(net).__name__} has no output head net.head.heads[0] (a Conv2d)")
+    return heads[0]
+
+
+def init_from_index(
+    model: WithSpectralIndices,
+    pair: Sequence[int] = NDWI_PAIR,
+    gain: float = DEFAULT_INIT_GAIN,
+) -> WithSpectralIndices:
+    """Start a residual model at the classical index decision ``index(pair) > 0`` (in place).
+
+    The residual ``index_head`` is set so that logit(water) - logit(land) = ``gain`` x the
+    normalised difference (x[a] - x[b]) / (x[a] + x[b] + eps) of ``pair`` = (a, b) (by band
+    index; the default (1, 3) is NDWI = (B3 - B8) / (B3 + B8) for the bands B2, B3, B4, B8):
+    +gain/2 on the water logit, -gain/2 on the land logit, zero bias, zero for every other
+    index. Head 0's final 1x1 conv of the network (weights and bias) is zeroed, so the
+    untrained model's logits are exactly the index head's: it predicts water (argmax, or
+    p(water) > 0.5) exactly where the index is > 0, ties (index 0) being land. Training then
+    learns spatial corrections to NDWI instead of starting from a random decision. The pair
+    (a, b) or (b, a) must be one of the layer's pairs; (b, a) uses the negated index.
+
+    Args:
+        model: a :class:`WithSpectralIndices` with an ``index_head`` of 2 classes.
+        pair: band indices (a, b) of the index; water where it is positive.
+        gain: k > 0, the logit scale of the start (10: p(water) = 0.88 at index 0.2).
+
+    Raises:
+        ValueError: no residual index head, not 2 classes, the pair is not among the layer's
+            pairs, or gain <= 0.
+    """
+    head = getattr(model, "index_head", None)
+    if head is None or head.out_channels != 2:
+        raise ValueError("index initialisation needs a residual index head with 2 classes")
+    if not gain > 0:
+        raise ValueError(f"index init gain must be positive, got {gain!r}")
+    a, b = (int(v) for v in pair)
+    pairs = model.spectral.pairs
+    if (a, b) in pairs:
+        k, sign = pairs.index((a, b)), 1.0
+    elif (b, a) in pairs:
+        k, sign = pairs.index((b, a)), -1.0
+    else:
+        raise ValueError(f"index init pair {(a, b)} is not among the spectral pairs {pairs}")
+    conv = segmentation_head(model.net)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.weight[1, k] = sign * gain / 2
+        head.weight[0, k] = -sign * gain / 2
+        conv.weight.zero_()
+        if conv.bias is not None:
+            conv.bias.zero_()
+    return model
