@@ -737,10 +737,11 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         default=False,
-        choices=[True, "only", "residual"],
+        choices=[True, "only", "residual", "ndwi-init"],
         help="append fixed normalised differences of all band pairs (NDWI, ...) to the input "
         "bands; 'only': the indices instead of the bands; 'residual': appended, plus a learned "
-        "per-pixel linear map of them added to the logits",
+        "per-pixel linear map of them added to the logits; 'ndwi-init': 'residual' started so "
+        "that the untrained model predicts NDWI > 0",
     )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     p.add_argument("--nproc", type=int, default=1, help="start N processes with torchrun (DDP)")
