@@ -128,3 +128,18 @@ def tiny_checkpoint(path: Path, arch: str = "unet", width: float = 0.125, tile: 
     spec = InputSpec(tile_size=tile)
     save_checkpoint(build_checkpoint(model, arch, kwargs, spec), path)
     return path
+
+
+def randomise_batchnorm(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm non-trivial statistics and affine parameters (fresh models have
+    mean 0, var 1, gamma 1, beta 0, which would make folding a near no-op)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
+    return model.eval()

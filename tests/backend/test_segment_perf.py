@@ -19,6 +19,8 @@ from backend.segment.inference import (
 )
 from backend.segment.pipeline import predict_array
 
+from .rasters import randomise_batchnorm
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -28,21 +30,6 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Give every BatchNorm non-trivial statistics and affine parameters (fresh models have
-    mean 0, var 1, gamma 1, beta 0, which would make folding a near no-op)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
-                m.running_var.copy_(torch.rand(n, generator=g) * 1.5 + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-                m.bias.copy_(torch.rand(n, generator=g) * 0.4 - 0.2)
-    return model.eval()
 
 
 def _heads(out) -> tuple[torch.Tensor, ...]:
@@ -70,7 +57,7 @@ def test_fold_conv_bn_by_hand():
 @pytest.mark.parametrize("heads", [1, 2])
 def test_fusion_keeps_every_head_and_leaves_the_original_alone(name, heads):
     torch.manual_seed(0)
-    model = _randomise_batchnorm(create_model(name, width=0.125, heads=heads))
+    model = randomise_batchnorm(create_model(name, width=0.125, heads=heads))
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     fused = fuse_for_inference(model)
     left = sum(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
@@ -93,7 +80,7 @@ def test_optimised_pipeline_matches_the_plain_model(name):
     """Probabilities of fused + channels_last inference equal the plain eval model's (1e-4),
     per tile and after tiling and blending of a small raster."""
     torch.manual_seed(0)
-    model = _randomise_batchnorm(create_model(name, width=0.125))
+    model = randomise_batchnorm(create_model(name, width=0.125))
     tile = 128
     rng = np.random.default_rng(0)
     tiles = rng.normal(0.2, 0.1, size=(3, 4, tile, tile)).astype(np.float32)
@@ -120,7 +107,7 @@ def test_optimised_pipeline_matches_the_plain_model(name):
 
 
 def test_channels_last_model_and_input():
-    model = _randomise_batchnorm(create_model("senet", width=0.125))
+    model = randomise_batchnorm(create_model("senet", width=0.125))
     pred = TilePredictor(model, "cpu", 2, channels_last=True)
     conv = next(
         m for m in pred.model.modules() if isinstance(m, nn.Conv2d) and m.kernel_size[0] > 1
@@ -150,7 +137,7 @@ def test_thread_count_is_the_physical_cores_available():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_predictor_matches_cpu():
-    model = _randomise_batchnorm(create_model("unet", width=0.125))
+    model = randomise_batchnorm(create_model("unet", width=0.125))
     tiles = np.random.default_rng(0).normal(0.2, 0.1, size=(5, 4, 128, 128)).astype(np.float32)
     cpu = TilePredictor(model, "cpu", 2)(tiles)
     exact = TilePredictor(model, "cuda", 2, autocast=False)
@@ -161,7 +148,7 @@ def test_cuda_predictor_matches_cpu():
 
 
 def test_cpu_bf16_autocast_is_opt_in_and_close():
-    model = _randomise_batchnorm(create_model("senet", width=0.125))
+    model = randomise_batchnorm(create_model("senet", width=0.125))
     tiles = np.random.default_rng(0).normal(0.2, 0.1, size=(2, 4, 64, 64)).astype(np.float32)
     exact = TilePredictor(model, "cpu", 2)
     assert exact.autocast is False  # CPU default: float32
