@@ -287,17 +287,20 @@ def segment_source(
     )
     extra = L2A_OFFSET if opts.l2a_offset else 0.0
 
-    def on_tiles(done: int, total: int) -> None:
+    def report(stage: str, fraction: float, done: int, total: int, force: bool) -> None:
         reporter.progress(
-            force=done == total,
+            force=force,
             input=str(source.path),
-            stage="infer",
-            fraction=round(done / max(total, 1), 4),
+            stage=stage,
+            fraction=round(fraction, 4),
             tiles_done=done,
             tiles_total=total,
             elapsed_s=round(time.monotonic() - t0, 3),
             device=device,
         )
+
+    def on_tiles(done: int, total: int) -> None:
+        report("infer", done / max(total, 1), done, total, force=done == total)
 
     staging = Staging(plan.out_dir, plan.stem)
     writers: list[RasterRowWriter] = []
@@ -343,16 +346,7 @@ def segment_source(
         n_lines = 0
         lines: list[np.ndarray] = []
         if contours is not None:
-            reporter.progress(
-                force=True,
-                input=str(source.path),
-                stage="shoreline",
-                fraction=0.0,
-                tiles_done=grid.count,
-                tiles_total=grid.count,
-                elapsed_s=round(time.monotonic() - t0, 3),
-                device=device,
-            )
+            report("shoreline", 0.0, grid.count, grid.count, force=True)
             shore = build_shoreline(
                 contours.lines(),
                 georef,
@@ -377,16 +371,7 @@ def segment_source(
                         georef,
                         src_name,
                     )
-        reporter.progress(
-            force=True,
-            input=str(source.path),
-            stage="write",
-            fraction=1.0,
-            tiles_done=grid.count,
-            tiles_total=grid.count,
-            elapsed_s=round(time.monotonic() - t0, 3),
-            device=device,
-        )
+        report("write", 1.0, grid.count, grid.count, force=True)
         if "polygons_gpkg" in plan.paths:
             from backend.segment.writers import polygonize_water
 
