@@ -1,7 +1,8 @@
 """The request that travels from the dock (or the Processing algorithm) to the task.
 
 A plain dataclass with no Qt objects in it, so the worker thread never touches widgets or
-layers; plus the band-mapping rule that pre-fills the dock.
+layers; plus the band-mapping rule that pre-fills the dock and the rule that picks one of the
+two bundled models from a layer's bands.
 """
 
 from __future__ import annotations
@@ -15,6 +16,30 @@ DEFAULT_BANDS = ["B2", "B3", "B4", "B8"]
 # Full Sentinel-2 L1C band order (13 bands); L2A products usually lack B10 (12 bands).
 S2_L1C_ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
 S2_L2A_ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
+SWIR_BANDS = ("B11", "B12")
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """One model shipped in resources/models/: its file name and the bands it reads (the same
+    as its checkpoint says; known here so the dock needs no backend query to show them)."""
+
+    file: str
+    bands: tuple[str, ...]
+    label: str
+
+
+# Keys as returned by choose_bundled_model; "default" is preferred when the layer allows it.
+BUNDLED_MODELS = {
+    "default": BundledModel(
+        "waterseg-default.pt",
+        ("B2", "B3", "B4", "B8", "B11", "B12"),
+        "Bundled: B2 B3 B4 B8 B11 B12 (with SWIR)",
+    ),
+    "rgbn": BundledModel(
+        "waterseg-rgbn.pt", ("B2", "B3", "B4", "B8"), "Bundled: B2 B3 B4 B8 (10 m bands)"
+    ),
+}
 
 
 @dataclass
@@ -23,7 +48,8 @@ class SegmentRequest:
 
     ``input_path`` is the local raster file the backend reads (the layer's file, or a
     temporary GeoTIFF exported from a non-file layer); ``bands`` are 1-based band numbers of
-    that file in the model's band order (empty: the backend decides); ``model_path`` None means the bundled default model.
+    that file in the model's band order (empty: the backend maps them by name);
+    ``model_path`` None lets the backend choose a bundled model from the input's bands.
     """
 
     layer_id: str
@@ -129,3 +155,46 @@ def parse_bands(text: str) -> list[int]:
     if any(b < 1 for b in bands):
         raise ValueError(f"band numbers start at 1 (got {text!r})")
     return bands
+
+
+def layer_sentinel2_bands(layer_band_names: list[str]) -> set[str]:
+    """The Sentinel-2 bands a layer holds, e.g. {"B2", "B3", "B4", "B8"}.
+
+    ``layer_band_names[i]`` is the description (or name) of band i + 1. Bands named after
+    Sentinel-2 bands decide when there are any; a layer with no such names and 13 or 12 bands
+    is read as a full L1C / L2A stack; anything else holds no known band (empty set).
+    """
+    named = {n for n in (_norm_band_name(b or "") for b in layer_band_names) if n}
+    if named:
+        return named
+    if len(layer_band_names) == 13:
+        return set(S2_L1C_ORDER)
+    if len(layer_band_names) == 12:
+        return set(S2_L2A_ORDER)
+    return set()
+
+
+def choose_bundled_model(layer_band_names: list[str]) -> str:
+    """Which bundled model suits a layer: "default" (B2 B3 B4 B8 B11 B12) when the layer has
+    B11 and B12 (see :func:`layer_sentinel2_bands`), else "rgbn" (B2 B3 B4 B8)."""
+    held = layer_sentinel2_bands(layer_band_names)
+    return "default" if all(b in held for b in SWIR_BANDS) else "rgbn"
+
+
+def explain_bundled_choice(layer_band_names: list[str]) -> str:
+    """One line for the dock: which bundled model automatic mode uses for this layer, and why."""
+    if not layer_band_names:
+        return "Bundled model: chosen from the layer's bands once you pick a raster layer"
+    key = choose_bundled_model(layer_band_names)
+    if key == "default":
+        named = {_norm_band_name(b or "") for b in layer_band_names} - {None}
+        why = (
+            "the layer has B11 and B12"
+            if named
+            else f"{len(layer_band_names)} unnamed bands read as a Sentinel-2 stack with B11 and B12"
+        )
+        return f"Using the bundled 6-band model (B2 B3 B4 B8 B11 B12): {why}"
+    held = layer_sentinel2_bands(layer_band_names)
+    missing = [b for b in SWIR_BANDS if b not in held]
+    why = "no B11/B12 bands" if len(missing) == 2 else f"no {missing[0]} band"
+    return f"Using the bundled 4-band model (B2 B3 B4 B8): the layer has {why}"
