@@ -57,9 +57,11 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             "Separates water from land in an optical satellite image (Sentinel-2 first) with a "
             "U-Net-family model and draws the shoreline. Bands: the layer's band numbers in the "
             "model's band order (e.g. 2,3,4,8 for B2 B3 B4 B8 of a full Sentinel-2 stack); leave "
-            "empty to match bands by their names. Model: a WaterSeg checkpoint (.pt); empty = the "
-            "bundled default model. The backend runs in its own Python with PyTorch (see the "
-            "WaterSeg dock, Backend > Check backend). The layer must be a local raster file."
+            "empty to match bands by their names. Model: a WaterSeg checkpoint (.pt); empty = "
+            "automatic: the backend uses the bundled B2 B3 B4 B8 B11 B12 model when the layer has "
+            "B11 and B12 (band names, a 12/13-band Sentinel-2 stack, or 6 numbers in Bands), else "
+            "the bundled B2 B3 B4 B8 model. The backend runs in its own Python with PyTorch (see "
+            "the WaterSeg dock, Backend > Check backend). The layer must be a local raster file."
         )
 
     def createInstance(self):  # noqa: N802 (QGIS API)
@@ -70,7 +72,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
-                "Model (WaterSeg checkpoint .pt; empty = bundled default)",
+                "Model (WaterSeg checkpoint .pt; empty = bundled model chosen from the bands)",
                 extension="pt",
                 optional=True,
             )
@@ -153,7 +155,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
         interp = find_interpreter(QgsSettings().value(SETTINGS_KEY, "", type=str))
         if not interp.ok:
             raise QgsProcessingException(f"Backend missing: {interp.problem}")
-        model = self.parameterAsFile(parameters, self.MODEL, context) or None
+        model = self.parameterAsFile(parameters, self.MODEL, context) or None  # None: automatic
         mask_dest = self.parameterAsOutputLayer(parameters, self.OUTPUT_MASK, context)
         shore_dest = self.parameterAsOutputLayer(parameters, self.OUTPUT_SHORELINE, context)
 
@@ -179,8 +181,8 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             kind = event.get("event")
             if kind == "start":
                 feedback.pushInfo(
-                    f"Running on {event.get('device')}: {event.get('width')} x "
-                    f"{event.get('height')} px, {event.get('tiles')} tiles"
+                    f"Running {Path(str(event.get('model', '?'))).name} on {event.get('device')}: "
+                    f"{event.get('width')} x {event.get('height')} px, {event.get('tiles')} tiles"
                 )
             elif kind == "progress" and event.get("stage") == "infer":
                 feedback.setProgress(90.0 * float(event.get("fraction", 0.0)))

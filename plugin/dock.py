@@ -43,11 +43,20 @@ from .layers import (
     local_raster_path,
     safe_stem,
 )
-from .request import DEFAULT_BANDS, DEVICES, SegmentRequest, guess_band_mapping
+from .request import (
+    BUNDLED_MODELS,
+    DEFAULT_BANDS,
+    DEVICES,
+    SegmentRequest,
+    choose_bundled_model,
+    explain_bundled_choice,
+    guess_band_mapping,
+)
 from .task import SegmentTask, log
 
 FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).with_name("dock.ui")))
-DEFAULT_MODEL = PLUGIN_ROOT / "resources" / "models" / "waterseg-default.pt"
+MODELS_DIR = PLUGIN_ROOT / "resources" / "models"
+AUTOMATIC = ""  # model picker data of "Bundled model (chosen from the layer's bands)"
 RECENT_MODELS_KEY = "waterseg/recent_models"
 OUT_DIR_KEY = "waterseg/out_dir"
 
@@ -68,6 +77,19 @@ def check_writable(folder: str) -> str | None:
             pass
     except OSError as exc:
         return exc.strerror or str(exc)
+    return None
+
+
+def bundled_model_path(key: str) -> str:
+    """The file of bundled model ``key`` ("default" or "rgbn"; see request.BUNDLED_MODELS)."""
+    return str(MODELS_DIR / BUNDLED_MODELS[key].file)
+
+
+def bundled_key(path: str) -> str | None:
+    """The key ("default" or "rgbn") when ``path`` is a bundled model file, else None."""
+    for key in BUNDLED_MODELS:
+        if path == bundled_model_path(key):
+            return key
     return None
 
 
@@ -106,6 +128,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.iface = iface
         self.tasks: list[SegmentTask] = []
         self.model_bands: list[str] = list(DEFAULT_BANDS)
+        self.auto_choice = "rgbn"  # the bundled model automatic mode uses for the current layer
         self.model_info: dict | None = None
         self.backend_info: dict | None = None
         self.band_combos: list[QgsRasterBandComboBox] = []
@@ -139,9 +162,11 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             lambda p: QgsSettings().setValue(SETTINGS_KEY, p.strip())
         )
 
-        self.modelCombo.addItem("Bundled default model", str(DEFAULT_MODEL))
+        self.modelCombo.addItem("Bundled model (chosen from the layer's bands)", AUTOMATIC)
+        for key, bundled in BUNDLED_MODELS.items():
+            self.modelCombo.addItem(bundled.label, bundled_model_path(key))
         for path in settings.value(RECENT_MODELS_KEY, [], type=list) or []:
-            if path and Path(path).is_file():
+            if path and Path(path).is_file() and bundled_key(path) is None:
                 self.modelCombo.addItem(Path(path).name, path)
         self.modelCombo.currentIndexChanged.connect(lambda _i: self.refresh_model_info())
         self.browseModelButton.clicked.connect(self._browse_model)
@@ -170,8 +195,14 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
 
     # ---- model and bands ------------------------------------------------------------------
 
+    def is_automatic(self) -> bool:
+        """True when the picker says "Bundled model (chosen from the layer's bands)"."""
+        return not self.modelCombo.currentData()
+
     def model_path(self) -> str:
-        return self.modelCombo.currentData() or str(DEFAULT_MODEL)
+        """The checkpoint a run uses: the picked file, or in automatic mode the bundled model
+        chosen for the current layer."""
+        return self.modelCombo.currentData() or bundled_model_path(self.auto_choice)
 
     def set_model_path(self, path: str) -> None:
         """Select (adding if needed) a checkpoint in the model picker and read its info."""
@@ -196,13 +227,21 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.set_model_path(path)
 
     def refresh_model_info(self) -> None:
-        """Ask the backend (``model-info --json``) about the selected checkpoint."""
-        path = self.model_path()
+        """Show the selected model: in automatic mode which bundled model fits the layer and
+        why; otherwise ask the backend (``model-info --json``) about the checkpoint."""
         self.model_info = None
+        if self.is_automatic():
+            self._cancel_query("model")
+            self._update_automatic()
+            return
+        path = self.model_path()
+        key = bundled_key(path)
+        if key is not None:  # known bands now; model-info confirms them and adds the scores
+            self._set_model_bands(list(BUNDLED_MODELS[key].bands))
         if not Path(path).is_file():
             self.modelInfoLabel.setText(
                 f"Model file missing: {path}"
-                + (" (the bundled model is not installed)" if path == str(DEFAULT_MODEL) else "")
+                + (" (the bundled model is not installed)" if key else "")
             )
             return
         interp = find_interpreter(self.pythonWidget.filePath())
@@ -218,9 +257,25 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             return
         self.model_info = info
         self.modelInfoLabel.setText(summarize_model(info))
-        bands = [str(b) for b in info.get("bands") or DEFAULT_BANDS]
+        self._set_model_bands([str(b) for b in info.get("bands") or DEFAULT_BANDS])
+
+    def _update_automatic(self) -> None:
+        """Automatic mode: choose the bundled model for the current layer, show its bands in
+        the mapping rows and the choice (and its reason) in the model label."""
+        layer = self.layerCombo.currentLayer()
+        names = layer_band_names(layer) if isinstance(layer, QgsRasterLayer) else []
+        self.auto_choice = choose_bundled_model(names)
+        self._set_model_bands(list(BUNDLED_MODELS[self.auto_choice].bands))
+        text = explain_bundled_choice(names)
+        path = self.model_path()
+        if names and not Path(path).is_file():
+            text += f", but {path} is missing: reinstall the plugin"
+        self.modelInfoLabel.setText(text)
+
+    def _set_model_bands(self, bands: list[str]) -> None:
+        """Show one mapping row per model band (rebuilt only when the bands change)."""
         if bands != self.model_bands:
-            self.model_bands = bands
+            self.model_bands = list(bands)
             self._rebuild_band_rows()
         self._fill_band_mapping()
 
@@ -246,7 +301,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
     def _on_layer_changed(self, layer) -> None:
         for combo in self.band_combos:
             combo.setLayer(layer)
-        self._fill_band_mapping()
+        if self.is_automatic():
+            self._update_automatic()
+        else:
+            self._fill_band_mapping()
 
     def band_mapping(self) -> list[int]:
         return [combo.currentBand() for combo in self.band_combos]
@@ -295,12 +353,16 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.deviceCombo.setItemText(0, f"auto ({info.get('device', '?')})")
         self.deviceCombo.setItemText(2, "cuda" if cuda else "cuda (not available)")
 
-    def _run_json(self, purpose: str, python: str, args: list[str], callback) -> None:
+    def _cancel_query(self, purpose: str) -> None:
+        """Stop a running backend query (its answer would be stale)."""
         old = self._processes.pop(purpose, None)
         if old is not None:
             old.finished.disconnect()
             old.kill()
             old.waitForFinished(2000)
+
+    def _run_json(self, purpose: str, python: str, args: list[str], callback) -> None:
+        self._cancel_query(purpose)
         proc = QProcess(self)
         env = QProcessEnvironment()
         for k, v in backend_env().items():
@@ -343,9 +405,17 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             return None
         need = len(self.model_bands)
         if layer.bandCount() < need:
+            fewest = BUNDLED_MODELS["rgbn"].bands
+            if self.is_automatic() and layer.bandCount() < len(fewest):
+                needs = f"the bundled models need at least {len(fewest)} ({' '.join(fewest)})"
+            else:
+                needs = f"the model needs {need} ({' '.join(self.model_bands)})"
+            fix = "choose a multispectral image"
+            manual_bundled = not self.is_automatic() and bundled_key(self.model_path())
+            if manual_bundled and layer.bandCount() >= len(fewest):
+                fix += " or the automatic bundled model"  # the SWIR model on 4 or 5 bands
             self.show_message(
-                f"Layer '{layer.name()}' has {layer.bandCount()} band(s) but the model needs {need} "
-                f"({', '.join(self.model_bands)}): choose a multispectral image."
+                f"Layer '{layer.name()}' has {layer.bandCount()} band(s) but {needs}: {fix}."
             )
             return None
         bands = self.band_mapping()
@@ -355,7 +425,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         model = self.model_path()
         if not Path(model).is_file():
             self.show_message(
-                f"Model file not found: {model}. Browse to a WaterSeg checkpoint (.pt)."
+                f"The bundled model {model} is missing: reinstall the plugin, or browse to a "
+                "WaterSeg checkpoint (.pt)."
+                if bundled_key(model)
+                else f"Model file not found: {model}. Browse to a WaterSeg checkpoint (.pt)."
             )
             return None
         out_dir = self.outDirWidget.filePath().strip() or default_out_dir()
@@ -412,7 +485,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             input_path=path,
             out_dir=out_dir,
             bands=bands,
-            model_path=None if model == str(DEFAULT_MODEL) else model,
+            model_path=model,  # a concrete file, bundled ones included (the backend checks them)
             device=self.deviceCombo.currentData(),
             overlap=self.overlapSpin.value(),
             threshold=self.thresholdSpin.value(),

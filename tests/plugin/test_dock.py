@@ -1,5 +1,6 @@
-"""The dock: validation before running, model info and band mapping, backend diagnostics,
-shoreline export, non-file layers, and an offscreen screenshot."""
+"""The dock: validation before running, model info and band mapping, the automatic choice
+between the bundled models, backend diagnostics, shoreline export, non-file layers, and an
+offscreen screenshot."""
 
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from qgis.core import (
     QgsVectorLayer,
 )
 from qgis.PyQt.QtGui import QColor
+
+from plugin.dock import MODELS_DIR
+from plugin.request import BUNDLED_MODELS
 
 from .conftest import EPSG, ORIGIN, PIXEL, write_raster
 
@@ -241,3 +245,164 @@ def test_dock_screenshot_is_not_blank(plugin, tmp_path, qtbot):
     assert len(colours) >= 8, colours
     dock.hide()
     dock.setFloating(False)
+
+
+def _rows(dock) -> list[str]:
+    return [
+        dock.bandsForm.itemAt(i, dock.bandsForm.LabelRole).widget().text()
+        for i in range(dock.bandsForm.rowCount())
+    ]
+
+
+def _request_or_missing(dock, key: str):
+    """build_request(); when the bundled file is not installed, check the one-line refusal."""
+    path = str(MODELS_DIR / BUNDLED_MODELS[key].file)
+    built = dock.build_request()
+    if not Path(path).is_file():
+        assert built is None
+        assert dock.last_message().startswith(f"The bundled model {path} is missing:")
+        pytest.skip(f"{path} is not installed")
+    assert built is not None, dock.last_message()
+    return built[0], path
+
+
+def test_model_picker_offers_automatic_then_both_bundled_models(plugin):
+    dock = plugin.dock
+    items = [(dock.modelCombo.itemText(i), dock.modelCombo.itemData(i)) for i in range(3)]
+    assert items == [
+        ("Bundled model (chosen from the layer's bands)", ""),
+        ("Bundled: B2 B3 B4 B8 B11 B12 (with SWIR)", str(MODELS_DIR / "waterseg-default.pt")),
+        ("Bundled: B2 B3 B4 B8 (10 m bands)", str(MODELS_DIR / "waterseg-rgbn.pt")),
+    ]
+    assert dock.modelCombo.currentIndex() == 0 and dock.is_automatic()
+    assert "once you pick a raster layer" in dock.modelInfoLabel.text()
+
+
+def test_automatic_mode_uses_the_4_band_model_for_a_4_band_layer(plugin, tmp_path):
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "rgbn.tif", bands=4, size=(16, 16)), "rgbn")
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    assert dock.auto_choice == "rgbn"
+    assert _rows(dock) == ["B2", "B3", "B4", "B8"] and dock.band_mapping() == [1, 2, 3, 4]
+    assert dock.modelInfoLabel.text().startswith(
+        "Using the bundled 4-band model (B2 B3 B4 B8): the layer has no B11/B12 bands"
+    )
+    request, path = _request_or_missing(dock, "rgbn")
+    assert request.model_path == path and request.bands == [1, 2, 3, 4]
+    args = request.backend_args()
+    assert args[args.index("--model") + 1] == path and args[args.index("--bands") + 1] == "1,2,3,4"
+
+
+def test_automatic_mode_follows_the_layer_and_uses_the_swir_model(plugin, tmp_path):
+    dock = plugin.dock
+    swir = _add_raster(
+        write_raster(
+            tmp_path / "six.tif",
+            bands=6,
+            size=(16, 16),
+            descriptions=["B8", "B2", "B3", "B4", "B12", "B11"],
+        ),
+        "six",
+    )
+    four = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    dock.layerCombo.setLayer(four)
+    assert _rows(dock) == ["B2", "B3", "B4", "B8"]
+    dock.layerCombo.setLayer(swir)  # the rows and the choice follow the layer
+    assert dock.auto_choice == "default"
+    assert _rows(dock) == ["B2", "B3", "B4", "B8", "B11", "B12"]
+    assert dock.band_mapping() == [2, 3, 4, 1, 6, 5]
+    assert dock.modelInfoLabel.text().startswith(
+        "Using the bundled 6-band model (B2 B3 B4 B8 B11 B12): the layer has B11 and B12"
+    )
+    request, path = _request_or_missing(dock, "default")
+    assert request.model_path == path and request.bands == [2, 3, 4, 1, 6, 5]
+    args = request.backend_args()
+    assert args[args.index("--bands") + 1] == "2,3,4,1,6,5"
+    dock.layerCombo.setLayer(four)
+    assert dock.auto_choice == "rgbn" and dock.band_mapping() == [1, 2, 3, 4]
+
+
+def test_unnamed_sentinel2_stack_gets_the_swir_model(plugin, tmp_path):
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "l2a.tif", bands=12, size=(8, 8)), "l2a")
+    dock.layerCombo.setLayer(layer)
+    assert dock.auto_choice == "default"
+    assert dock.band_mapping() == [2, 3, 4, 8, 11, 12]
+    assert "12 unnamed bands read as a Sentinel-2 stack" in dock.modelInfoLabel.text()
+
+
+def test_a_bundled_model_picked_by_hand_overrides_automatic(plugin, tmp_path, qtbot):
+    dock = plugin.dock
+    layer = _add_raster(
+        write_raster(
+            tmp_path / "six.tif",
+            bands=6,
+            size=(16, 16),
+            descriptions=["B2", "B3", "B4", "B8", "B11", "B12"],
+        ),
+        "six",
+    )
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    rgbn = str(MODELS_DIR / "waterseg-rgbn.pt")
+    dock.modelCombo.setCurrentIndex(dock.modelCombo.findData(rgbn))
+    assert not dock.is_automatic() and dock.model_path() == rgbn
+    assert _rows(dock) == ["B2", "B3", "B4", "B8"] and dock.band_mapping() == [1, 2, 3, 4]
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # model-info of the file
+    if Path(rgbn).is_file():
+        assert "bands B2 B3 B4 B8 ·" in dock.modelInfoLabel.text(), dock.modelInfoLabel.text()
+    assert _rows(dock) == ["B2", "B3", "B4", "B8"]
+    request, path = _request_or_missing(dock, "rgbn")
+    assert request.model_path == rgbn and request.bands == [1, 2, 3, 4]
+    # back to automatic: the SWIR model again
+    dock.modelCombo.setCurrentIndex(0)
+    assert dock.auto_choice == "default" and len(_rows(dock)) == 6
+
+
+def test_swir_model_by_hand_on_a_4_band_layer_says_what_to_do(plugin, tmp_path, qtbot):
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    dock.modelCombo.setCurrentIndex(1)
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
+    before = QgsApplication.taskManager().count()
+    assert dock.start_run() is None
+    assert dock.last_message() == (
+        "Layer 'four' has 4 band(s) but the model needs 6 (B2 B3 B4 B8 B11 B12): "
+        "choose a multispectral image or the automatic bundled model."
+    )
+    _assert_nothing_started(dock, before)
+
+
+def test_three_band_layer_is_refused_in_automatic_mode(plugin, tmp_path):
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "rgb.tif", bands=3, size=(16, 16)), "rgb")
+    dock.layerCombo.setLayer(layer)
+    before = QgsApplication.taskManager().count()
+    assert dock.start_run() is None
+    assert dock.last_message() == (
+        "Layer 'rgb' has 3 band(s) but the bundled models need at least 4 (B2 B3 B4 B8): "
+        "choose a multispectral image."
+    )
+    _assert_nothing_started(dock, before)
+
+
+def test_missing_bundled_model_is_one_line_with_the_fix(plugin, tmp_path, monkeypatch):
+    empty = tmp_path / "no-models"
+    monkeypatch.setattr("plugin.dock.MODELS_DIR", empty)
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    missing = empty / "waterseg-rgbn.pt"
+    assert dock.modelInfoLabel.text().endswith(f", but {missing} is missing: reinstall the plugin")
+    before = QgsApplication.taskManager().count()
+    assert dock.start_run() is None
+    assert dock.last_message() == (
+        f"The bundled model {missing} is missing: reinstall the plugin, or browse to a "
+        "WaterSeg checkpoint (.pt)."
+    )
+    _assert_nothing_started(dock, before)

@@ -1,6 +1,7 @@
 """End to end, real backend subprocess with a tiny model: the dock's "Segment water" adds the
 styled mask and shoreline; cancel stops the backend and leaves nothing; a backend error is
-one readable message; the Processing algorithm returns both outputs."""
+one readable message; the Processing algorithm returns both outputs; without a model picked,
+the bundled model that fits the layer's bands runs."""
 
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from qgis.core import (
     QgsApplication,
     QgsLayerTreeGroup,
     QgsPalettedRasterRenderer,
+    QgsProcessingFeedback,
     QgsProject,
     QgsRasterLayer,
     QgsWkbTypes,
@@ -164,3 +166,76 @@ def test_processing_algorithm_returns_both_outputs(plugin, tmp_path, tiny_model,
     shore = QgsVectorLayer(result["OUTPUT_SHORELINE"], "coast", "ogr")
     assert shore.isValid() and shore.dataProvider().storageType() == "ESRI Shapefile"
     assert shore.geometryType() == QgsWkbTypes.LineGeometry
+
+
+def _bundled(name: str) -> Path:
+    path = Path(__file__).resolve().parents[2] / "resources" / "models" / name
+    if not path.is_file():
+        pytest.skip(f"bundled model {name} is not installed")
+    return path
+
+
+def test_automatic_dock_run_uses_the_bundled_4_band_model(plugin, tmp_path, qtbot):
+    """No model picked: the dock sends the bundled B2 B3 B4 B8 model (which the backend checks
+    against its SHA-256) and explicit bands for a 4-band layer."""
+    model = _bundled("waterseg-rgbn.pt")
+    layer = _add(write_raster(tmp_path / "four.tif", size=(48, 64)), "four")
+    dock = plugin.dock
+    dock.layerCombo.setLayer(layer)
+    dock.deviceCombo.setCurrentIndex(dock.deviceCombo.findData("cpu"))
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    assert dock.is_automatic()
+    done = []
+    task = dock.start_run()
+    assert task is not None, dock.last_message()
+    task.completed.connect(lambda *args: done.append(args))
+    qtbot.waitUntil(lambda: bool(done), timeout=120000)
+    result = done[0][1]
+    assert result.ok, (result.error, result.stderr_tail)
+    assert task.request.model_path == str(model) and task.request.bands == [1, 2, 3, 4]
+    start = next(e for e in result.events if e.get("event") == "start")
+    assert Path(start["model"]).resolve() == model.resolve()
+    assert (tmp_path / "out" / "four_water.tif").is_file()
+
+
+class _Feedback(QgsProcessingFeedback):
+    def __init__(self):
+        super().__init__()
+        self.infos: list[str] = []
+
+    def pushInfo(self, info):  # noqa: N802 (QGIS API)
+        self.infos.append(info)
+        super().pushInfo(info)
+
+
+@pytest.mark.parametrize(
+    "bands,descriptions,expected",
+    [
+        (4, None, "waterseg-rgbn.pt"),
+        (6, ["B2", "B3", "B4", "B8", "B11", "B12"], "waterseg-default.pt"),
+    ],
+)
+def test_processing_without_model_lets_the_backend_choose(
+    plugin, tmp_path, qgis_processing, bands, descriptions, expected
+):
+    import processing
+
+    _bundled(expected)
+    raster = write_raster(tmp_path / "p.tif", bands=bands, size=(32, 32), descriptions=descriptions)
+    layer = _add(raster, "p")
+    feedback = _Feedback()
+    result = processing.run(
+        "waterseg:segmentwater",
+        {
+            "INPUT": layer,
+            "MODEL": "",
+            "DEVICE": 1,  # cpu
+            "OUTPUT_MASK": str(tmp_path / "result" / "mask.tif"),
+            "OUTPUT_SHORELINE": str(tmp_path / "result" / "coast.gpkg"),
+        },
+        feedback=feedback,
+    )
+    assert Path(result["OUTPUT_MASK"]).is_file()
+    backend = next(i for i in feedback.infos if i.startswith("Backend: "))
+    assert "--model" not in backend.split()  # empty MODEL: the backend decides
+    assert any(i.startswith(f"Running {expected} on cpu") for i in feedback.infos), feedback.infos

@@ -79,6 +79,10 @@ def test_package_zip_installs_and_loads(tmp_path):
         "waterseg/resources/styles/water_mask.qml",
     ):
         assert needed in names
+    for model in ("waterseg-default.pt", "waterseg-rgbn.pt"):  # both bundled models travel
+        for suffix in ("", ".sha256"):
+            if (REPO / "resources" / "models" / f"{model}{suffix}").is_file():
+                assert f"waterseg/resources/models/{model}{suffix}" in names
     for forbidden in ("tests/", "__pycache__", ".venv/", "runs/", ".pyc", ".git/", "dist/"):
         assert not [n for n in names if forbidden in n], forbidden
 
