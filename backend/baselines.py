@@ -6,6 +6,10 @@ agrees with the labels on 97.8 - 99.7 % of pixels.
 
 Works on raw digital numbers or reflectances alike (the index is scale-free, as long as both
 bands share the same scale and no additive offset remains).
+
+MNDWI (Xu 2006) uses short-wave infrared instead of NIR: (Green - SWIR) / (Green + SWIR), for
+Sentinel-2 B3 and B11 (``ndwi_water_mask(..., other="B11")``); built-up land reflects SWIR, so
+it confuses fewer roofs with water than NDWI, but needs the 20 m band B11.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def ndwi_water_mask(
     bands: list[str] | None = None,
     threshold: float = 0.0,
     nodata_value: int | None = 255,
+    other: str = "B8",
 ) -> np.ndarray:
     """Water mask by NDWI > threshold from a band stack.
 
@@ -44,6 +49,7 @@ def ndwi_water_mask(
         threshold: NDWI above this is water.
         nodata_value: value written where NDWI is undefined (B3 + B8 == 0 or NaN input);
             None -> such pixels are land (0).
+        other: the band subtracted from green: "B8" (NDWI, default) or "B11" (MNDWI).
 
     Returns:
         (H, W) uint8: 1 water, 0 land, ``nodata_value`` where undefined.
@@ -55,9 +61,9 @@ def ndwi_water_mask(
         )
     try:
         green = image[bands.index("B3")]
-        nir = image[bands.index("B8")]
+        nir = image[bands.index(other)]
     except ValueError:
-        raise ValueError(f"NDWI needs bands B3 and B8; got {bands}") from None
+        raise ValueError(f"this index needs bands B3 and {other}; got {bands}") from None
     index = ndwi(green, nir)
     valid = np.isfinite(index)
     mask = (index > threshold).astype(np.uint8)

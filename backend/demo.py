@@ -67,22 +67,23 @@ def _read_band(path: Path) -> np.ndarray:
         return src.read(1)
 
 
-def _ndwi_of_raster(path: Path) -> np.ndarray:
-    """NDWI > 0 mask (H, W) uint8 of a raster whose bands are described B3 and B8."""
+def _ndwi_of_raster(path: Path, other: str = "B8") -> np.ndarray | None:
+    """NDWI > 0 mask (H, W) uint8 of a raster whose bands are described B3 and B8 (255 at
+    nodata); ``other="B11"``: MNDWI > 0. None when the raster has no such bands."""
     import rasterio
 
     from backend.baselines import ndwi_water_mask
 
     with rasterio.open(path) as src:
         names = [(d or "").upper() for d in src.descriptions]
-        if "B3" not in names or "B8" not in names:
-            raise UserError(f"{path} has no bands described B3 and B8; cannot compute NDWI")
+        if "B3" not in names or other not in names:
+            return None
         green = src.read(names.index("B3") + 1)
-        nir = src.read(names.index("B8") + 1)
+        second = src.read(names.index(other) + 1)
         nodata = src.nodata
-    mask = ndwi_water_mask(np.stack([green, nir]), bands=["B3", "B8"])
+    mask = ndwi_water_mask(np.stack([green, second]), bands=["B3", other], other=other)
     if nodata is not None:
-        mask[(green == nodata) & (nir == nodata)] = 255
+        mask[(green == nodata) & (second == nodata)] = 255
     return mask
 
 
@@ -153,10 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     if truth_path is not None:
         truth = _read_band(truth_path)
         model_scores = score_masks(_read_band(outputs["water mask"]), truth)
-        ndwi_scores = score_masks(_ndwi_of_raster(scene), truth)
+        rows = [("WaterSeg model", model_scores)]
+        for name, other in (("NDWI > 0", "B8"), ("MNDWI > 0", "B11")):
+            index_mask = _ndwi_of_raster(scene, other)
+            if index_mask is not None:
+                rows.append((name, score_masks(index_mask, truth)))
         print("demo: scores against the true mask of the synthetic scene (IoU, %)")
         print(f"  {'method':<14} {'water':>7} {'land':>7} {'mean':>7}")
-        for name, s in (("WaterSeg model", model_scores), ("NDWI > 0", ndwi_scores)):
+        for name, s in rows:
             print(
                 f"  {name:<14} {100 * s['iou_water']:7.2f} {100 * s['iou_land']:7.2f} "
                 f"{100 * s['iou_mean']:7.2f}"

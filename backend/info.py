@@ -22,10 +22,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def environment_info() -> dict[str, Any]:
-    """Interpreter, torch, CUDA devices, chosen device and the bundled model's state."""
+    """Interpreter, torch, CUDA devices, chosen device and the bundled models' state."""
     from backend import __version__
     from backend.checkpoint import sha256_of
-    from backend.paths import DEFAULT_MODEL, default_model_sha256
+    from backend.paths import DEFAULT_MODEL, bundled_models, bundled_sha256
 
     info: dict[str, Any] = {
         "python": sys.executable,
@@ -50,14 +50,20 @@ def environment_info() -> dict[str, Any]:
             info["device"] = "cuda"
     except ImportError as exc:
         info["torch_error"] = str(exc)
-    expected = default_model_sha256()
-    if DEFAULT_MODEL.is_file():
-        ok = expected is None or sha256_of(DEFAULT_MODEL) == expected
-        info["default_model_ok"] = bool(ok)
-        if not ok:
-            info["default_model_error"] = "SHA-256 does not match the recorded checksum"
-    else:
-        info["default_model_error"] = "file missing"
+    info["bundled_models"] = {}
+    for model in bundled_models():
+        expected = bundled_sha256(model)
+        if not model.is_file():
+            state = "file missing"
+        elif expected is not None and sha256_of(model) != expected:
+            state = "SHA-256 does not match the recorded checksum"
+        else:
+            state = "ok"
+        info["bundled_models"][model.name] = state
+        if model == DEFAULT_MODEL:
+            info["default_model_ok"] = state == "ok"
+            if state != "ok":
+                info["default_model_error"] = state
     return info
 
 
@@ -78,10 +84,9 @@ def main(argv: list[str]) -> int:
 def checkpoint_info(path: Path) -> dict[str, Any]:
     """Describe a checkpoint without building its model (weights_only load)."""
     from backend.checkpoint import read_checkpoint
-    from backend.paths import DEFAULT_MODEL, default_model_sha256
+    from backend.paths import bundled_sha256
 
-    expected = default_model_sha256() if path.resolve() == DEFAULT_MODEL.resolve() else None
-    ckpt = read_checkpoint(path, expected)
+    ckpt = read_checkpoint(path, bundled_sha256(path))
     arch = ckpt.get("arch", {})
     kwargs = arch.get("kwargs", {})
     params = 0

@@ -17,9 +17,12 @@ WGS 84 / UTM zone 33N (EPSG:32633), and holds:
   slightly positive NDWI, the classical index's known weakness in built-up areas;
 - a nodata triangle (all bands 0) like the edge of a Sentinel-2 swath.
 
-Reflectances per class are typical L2A values (B2, B3, B4, B8): clear sea (0.060, 0.050, 0.030,
-0.010), turbid river (0.075, 0.105, 0.100, 0.045), vegetation B4 ~0.03 / B8 ~0.3-0.4, sand
-0.18-0.33, urban 0.10-0.20 and flat. Each class gets parcel-level and pixel-level texture;
+Reflectances per class are typical L2A values (B2, B3, B4, B8, B11, B12): clear sea (0.060,
+0.050, 0.030, 0.010, 0.004, 0.003), turbid river (0.075, 0.105, 0.100, 0.045, 0.016, 0.010),
+vegetation B4 ~0.03 / B8 ~0.3-0.4 / B11 ~0.15-0.2, sand 0.18-0.40, urban 0.10-0.30 and flat.
+Water absorbs short-wave infrared, so B11/B12 are near zero over water but not over roofs,
+which is what MNDWI = (B3 - B11) / (B3 + B11) exploits; shadows stay dark in every band. The
+20 m bands B11 and B12 hold one value per 2 x 2 pixels, as in a 10 m Sentinel-2 stack. Each class gets parcel-level and pixel-level texture;
 water/land boundaries are mixed pixels (area-weighted spectra); sensor noise is added last.
 The truth mask is 1 where at least half the pixel is water.
 
@@ -33,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-BANDS = ["B2", "B3", "B4", "B8"]
+BANDS = ["B2", "B3", "B4", "B8", "B11", "B12"]
 EPSG = 32633
 PIXEL_SIZE = 10.0
 ORIGIN = (399960.0, 4600020.0)  # upper-left corner (easting, northing) in metres
@@ -41,29 +44,29 @@ NODATA = 0
 TRUTH_NODATA = 255
 WATER, LAND = 1, 0
 
-# Surface reflectance (B2, B3, B4, B8) of each material, Sentinel-2 L2A.
-SPECTRA: dict[str, tuple[float, float, float, float]] = {
-    "clear_sea": (0.060, 0.050, 0.030, 0.010),
-    "lake": (0.035, 0.042, 0.022, 0.008),
-    "turbid": (0.075, 0.105, 0.100, 0.045),
-    "foam": (0.280, 0.290, 0.280, 0.240),
-    "crop": (0.030, 0.070, 0.040, 0.380),
-    "pasture": (0.040, 0.080, 0.060, 0.300),
-    "dry_grass": (0.070, 0.100, 0.130, 0.240),
-    "bare_soil": (0.070, 0.100, 0.140, 0.200),
-    "wet_soil": (0.050, 0.070, 0.090, 0.130),
-    "forest": (0.025, 0.045, 0.025, 0.270),
-    "dry_sand": (0.180, 0.230, 0.280, 0.330),
-    "wet_sand": (0.100, 0.130, 0.150, 0.160),
-    "concrete": (0.140, 0.150, 0.160, 0.190),
-    "asphalt": (0.070, 0.080, 0.090, 0.110),
-    "red_roof": (0.080, 0.100, 0.170, 0.240),
-    "dark_roof": (0.050, 0.055, 0.060, 0.075),
-    "metal_roof": (0.110, 0.125, 0.120, 0.115),
-    "shadow": (0.030, 0.032, 0.028, 0.031),
+# Surface reflectance (B2, B3, B4, B8, B11, B12) of each material, Sentinel-2 L2A.
+SPECTRA: dict[str, tuple[float, ...]] = {
+    "clear_sea": (0.060, 0.050, 0.030, 0.010, 0.004, 0.003),
+    "lake": (0.035, 0.042, 0.022, 0.008, 0.003, 0.002),
+    "turbid": (0.075, 0.105, 0.100, 0.045, 0.016, 0.010),
+    "foam": (0.280, 0.290, 0.280, 0.240, 0.120, 0.080),
+    "crop": (0.030, 0.070, 0.040, 0.380, 0.200, 0.100),
+    "pasture": (0.040, 0.080, 0.060, 0.300, 0.220, 0.120),
+    "dry_grass": (0.070, 0.100, 0.130, 0.240, 0.300, 0.220),
+    "bare_soil": (0.070, 0.100, 0.140, 0.200, 0.300, 0.240),
+    "wet_soil": (0.050, 0.070, 0.090, 0.130, 0.170, 0.120),
+    "forest": (0.025, 0.045, 0.025, 0.270, 0.140, 0.060),
+    "dry_sand": (0.180, 0.230, 0.280, 0.330, 0.400, 0.350),
+    "wet_sand": (0.100, 0.130, 0.150, 0.160, 0.120, 0.090),
+    "concrete": (0.140, 0.150, 0.160, 0.190, 0.220, 0.200),
+    "asphalt": (0.070, 0.080, 0.090, 0.110, 0.120, 0.110),
+    "red_roof": (0.080, 0.100, 0.170, 0.240, 0.300, 0.250),
+    "dark_roof": (0.050, 0.055, 0.060, 0.075, 0.080, 0.070),
+    "metal_roof": (0.110, 0.125, 0.120, 0.115, 0.130, 0.120),
+    "shadow": (0.030, 0.032, 0.028, 0.031, 0.025, 0.020),
 }
 _NAMES = list(SPECTRA)
-_TABLE = np.array([SPECTRA[n] for n in _NAMES], dtype=np.float32)  # (K, 4)
+_TABLE = np.array([SPECTRA[n] for n in _NAMES], dtype=np.float32)  # (K, 6)
 _ID = {n: i for i, n in enumerate(_NAMES)}
 
 
@@ -71,7 +74,7 @@ _ID = {n: i for i, n in enumerate(_NAMES)}
 class SyntheticScene:
     """A generated scene.
 
-    image: (4, H, W) uint16, reflectance x 10000, bands B2 B3 B4 B8, 0 = nodata.
+    image: (6, H, W) uint16, reflectance x 10000, bands B2 B3 B4 B8 B11 B12, 0 = nodata.
     truth: (H, W) uint8, 1 water / 0 land / 255 nodata.
     transform: affine (a, b, c, d, e, f) as rasterio.Affine; crs: "EPSG:32633".
     """
@@ -128,7 +131,7 @@ def generate_scene(size: int = 1024, seed: int = 0) -> SyntheticScene:
     """Generate the demo scene (size x size pixels at 10 m). See the module docstring.
 
     Geometry scales with ``size`` (>= 128); widths of rivers, beaches and streets stay in
-    metres. Returns a SyntheticScene (image (4, size, size) uint16, truth (size, size) uint8).
+    metres. Returns a SyntheticScene (image (6, size, size) uint16, truth (size, size) uint8).
     """
     from rasterio.transform import from_origin
 
@@ -291,7 +294,7 @@ def generate_scene(size: int = 1024, seed: int = 0) -> SyntheticScene:
     cls = np.where(beach, _ID["dry_sand"], cls)
     cls = np.where(beach & (sd_coast < 2.5), _ID["wet_sand"], cls)
 
-    land_refl = _TABLE[cls].transpose(2, 0, 1)  # (4, H, W)
+    land_refl = _TABLE[cls].transpose(2, 0, 1)  # (6, H, W)
     texture = 1 + 0.08 * _noise2d(rng, (n, n), (25 * s, 6 * s, 2))
     gain = np.where(town | beach, 1.0, gain)
     urban_var = np.where(town, 1 + 0.18 * rng.standard_normal((n, n)), 1.0)
@@ -299,6 +302,11 @@ def generate_scene(size: int = 1024, seed: int = 0) -> SyntheticScene:
 
     # --- Mix, sensor noise, quantise, nodata -----------------------------------------------
     refl = fraction[None] * water_refl + (1 - fraction[None]) * land_refl
+    # B11 and B12 are 20 m bands: in a 10 m stack each 2 x 2 block holds one value.
+    swir = [BANDS.index("B11"), BANDS.index("B12")]
+    h2, w2 = n - n % 2, n - n % 2
+    block = refl[swir, :h2, :w2].reshape(2, h2 // 2, 2, w2 // 2, 2).mean(axis=(2, 4))
+    refl[swir, :h2, :w2] = block.repeat(2, axis=1).repeat(2, axis=2)
     refl = refl + rng.normal(0.0, 0.0025, size=refl.shape) * (0.4 + refl)
     dn = np.clip(np.rint(refl * 10000.0), 1, 65535).astype(np.uint16)
 

@@ -99,6 +99,9 @@ class TrainConfig:
     backend/models/spectral.py in front of the model (True: appended to the bands; "only":
     instead of them); stored in the checkpoint's arch kwargs. ``brightness`` [lo, hi]: multiply
     each training crop by one factor drawn log-uniformly from [lo, hi] (all bands alike).
+    ``anchor_bound``: with ``spectral_indices="ndwi-anchored"``, the most the net may move each
+    logit away from the fixed NDWI decision (default ``spectral.DEFAULT_ANCHOR_BOUND``);
+    ``anchor_bands`` [a, b]: anchor on (a - b) / (a + b) instead of NDWI (["B3", "B11"]: MNDWI).
     """
 
     data: str
@@ -128,6 +131,8 @@ class TrainConfig:
     quiet: bool = False
     spectral_indices: bool | str = False
     brightness: list[float] | None = None
+    anchor_bound: float | None = None
+    anchor_bands: list[str] | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's Table II defaults filled in and values checked."""
@@ -382,13 +387,49 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
                 f"{path} was trained with {key}={old.get(key)!r}, not {getattr(cfg, key)!r}; "
                 "resume with the same settings or choose another --out"
             )
-    if old.get("spectral_indices", False) != cfg.spectral_indices:
-        raise UserError(
-            f"{path} was trained with spectral_indices={old.get('spectral_indices', False)!r}, "
-            f"not {cfg.spectral_indices!r}; resume with the same settings or choose another --out"
-        )
+    for key, missing in (
+        ("spectral_indices", False),
+        ("anchor_bound", None),
+        ("anchor_bands", None),
+    ):
+        if old.get(key, missing) != getattr(cfg, key):
+            raise UserError(
+                f"{path} was trained with {key}={old.get(key, missing)!r}, not "
+                f"{getattr(cfg, key)!r}; resume with the same settings or choose another --out"
+            )
     if "optimizer" not in ckpt or "rng" not in ckpt:
         raise UserError(f"{path} has no optimizer/RNG state; it cannot be resumed")
+
+
+ANCHOR_PIXELS = 2_000_000  # pixels sampled for the anchor's logistic regression
+
+
+def _fit_anchor(model, dataset, cfg: TrainConfig, rank: int, quiet: bool) -> None:
+    """Fit the linear anchor of an ``anchored`` model on the training tiles (no augmentation)
+    before the net trains; the same on every rank (deterministic L-BFGS on the CPU)."""
+    from backend.models.spectral import fit_anchor
+
+    if len(dataset) == 0:
+        raise UserError("the training split is empty; the anchor needs training tiles")
+    # Pixels drawn at random from every tile (at most ANCHOR_PIXELS in all), laid out as one
+    # (1, C, 1, M) image: the full dataset never has to be in memory at once.
+    per_tile = max(1, -(-ANCHOR_PIXELS // len(dataset)))
+    g = torch.Generator().manual_seed(cfg.seed)
+    pixels, labels = [], []
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        image, mask = sample["image"].flatten(1), sample["mask"].flatten()
+        pick = torch.randperm(mask.numel(), generator=g)[:per_tile]
+        pixels.append(image[:, pick])
+        labels.append(mask[pick])
+    images = torch.cat(pixels, dim=1)[None, :, None]
+    result = fit_anchor(model, images, torch.cat(labels)[None, None], seed=cfg.seed)
+    _log(
+        f"anchor: logistic regression on the spectral indices of {result['pixels']:,} pixels, "
+        f"accuracy {100 * result['accuracy']:.2f} %",
+        rank,
+        quiet,
+    )
 
 
 # ----------------------------------------------------------------------------- training
@@ -445,6 +486,24 @@ def train(config: TrainConfig) -> Path:
             arch_kwargs["spectral_indices"] = (
                 True if cfg.spectral_indices in (True, "all") else cfg.spectral_indices
             )
+        if cfg.anchor_bound is not None:
+            if cfg.spectral_indices not in ("ndwi-anchored", "anchored"):
+                raise UserError("--anchor-bound needs --spectral-indices anchored or ndwi-anchored")
+            arch_kwargs["anchor_bound"] = float(cfg.anchor_bound)
+        if cfg.anchor_bands is not None:
+            pair = [b.strip().upper() for b in cfg.anchor_bands]
+            if cfg.spectral_indices != "ndwi-anchored" or len(pair) != 2:
+                raise UserError(
+                    "--anchor-bands needs --spectral-indices ndwi-anchored and two bands, "
+                    "e.g. --anchor-bands B3,B11"
+                )
+            missing = [b for b in pair if b not in cfg.bands]
+            if missing:
+                raise UserError(
+                    f"--anchor-bands {','.join(pair)}: {', '.join(missing)} not among --bands "
+                    f"{','.join(cfg.bands)}; add it to --bands"
+                )
+            arch_kwargs["index_init_pair"] = [cfg.bands.index(b) for b in pair]
         try:
             model = create_model(cfg.model, **arch_kwargs)
         except ValueError as exc:
@@ -515,6 +574,9 @@ def train(config: TrainConfig) -> Path:
             sampler=ShardSampler(len(val_set), rank, world),
             **loader_kw,
         )
+
+        if resume_ckpt is None and cfg.spectral_indices == "anchored":
+            _fit_anchor(model, train_base, cfg, rank, quiet)
 
         _log(describe_device(device, amp_dtype, world), rank, quiet)
         n_params = sum(p.numel() for p in model.parameters())
@@ -737,11 +799,25 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="?",
         const=True,
         default=False,
-        choices=[True, "only", "residual", "ndwi-init"],
+        choices=[True, "only", "residual", "ndwi-init", "ndwi-anchored", "anchored"],
         help="append fixed normalised differences of all band pairs (NDWI, ...) to the input "
         "bands; 'only': the indices instead of the bands; 'residual': appended, plus a learned "
         "per-pixel linear map of them added to the logits; 'ndwi-init': 'residual' started so "
-        "that the untrained model predicts NDWI > 0",
+        "that the untrained model predicts NDWI > 0; 'ndwi-anchored': fixed NDWI decision plus "
+        "the net's bounded correction; 'anchored': the same with a logistic regression on all "
+        "the indices, fitted on the training tiles first",
+    )
+    p.add_argument(
+        "--anchor-bound",
+        type=float,
+        help="with --spectral-indices ndwi-anchored: the most the net may move each logit "
+        "(default 1.5: it can overrule NDWI only where |NDWI| < 0.3)",
+    )
+    p.add_argument(
+        "--anchor-bands",
+        type=lambda t: t.split(","),
+        help="with --spectral-indices ndwi-anchored: the two bands of the anchoring index "
+        "(default B3,B8 = NDWI; B3,B11 = MNDWI)",
     )
     p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
     p.add_argument("--nproc", type=int, default=1, help="start N processes with torchrun (DDP)")
@@ -807,6 +883,8 @@ def main(argv: list[str]) -> int:
         quiet=args.quiet,
         spectral_indices=args.spectral_indices,
         brightness=args.brightness,
+        anchor_bound=args.anchor_bound,
+        anchor_bands=args.anchor_bands,
     )
 
     def _stop(signum, frame):

@@ -34,6 +34,7 @@ from backend.models.ensemble import Ensemble
 from backend.models.munet import munet
 from backend.models.senet import senet
 from backend.models.spectral import (
+    DEFAULT_ANCHOR_BOUND,
     DEFAULT_INIT_GAIN,
     NDWI_PAIR,
     SpectralIndices,
@@ -68,6 +69,7 @@ def create_model(
     members: int = 1,
     index_init_pair: tuple[int, int] = NDWI_PAIR,
     index_init_gain: float = DEFAULT_INIT_GAIN,
+    anchor_bound: float = DEFAULT_ANCHOR_BOUND,
 ) -> nn.Module:
     """Build a registered model in training mode with freshly initialised weights.
 
@@ -83,12 +85,19 @@ def create_model(
             per-pixel linear map of them to the segmentation logits; "ndwi-init": "residual"
             started from NDWI (``spectral.init_from_index``: the untrained model predicts
             water exactly where NDWI = (B3 - B8) / (B3 + B8) > 0, band pair ``index_init_pair``,
-            logit scale ``index_init_gain``; head 0's own conv zeroed); or a list of band index
+            logit scale ``index_init_gain``; head 0's own conv zeroed); "ndwi-anchored": the
+            fixed decision ``index_init_gain`` x NDWI plus the net's correction bounded by
+            ``anchor_bound`` per logit (nothing about NDWI is learned, so wherever NDWI is clear
+            the model agrees with it; see ``WithSpectralIndices``); "anchored": the same with a
+            linear decision on all the indices fitted by logistic regression on the training
+            tiles before the net trains (``spectral.fit_anchor``); or a list of band index
             pairs [i, j] (appended). The result is a ``WithSpectralIndices`` (weights under
             ``net.``).
         index_init_pair: with "ndwi-init", the band indices (a, b) of the starting index
             (x[a] - x[b]) / (x[a] + x[b]); default (1, 3) = (B3, B8) of the bands B2, B3, B4, B8.
-        index_init_gain: with "ndwi-init", logit(water) - logit(land) = gain x index at start.
+        index_init_gain: with "ndwi-init", logit(water) - logit(land) = gain x index at start;
+            with "ndwi-anchored", the fixed gain of the index.
+        anchor_bound: with "ndwi-anchored", the most the net may move each logit.
         members: 1 (default) for one model; K > 1 for an :class:`Ensemble` of K independently
             initialised copies whose forward returns the mean of their logits (per head).
 
@@ -118,6 +127,7 @@ def create_model(
                     spectral_indices=spectral_indices,
                     index_init_pair=index_init_pair,
                     index_init_gain=index_init_gain,
+                    anchor_bound=anchor_bound,
                 )
                 for _ in range(members)
             ]
@@ -126,7 +136,7 @@ def create_model(
         return model
     spectral = None
     if spectral_indices is not False and spectral_indices is not None:
-        modes = ("all", "only", "residual", "ndwi-init")
+        modes = ("all", "only", "residual", "ndwi-init", "ndwi-anchored", "anchored")
         if isinstance(spectral_indices, str) and spectral_indices not in modes:
             raise ValueError(
                 f"spectral_indices {spectral_indices!r}: use True, {', '.join(map(repr, modes))} "
@@ -146,7 +156,16 @@ def create_model(
     )
     if spectral is not None:
         residual = num_classes if spectral_indices in ("residual", "ndwi-init") else None
-        model = WithSpectralIndices(spectral, model, residual_classes=residual)
+        anchors = {"ndwi-anchored": index_init_pair, "anchored": "fitted"}
+        mode = spectral_indices if isinstance(spectral_indices, str) else None
+        model = WithSpectralIndices(
+            spectral,
+            model,
+            residual_classes=residual,
+            anchor=anchors.get(mode),
+            anchor_gain=index_init_gain,
+            anchor_bound=anchor_bound,
+        )
         if spectral_indices == "ndwi-init":
             init_from_index(model, index_init_pair, index_init_gain)
     model.arch_name = name

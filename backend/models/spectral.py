@@ -38,6 +38,7 @@ NDWI_PAIR = (
     3,
 )  # (B3, B8) in the default band order B2, B3, B4, B8: NDWI = (B3 - B8) / (B3 + B8)
 DEFAULT_INIT_GAIN = 10.0  # logit(water) - logit(land) = 10 * NDWI at the start: p = 0.88 at 0.2
+DEFAULT_ANCHOR_BOUND = 1.5  # "ndwi-anchored": the net moves each logit by at most 1.5
 
 
 def all_pairs(in_channels: int) -> list[tuple[int, int]]:
@@ -142,30 +143,162 @@ class WithSpectralIndices(nn.Module):
     the P indices to K logits (a 1x1 conv, ``index_head``, zero-initialised) is added to the
     net's segmentation logits (head 0): the net then only has to learn spatial corrections to
     a per-pixel logistic regression on the indices -- NDWI > threshold is one such regression.
+
+    With an ``anchor``, the segmentation logits (head 0, 2 classes) are a *fixed* linear
+    decision on the indices plus a *bounded* correction from the net::
+
+        d = sum_k w_k * index_k + c                         (the anchor, a logit difference)
+        logits = d / 2 * (-1, +1) + bound * tanh(net_logits / bound)
+
+    so logit(water) - logit(land) = d + e with |e| < 2 * bound: the net can change the
+    decision only where |d| < 2 * bound, and wherever the anchor is clear the result is the
+    anchor's, whatever the net learned from a few tiles. ``anchor`` = (a, b), a band pair of
+    the layer: w = ``anchor_gain`` on that index, 0 elsewhere, c = 0 (e.g. 10 x NDWI; the net
+    can overrule NDWI only where |NDWI| < 0.3 with the default bound 1.5). ``anchor="fitted"``:
+    w and c start at 0 and are set by :func:`fit_anchor` (a logistic regression on the
+    training tiles, before the net trains). w (``anchor_weight``), c (``anchor_bias``) and the
+    bound (``anchor_bound``) are buffers in the state dict, never trained by the optimizer; a
+    calibration temperature T is folded in by dividing them and head 0's conv by T.
     """
 
     def __init__(
-        self, spectral: SpectralIndices, net: nn.Module, residual_classes: int | None = None
+        self,
+        spectral: SpectralIndices,
+        net: nn.Module,
+        residual_classes: int | None = None,
+        anchor: Sequence[int] | str | None = None,
+        anchor_gain: float = DEFAULT_INIT_GAIN,
+        anchor_bound: float = DEFAULT_ANCHOR_BOUND,
     ) -> None:
         super().__init__()
         self.spectral = spectral
         self.net = net
         self.size_multiple = int(getattr(net, "size_multiple", 1))
         self.index_head = None
+        if residual_classes and anchor is not None:
+            raise ValueError("a model has either a learned residual index head or a fixed anchor")
         if residual_classes:
             self.index_head = nn.Conv2d(len(spectral.pairs), int(residual_classes), 1)
             nn.init.zeros_(self.index_head.weight)
             nn.init.zeros_(self.index_head.bias)
+        self.anchored = anchor is not None
+        if self.anchored:
+            if not (anchor_gain > 0 and anchor_bound > 0):
+                raise ValueError(
+                    f"anchor gain and bound must be positive, got {anchor_gain!r}, {anchor_bound!r}"
+                )
+            weight = torch.zeros(len(spectral.pairs))
+            if anchor != "fitted":
+                if isinstance(anchor, str):
+                    raise ValueError(f"anchor {anchor!r}: use a band pair (a, b) or 'fitted'")
+                k, sign = pair_position(spectral.pairs, anchor)
+                weight[k] = sign * float(anchor_gain)
+            self.register_buffer("anchor_weight", weight)
+            self.register_buffer("anchor_bias", torch.tensor(0.0))
+            self.register_buffer("anchor_bound", torch.tensor(float(anchor_bound)))
+
+    def anchor_logit(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, P, H, W) indices -> (B, 1, H, W) the anchor's logit difference d."""
+        w = self.anchor_weight.to(indices.dtype)
+        return torch.einsum("bphw,p->bhw", indices, w)[:, None] + self.anchor_bias.to(indices.dtype)
 
     def forward(self, x: torch.Tensor):
         z = self.spectral(x)
         out = self.net(z)
-        if self.index_head is None:
+        first = out[0] if isinstance(out, tuple | list) else out
+        indices = z[:, z.shape[1] - len(self.spectral.pairs) :]
+        if self.index_head is not None:
+            first = first + self.index_head(indices)
+        elif self.anchored:
+            if first.shape[1] != 2:
+                raise ValueError(f"an index anchor needs 2 classes, the net gives {first.shape[1]}")
+            half = self.anchor_logit(indices) / 2
+            bound = self.anchor_bound.to(first.dtype)
+            first = torch.cat([-half, half], dim=1) + bound * torch.tanh(first / bound)
+        else:
             return out
-        skip = self.index_head(z[:, z.shape[1] - len(self.spectral.pairs) :])
         if isinstance(out, tuple | list):
-            return (out[0] + skip, *out[1:])
-        return out + skip
+            return (first, *out[1:])
+        return first
+
+
+@torch.no_grad()
+def fit_anchor(
+    model: WithSpectralIndices,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    l2: float = 1e-4,
+    max_pixels: int = 2_000_000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Set a fitted anchor (``anchor="fitted"``) by logistic regression on the indices.
+
+    Minimises the mean binary cross-entropy of water (label 1) vs land (label 0) of
+    d = w . indices + c over the labelled pixels (labels 0/1; any other value is ignored),
+    plus ``l2`` x |w|^2, with L-BFGS in float64 on the CPU: convex, so the result does not
+    depend on a seed beyond the pixel subsample (at most ``max_pixels``, drawn with ``seed``).
+
+    Args:
+        model: a :class:`WithSpectralIndices` with ``anchor="fitted"``.
+        images: (N, C, H, W) model input (reflectance), the training tiles without augmentation.
+        labels: (N, H, W) int labels.
+
+    Returns:
+        {"loss": final mean BCE, "pixels": pixels used, "accuracy": on those pixels}.
+
+    Raises:
+        ValueError: the model has no anchor, or no labelled pixels of both classes.
+    """
+    if not getattr(model, "anchored", False):
+        raise ValueError("fit_anchor needs a model built with an anchor (spectral_indices)")
+    idx = model.spectral.indices(images.float().cpu())  # (N, P, H, W)
+    feats = idx.permute(0, 2, 3, 1).reshape(-1, idx.shape[1])
+    y = labels.cpu().reshape(-1)
+    keep = (y == 0) | (y == 1)
+    feats, y = feats[keep], y[keep]
+    if y.numel() == 0 or y.min() == y.max():
+        raise ValueError("fit_anchor needs labelled pixels of both water and land")
+    if y.numel() > max_pixels:
+        g = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(y.numel(), generator=g)[:max_pixels]
+        feats, y = feats[pick], y[pick]
+    feats, y = feats.double(), y.double()
+    w = torch.zeros(feats.shape[1], dtype=torch.float64, requires_grad=True)
+    c = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, c], max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss = nn.functional.binary_cross_entropy_with_logits(feats @ w + c, y)
+            loss = loss + l2 * (w * w).sum()
+            loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+    d = feats @ w.detach() + c.detach()
+    model.anchor_weight.copy_(w.detach().to(model.anchor_weight))
+    model.anchor_bias.copy_(c.detach().to(model.anchor_bias))
+    return {
+        "loss": float(nn.functional.binary_cross_entropy_with_logits(d, y)),
+        "pixels": int(y.numel()),
+        "accuracy": float(((d > 0).double() == y).double().mean()),
+    }
+
+
+def pair_position(pairs: Sequence[tuple[int, int]], pair: Sequence[int]) -> tuple[int, float]:
+    """(k, sign): pair (a, b) is ``pairs[k]`` (sign 1) or its reverse (b, a) is (sign -1).
+
+    Raises:
+        ValueError: neither (a, b) nor (b, a) is among ``pairs``.
+    """
+    a, b = (int(v) for v in pair)
+    if (a, b) in pairs:
+        return pairs.index((a, b)), 1.0
+    if (b, a) in pairs:
+        return pairs.index((b, a)), -1.0
+    raise ValueError(f"index pair {(a, b)} is not among the spectral pairs {list(pairs)}")
 
 
 def segmentation_head(net: nn.Module) -> nn.Conv2d:
@@ -211,14 +344,7 @@ def init_from_index(
         raise ValueError("index initialisation needs a residual index head with 2 classes")
     if not gain > 0:
         raise ValueError(f"index init gain must be positive, got {gain!r}")
-    a, b = (int(v) for v in pair)
-    pairs = model.spectral.pairs
-    if (a, b) in pairs:
-        k, sign = pairs.index((a, b)), 1.0
-    elif (b, a) in pairs:
-        k, sign = pairs.index((b, a)), -1.0
-    else:
-        raise ValueError(f"index init pair {(a, b)} is not among the spectral pairs {pairs}")
+    k, sign = pair_position(model.spectral.pairs, pair)
     conv = segmentation_head(model.net)
     with torch.no_grad():
         head.weight.zero_()

@@ -96,21 +96,44 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def load_checkpoint_model(model_path: Path | None):
-    """--model or the bundled default (checked against its SHA-256) -> (model, spec, meta, path)."""
-    from backend.checkpoint import load_model
-    from backend.paths import DEFAULT_MODEL, default_model_sha256
+def load_checkpoint_model(model_path: Path | None, inputs=(), explicit=None):
+    """--model, else the bundled model that fits the inputs -> (model, spec, meta, path, why).
 
-    if model_path is None:
-        if not DEFAULT_MODEL.is_file():
-            raise UserError(
-                f"no --model given and the bundled model {DEFAULT_MODEL} is missing; pass "
-                "--model PATH to a checkpoint or reinstall WaterSeg"
-            )
-        model, spec, meta = load_model(DEFAULT_MODEL, default_model_sha256())
-        return model, spec, meta, DEFAULT_MODEL
-    model, spec, meta = load_model(model_path)
-    return model, spec, meta, model_path
+    A bundled file is always checked against its recorded SHA-256. Without --model the
+    bundled models are tried in order of preference (:func:`backend.paths.bundled_models`:
+    the B2 B3 B4 B8 B11 B12 default first, then the 4-band B2 B3 B4 B8 model); the first whose
+    bands every input has (by ``explicit`` band numbers, band descriptions or the Sentinel-2
+    band layout) is used. ``why`` is one line saying which was chosen and why (or "").
+    """
+    from backend import paths
+    from backend.checkpoint import load_model
+    from backend.segment.raster_io import open_raster
+
+    if model_path is not None:
+        model, spec, meta = load_model(model_path, paths.bundled_sha256(model_path))
+        return model, spec, meta, model_path, ""
+    candidates = [m for m in paths.bundled_models() if m.is_file()]
+    if not candidates:
+        raise UserError(
+            f"no --model given and the bundled models in {paths.MODELS_DIR} are missing; pass "
+            "--model PATH to a checkpoint or reinstall WaterSeg"
+        )
+    passed_over: list[str] = []
+    for n, candidate in enumerate(candidates):
+        model, spec, meta = load_model(candidate, paths.bundled_sha256(candidate))
+        try:
+            for p in inputs:
+                open_raster(p, list(spec.bands), explicit).close()
+        except UserError as exc:
+            if n == len(candidates) - 1:
+                raise
+            passed_over.append(f"{candidate.name} needs {' '.join(spec.bands)}: {exc}")
+            continue
+        why = f"bundled model {candidate.name} (bands {' '.join(spec.bands)})"
+        if passed_over:
+            why += "; not " + "; not ".join(passed_over)
+        return model, spec, meta, candidate, why
+    raise AssertionError("unreachable")
 
 
 class CancelFlag:
@@ -203,10 +226,12 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 + "; pass --overwrite or choose another --out-dir"
             )
     device = choose_device(args.device)
-    model, spec, meta, model_path = load_checkpoint_model(args.model)
+    model, spec, meta, model_path, why = load_checkpoint_model(args.model, inputs, explicit)
     # Validate every input before the first long run, so a typo in the last one fails fast.
     for p in inputs:
         open_raster(p, list(spec.bands), explicit).close()
+    if why:
+        reporter.log(f"model: {why}")
     if device == "cpu":
         threads = configure_cpu_threads()
         reporter.log(f"device: cpu ({threads} threads)")

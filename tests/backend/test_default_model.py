@@ -84,7 +84,7 @@ def test_scene_is_fast_and_deterministic():
 
 def test_scene_classes_nodata_and_dtypes(scene):
     img, truth = scene.image, scene.truth
-    assert img.shape == (4, 1024, 1024) and img.dtype == np.uint16
+    assert img.shape == (6, 1024, 1024) and img.dtype == np.uint16
     assert truth.shape == (1024, 1024) and truth.dtype == np.uint8
     assert set(np.unique(truth).tolist()) == {0, 1, 255}
     nodata = truth == 255
@@ -100,18 +100,24 @@ def test_scene_classes_nodata_and_dtypes(scene):
 
 def test_scene_reflectances_are_plausible(scene):
     refl = scene.image.astype(np.float32) / 10000
-    b2, b3, b4, b8 = refl
+    b2, b3, b4, b8, b11, b12 = refl
     sea = np.zeros_like(scene.truth, bool)
     sea[:, :150] = scene.truth[:, :150] == 1  # open sea along the west edge
     assert np.median(b8[sea]) < 0.03 and np.median(b2[sea]) > np.median(b4[sea])
     land = scene.truth == 0
     assert np.median(b8[land]) > 0.15 > np.median(b4[land])  # mostly vegetated land
+    # water absorbs SWIR: B11/B12 near zero on the open sea, well above it on land
+    assert np.median(b11[sea]) < 0.01 and np.median(b12[sea]) < 0.01
+    assert np.median(b11[land]) > 0.1 and np.median(b12[land]) > 0.05
+    # 20 m bands: one value per 2 x 2 block (before noise), so neighbours are correlated
+    assert np.corrcoef(b11[0::2, 0::2].ravel(), b11[0::2, 1::2].ravel())[0, 1] > 0.99
     # sand is bright in every band, vegetation has its red edge
     assert min(SPECTRA["dry_sand"]) > 0.15
     assert SPECTRA["crop"][3] > 5 * SPECTRA["crop"][2]
     # NDWI works on this scene, but not perfectly (mixed pixels, urban shadows, metal roofs)
     valid = scene.truth != 255
-    agreement = (ndwi_water_mask(scene.image)[valid] == scene.truth[valid]).mean()
+    ndwi = ndwi_water_mask(scene.image, bands=scene.bands)
+    agreement = (ndwi[valid] == scene.truth[valid]).mean()
     assert 0.98 < agreement < 0.9999
 
 
@@ -121,8 +127,8 @@ def test_scene_geotiffs_have_crs_transform_and_band_names(tmp_path):
         assert src.crs.to_epsg() == 32633
         assert (src.transform.a, src.transform.e) == (10.0, -10.0)
         assert src.transform.b == src.transform.d == 0
-        assert src.descriptions == ("B2", "B3", "B4", "B8")
-        assert src.nodata == 0 and src.dtypes == ("uint16",) * 4
+        assert src.descriptions == ("B2", "B3", "B4", "B8", "B11", "B12")
+        assert src.nodata == 0 and src.dtypes == ("uint16",) * 6
         data = src.read()
     with rasterio.open(truth_path) as src:
         assert src.crs.to_epsg() == 32633 and src.nodata == 255 and src.dtypes == ("uint8",)
@@ -163,35 +169,56 @@ def test_corrupted_model_is_refused_with_a_clear_error(tiny_checkpoint, tmp_path
 
 # --- The bundled default model ---------------------------------------------------------
 
-needs_default_model = pytest.mark.skipif(
-    not paths.DEFAULT_MODEL.is_file(), reason="bundled model not built (scripts/train_default.py)"
-)
+BUNDLED = [
+    # (model, card, bands, spectral_indices of the architecture)
+    pytest.param(
+        "DEFAULT_MODEL",
+        "MODEL_CARD.md",
+        ["B2", "B3", "B4", "B8", "B11", "B12"],
+        "anchored",
+        id="default",
+    ),
+    pytest.param(
+        "RGBN_MODEL", "MODEL_CARD-rgbn.md", ["B2", "B3", "B4", "B8"], "residual", id="rgbn"
+    ),
+]
 
 
-@needs_default_model
-def test_default_model_checksum_size_and_card():
-    assert paths.DEFAULT_MODEL.stat().st_size < 20 * 1024 * 1024
-    recorded = paths.default_model_sha256()
+def _bundled(name: str):
+    path = getattr(paths, name)
+    if not path.is_file():
+        pytest.skip(f"bundled model {path.name} not built (scripts/train_default.py)")
+    return path
+
+
+@pytest.mark.parametrize(("name", "card_name", "bands", "mode"), BUNDLED)
+def test_bundled_model_checksum_size_and_card(name, card_name, bands, mode):
+    path = _bundled(name)
+    assert path.stat().st_size < 20 * 1024 * 1024
+    recorded = paths.bundled_sha256(path)
     assert recorded is not None and len(recorded) == 64
-    assert sha256_of(paths.DEFAULT_MODEL) == recorded
-    card = (paths.MODELS_DIR / "MODEL_CARD.md").read_text()
-    for needed in ("Andria", "Sensors 23(9):4491", "Copernicus Sentinel", "NDWI", "B2, B3, B4, B8"):
+    assert sha256_of(path) == recorded
+    card = (paths.MODELS_DIR / card_name).read_text()
+    assert path.name in card and recorded in card
+    for needed in ("Andria", "Sensors 23(9):4491", "Copernicus Sentinel", "NDWI", ", ".join(bands)):
         assert needed in card
 
 
-@needs_default_model
-def test_default_model_loads_weights_only_and_segments_a_tile():
-    model, spec, meta = load_model(paths.DEFAULT_MODEL, paths.default_model_sha256())
-    assert spec.bands == ["B2", "B3", "B4", "B8"] and spec.scale == pytest.approx(1e-4)
+@pytest.mark.parametrize(("name", "card_name", "bands", "mode"), BUNDLED)
+def test_bundled_model_loads_weights_only_and_segments_a_tile(name, card_name, bands, mode):
+    path = _bundled(name)
+    model, spec, meta = load_model(path, paths.bundled_sha256(path))
+    assert spec.bands == bands and spec.scale == pytest.approx(1e-4)
     assert meta["format"] == "waterseg-checkpoint"
-    ckpt = torch.load(paths.DEFAULT_MODEL, map_location="cpu", weights_only=True)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     assert all(
         v.dtype == torch.float16 for v in ckpt["state_dict"].values() if v.is_floating_point()
     )
 
     # a synthetic tile: sea on the left, vegetation on the right
     scene = generate_scene(size=256, seed=0)
-    x = torch.from_numpy(spec.normalise(scene.image))[None]
+    image = scene.image[[scene.bands.index(b) for b in spec.bands]]
+    x = torch.from_numpy(spec.normalise(image))[None]
     with torch.no_grad():
         out = model(x)
     logits = out[0] if isinstance(out, tuple) else out
@@ -229,25 +256,101 @@ def test_segment_checks_the_bundled_model_checksum(tiny_checkpoint, tmp_path, mo
     assert not list((tmp_path / "bad").glob("*.tif"))
 
 
-@needs_default_model
-def test_default_model_records_a_real_leave_one_out_table(snowed_sample):
-    """The bundled model has the spectral-index input and its stored leave-one-out table holds
-    the real NDWI scores of the real held-out samples; the card prints the same means."""
+@pytest.mark.parametrize(("name", "card_name", "bands", "mode"), BUNDLED)
+def test_bundled_model_records_a_real_leave_one_out_table(
+    snowed_sample, name, card_name, bands, mode
+):
+    """The bundled model's architecture and its stored leave-one-out table: the table holds
+    the real NDWI scores of the real held-out samples, and the card prints the same means."""
+    from backend.datasets.snowed import band_indices
     from backend.metrics import ConfusionMatrix
 
-    ckpt = read_checkpoint(paths.DEFAULT_MODEL, paths.default_model_sha256())
-    assert ckpt["arch"]["kwargs"].get("spectral_indices") == "residual"
+    path = _bundled(name)
+    ckpt = read_checkpoint(path, paths.bundled_sha256(path))
+    assert ckpt["arch"]["kwargs"].get("spectral_indices") == mode
     loo = ckpt["metrics"]["loo"]
     assert sorted(loo) == sorted(p.name for p in snowed_sample.iterdir() if p.is_dir())
     for sample_id, result in loo.items():
-        image = np.load(snowed_sample / sample_id / "sample_2A.npy")[:, :, [1, 2, 3, 7]]
+        image = np.load(snowed_sample / sample_id / "sample_2A.npy")[:, :, band_indices(bands)]
         label = np.load(snowed_sample / sample_id / "label.npy")
         cm = ConfusionMatrix()
-        cm.update(ndwi_water_mask(image.transpose(2, 0, 1), nodata_value=None), label)
+        cm.update(ndwi_water_mask(image.transpose(2, 0, 1), bands=bands, nodata_value=None), label)
         assert cm.compute()["iou_mean"] == pytest.approx(result["ndwi"]["iou_mean"], abs=1e-9)
     model_mean = np.mean([r["model"]["iou_mean"] for r in loo.values()])
     ndwi_mean = np.mean([r["ndwi"]["iou_mean"] for r in loo.values()])
     assert model_mean > ndwi_mean  # what the card claims, on these five folds (seed 0)
-    card = (paths.MODELS_DIR / "MODEL_CARD.md").read_text()
+    card = (paths.MODELS_DIR / card_name).read_text()
     assert f"| {100 * model_mean:.2f} |" in card and f"| {100 * ndwi_mean:.2f} |" in card
     assert "Seed variance" in card and "Configurations tried" in card
+    if "B11" in bands:  # the SWIR model also beats MNDWI, which uses the same bands
+        mndwi_mean = np.mean([r["mndwi"]["iou_mean"] for r in loo.values()])
+        assert model_mean > mndwi_mean + 0.02
+
+
+# --- Choosing a bundled model from the input's bands ----------------------------------
+
+needs_both_bundled = pytest.mark.skipif(
+    not (paths.DEFAULT_MODEL.is_file() and paths.RGBN_MODEL.is_file()),
+    reason="bundled models not built (scripts/train_default.py)",
+)
+
+
+def _four_band_copy(src_path, dst_path, names=("B2", "B3", "B4", "B8")):
+    """Write the bands ``names`` of a described raster to a new GeoTIFF (same grid)."""
+    with rasterio.open(src_path) as src:
+        profile = {**src.profile, "count": len(names)}
+        order = [src.descriptions.index(n) + 1 for n in names]
+        data = src.read(order)
+    with rasterio.open(dst_path, "w", **profile) as dst:
+        dst.write(data)
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+    return dst_path
+
+
+@needs_both_bundled
+@pytest.mark.parametrize(
+    ("kind", "extra", "expected"),
+    [
+        ("six", [], "waterseg-default.pt"),  # B11, B12 described: the SWIR default
+        ("four", [], "waterseg-rgbn.pt"),  # only the 10 m bands
+        ("six", ["--bands", "1,2,3,4"], "waterseg-rgbn.pt"),  # four bands chosen by hand
+    ],
+)
+def test_segment_without_model_picks_the_bundled_model_the_bands_allow(
+    tmp_path, capsys, kind, extra, expected
+):
+    from backend import cli
+
+    image, _ = make_demo_scene(tmp_path / "scene", size=128)
+    if kind == "four":
+        image = _four_band_copy(image, tmp_path / "four.tif")
+    out = tmp_path / "out"
+    argv = ["segment", str(image), "--out-dir", str(out), "--progress", "text", *extra]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    chosen = [line for line in err.splitlines() if "model: bundled model" in line]
+    assert len(chosen) == 1 and expected in chosen[0], err
+    if expected == "waterseg-rgbn.pt":
+        assert "not waterseg-default.pt" in chosen[0]  # and says why not the default
+    with rasterio.open(out / f"{image.stem}_water.tif") as src:
+        assert src.read(1).any()
+
+
+def test_a_bundled_file_named_with_model_is_checksum_checked_too(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    """--model pointing at a bundled file (the plugin does this) still verifies its SHA-256."""
+    from backend.segment.cli import load_checkpoint_model
+
+    bundled = tmp_path / "waterseg-rgbn.pt"
+    shutil.copyfile(tiny_checkpoint, bundled)
+    sha_file = tmp_path / "waterseg-rgbn.pt.sha256"
+    sha_file.write_text("0" * 64 + "  waterseg-rgbn.pt\n")  # a record that does not match
+    monkeypatch.setattr(paths, "RGBN_MODEL", bundled)
+    monkeypatch.setattr(paths, "RGBN_MODEL_SHA256", sha_file)
+    with pytest.raises(UserError, match="SHA-256"):
+        load_checkpoint_model(bundled)
+    copy = tmp_path / "elsewhere.pt"  # the same bytes outside the bundle: no record, loads
+    shutil.copyfile(tiny_checkpoint, copy)
+    assert load_checkpoint_model(copy)[3] == copy

@@ -34,8 +34,11 @@ def test_ndwi_of_raster_reads_bands_by_description(tmp_path):
     image_path, _ = make_demo_scene(tmp_path, size=256, seed=2)
     scene = generate_scene(size=256, seed=2)
     got = _ndwi_of_raster(image_path)
-    assert np.array_equal(got, ndwi_water_mask(scene.image))
+    assert np.array_equal(got, ndwi_water_mask(scene.image, bands=scene.bands))
     assert (got[scene.truth == 255] == 255).all()
+    mndwi = _ndwi_of_raster(image_path, "B11")
+    assert np.array_equal(mndwi, ndwi_water_mask(scene.image, bands=scene.bands, other="B11"))
+    assert not np.array_equal(mndwi, got)
 
 
 def _run_demo(args, tmp_path):
