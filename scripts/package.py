@@ -81,12 +81,13 @@ def main(argv: list[str] | None = None) -> int:
     with zipfile.ZipFile(path) as zf:
         count = len(zf.namelist())
     print(f"{path} ({count} files, {path.stat().st_size / 1e6:.1f} MB)")
-    if not (ROOT / "resources" / "models" / "waterseg-default.pt").is_file():
-        print(
-            "package: warning: resources/models/waterseg-default.pt is missing; the zip has no "
-            "bundled model",
-            file=sys.stderr,
-        )
+    for name in ("waterseg-default.pt", "waterseg-rgbn.pt"):
+        if not (ROOT / "resources" / "models" / name).is_file():
+            print(
+                f"package: warning: resources/models/{name} is missing; the zip lacks that "
+                "bundled model (train it with scripts/train_default.py)",
+                file=sys.stderr,
+            )
     return 0
 
 
