@@ -9,9 +9,6 @@ from torch import nn
 
 from backend.checkpoint import InputSpec, build_checkpoint, load_model, save_checkpoint
 from backend.models import create_model
-from backend.segment.inference import fuse_for_inference
-
-from .rasters import randomise_batchnorm
 
 KWARGS = {"width": 0.0625, "in_channels": 4, "num_classes": 2, "heads": 1}
 
@@ -91,18 +88,6 @@ def test_gain_and_bound_come_back_from_a_checkpoint_and_scale_with_a_temperature
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), ref / temperature, rtol=1e-5, atol=1e-5)
     assert float(loaded.anchor_bound) == pytest.approx(0.5 / temperature)
-
-
-def test_fused_inference_matches_within_1e_4():
-    torch.manual_seed(5)
-    model = _wild(create_model("unet", **KWARGS, spectral_indices="ndwi-anchored"), scale=1.0)
-    randomise_batchnorm(model)
-    fused = fuse_for_inference(model)
-    assert fused.folded_bn > 0
-    x = _reflectance(6, side=64)
-    with torch.inference_mode():
-        ref, out = model(x), fused(x)
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()))
 
 
 def test_bad_anchor_settings_are_refused():

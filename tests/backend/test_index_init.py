@@ -122,9 +122,12 @@ def test_training_moves_away_from_the_start_and_checkpoint_round_trips(tmp_path)
         assert not torch.equal(out.argmax(1) == 1, _ndwi(x) > 0)
 
 
-def test_fused_inference_matches_within_1e_4():
+@pytest.mark.parametrize("mode", ["ndwi-init", "ndwi-anchored", "anchored"])
+def test_fused_inference_matches_within_1e_4(mode):
+    """Also for the anchored modes (tests/backend/test_index_anchor.py): BatchNorm folding
+    leaves the anchor buffers and the bounded correction as they are."""
     torch.manual_seed(5)
-    model = create_model("unet", **KWARGS, spectral_indices="ndwi-init")
+    model = create_model("unet", **KWARGS, spectral_indices=mode)
     randomise_batchnorm(model)  # trained-like: non-trivial BatchNorm and a non-zero head 0
     with torch.no_grad():
         model.net.head.heads[0].weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))

@@ -294,17 +294,15 @@ def test_automatic_mode_uses_the_4_band_model_for_a_4_band_layer(plugin, tmp_pat
     assert args[args.index("--model") + 1] == path and args[args.index("--bands") + 1] == "1,2,3,4"
 
 
+def _six_band_layer(tmp_path, descriptions):
+    """A 16 x 16 six-band GeoTIFF layer "six" whose bands are described ``descriptions``."""
+    path = write_raster(tmp_path / "six.tif", bands=6, size=(16, 16), descriptions=descriptions)
+    return _add_raster(path, "six")
+
+
 def test_automatic_mode_follows_the_layer_and_uses_the_swir_model(plugin, tmp_path):
     dock = plugin.dock
-    swir = _add_raster(
-        write_raster(
-            tmp_path / "six.tif",
-            bands=6,
-            size=(16, 16),
-            descriptions=["B8", "B2", "B3", "B4", "B12", "B11"],
-        ),
-        "six",
-    )
+    swir = _six_band_layer(tmp_path, ["B8", "B2", "B3", "B4", "B12", "B11"])
     four = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     dock.layerCombo.setLayer(four)
@@ -335,15 +333,7 @@ def test_unnamed_sentinel2_stack_gets_the_swir_model(plugin, tmp_path):
 
 def test_a_bundled_model_picked_by_hand_overrides_automatic(plugin, tmp_path, qtbot):
     dock = plugin.dock
-    layer = _add_raster(
-        write_raster(
-            tmp_path / "six.tif",
-            bands=6,
-            size=(16, 16),
-            descriptions=["B2", "B3", "B4", "B8", "B11", "B12"],
-        ),
-        "six",
-    )
+    layer = _six_band_layer(tmp_path, ["B2", "B3", "B4", "B8", "B11", "B12"])
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     rgbn = str(MODELS_DIR / "waterseg-rgbn.pt")
