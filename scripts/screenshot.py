@@ -1,7 +1,10 @@
 """Take the README's screenshot: a QGIS main window (offscreen) with the WaterSeg dock, after a
 real "Segment water" run of the bundled model on a raster layer.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py SCENE.tif docs/images/qgis.png
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py SCENE.tif docs/images/qgis.png \
+        [docs/images/dock.png]
+
+The optional third path gets the whole dock panel on its own (all of its scrolled content).
 """
 
 from __future__ import annotations
@@ -96,6 +99,12 @@ def main(argv: list[str]) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
     print(f"wrote {out}")
+    if len(argv) > 2:
+        dock_out = Path(argv[2]).resolve()
+        dock.backendGroup.setCollapsed(True)
+        pump(0.5)
+        dock.scrollArea.widget().grab().save(str(dock_out))
+        print(f"wrote {dock_out}")
     plugin.unload()
     QgsProject.instance().removeAllMapLayers()
     app.exitQgis()
