@@ -72,11 +72,11 @@ def _load() -> str:
 
 
 def model_flops(model, device: str = "cpu") -> float:
-    """FLOPs of one forward pass on a (1, 4, 256, 256) tile (multiply-add = 2 FLOPs)."""
+    """FLOPs of one forward pass on a (1, C, 256, 256) tile (multiply-add = 2 FLOPs)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, 4, TILE, TILE, device=device)
+    x = torch.zeros(1, _input_bands(model), TILE, TILE, device=device)
     with torch.inference_mode(), FlopCounterMode(display=False) as fc:
         model(x)
     return float(fc.get_total_flops())
@@ -143,7 +143,7 @@ def layer_limit(predictor, batch: int, budget_s: float = 0.1, clock=time.perf_co
         if type(m) in (nn.Conv2d, nn.ConvTranspose2d, nn.Linear):
             hooks.append(m.register_forward_pre_hook(hook))
     try:
-        x = torch.zeros(batch, 4, TILE, TILE, device=device)
+        x = torch.zeros(batch, _input_bands(model), TILE, TILE, device=device)
         x = x.contiguous(memory_format=predictor.memory_format)
         with torch.inference_mode(), predictor._autocast():
             model(x)
@@ -303,7 +303,19 @@ def bench_raster(size: int = 512) -> np.ndarray:
         return np.ascontiguousarray(generate_scene(size, seed=0).image, dtype=np.uint16)
     except ImportError:
         rng = np.random.default_rng(0)
-        return rng.integers(1, 4000, size=(4, size, size)).astype(np.uint16)
+        return rng.integers(1, 4000, size=(6, size, size)).astype(np.uint16)
+
+
+def _input_bands(model) -> int:
+    """How many input bands a model takes (its spectral layer's, else its first conv's)."""
+    import torch
+
+    spectral = getattr(model, "spectral", None)
+    if spectral is None and hasattr(model, "members"):  # an ensemble: its first member's
+        spectral = getattr(model.members[0], "spectral", None)
+    if spectral is not None:
+        return int(spectral.in_channels)
+    return next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d)).in_channels
 
 
 def throughput_rows(models, repeats: int = 2) -> list[dict]:
@@ -329,14 +341,16 @@ def throughput_rows(models, repeats: int = 2) -> list[dict]:
     for device in _devices():
         cpu = device == "cpu"
         for label, model in models:
+            bands = _input_bands(model)  # the scene's first bands: B2 B3 B4 B8 (B11 B12)
+            raster_m, tiles_m = raster[:bands], tiles[:, :bands]
             plain = TilePredictor(
                 model, device, PLAIN_BATCH if cpu else 9, fuse=False, channels_last=False
             )
             fast = TilePredictor(model, device)
-            wall = _measure(plain, fast, raster, tiles, repeats, time.perf_counter)
+            wall = _measure(plain, fast, raster_m, tiles_m, repeats, time.perf_counter)
             if cpu:
                 with _OneThread():
-                    one = _measure(plain, fast, raster, tiles, repeats, time.process_time)
+                    one = _measure(plain, fast, raster_m, tiles_m, repeats, time.process_time)
                     lim = layer_limit(fast, fast.batch_size, clock=time.process_time)
             else:
                 one = wall
