@@ -354,3 +354,28 @@ def test_a_bundled_file_named_with_model_is_checksum_checked_too(
     copy = tmp_path / "elsewhere.pt"  # the same bytes outside the bundle: no record, loads
     shutil.copyfile(tiny_checkpoint, copy)
     assert load_checkpoint_model(copy)[3] == copy
+
+
+def test_default_model_decision_does_not_depend_on_brightness(snowed_sample):
+    """Haze, illumination and sensor gain scale all bands alike; the anchored default model
+    decides on band ratios, so its IoU on a real sample hardly moves when the image is made
+    half or one and a half times as bright (the 4-band model loses about 3 points at 0.5x on
+    this sample's bright beach)."""
+    from backend.datasets.snowed import band_indices
+    from backend.metrics import ConfusionMatrix
+
+    path = _bundled("DEFAULT_MODEL")
+    model, spec, _ = load_model(path, paths.bundled_sha256(path))
+    image = np.load(snowed_sample / "sample_0001" / "sample_2A.npy")
+    label = np.load(snowed_sample / "sample_0001" / "label.npy")
+    raw = image[:, :, band_indices(spec.bands)].transpose(2, 0, 1).astype(np.float64)
+    ious = {}
+    for factor in (0.5, 1.0, 1.5):
+        scaled = np.clip(np.rint(raw * factor), 1, 65535).astype(np.uint16)
+        with torch.inference_mode():
+            logits = model(torch.from_numpy(spec.normalise(scaled))[None])
+        cm = ConfusionMatrix()
+        cm.update(logits.argmax(1)[0].numpy().astype(np.uint8), label)
+        ious[factor] = cm.compute()["iou_mean"]
+    assert ious[1.0] > 0.95
+    assert abs(ious[0.5] - ious[1.0]) < 0.005 and abs(ious[1.5] - ious[1.0]) < 0.005
