@@ -726,6 +726,11 @@ The model beats NDWI by about 6 IoU-mean points and MNDWI by about 3 on average;
 (IoU mean, LOO); the linear anchor depends on the seed only through its 2-million-pixel
 subsample, and the bounded U-Net moves the result by at most about 1.5 points on a sample. Seeds 0 and 3 decided the configuration
 (the rule in the search table); the shipped model is seed 0, the default seed.
+
+**Brightness.** The shipped model on sample_0001 (a training tile here; the property is what
+counts) with the whole image scaled by 0.5, 1 and 1.5: IoU mean 98.10, 98.09 and 98.10 (the
+4-band model: 95.46, 98.84, 97.93). Haze, illumination and sensor gain that scale all bands
+alike do not move its decision (tested in `tests/backend/test_default_model.py`).
 """
 
 NOTES = """\
