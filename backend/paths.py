@@ -19,34 +19,27 @@ RGBN_MODEL = MODELS_DIR / "waterseg-rgbn.pt"
 RGBN_MODEL_SHA256 = MODELS_DIR / "waterseg-rgbn.pt.sha256"
 
 
+def _bundled() -> list[tuple[Path, Path]]:
+    """(model, its SHA-256 record) in order of preference (read at call time: tests patch)."""
+    return [(DEFAULT_MODEL, DEFAULT_MODEL_SHA256), (RGBN_MODEL, RGBN_MODEL_SHA256)]
+
+
 def bundled_models() -> list[Path]:
-    """The bundled models in order of preference (read at call time, so tests can patch)."""
-    return [DEFAULT_MODEL, RGBN_MODEL]
-
-
-def _sha_file(model: Path) -> Path:
-    if model == DEFAULT_MODEL:
-        return DEFAULT_MODEL_SHA256
-    if model == RGBN_MODEL:
-        return RGBN_MODEL_SHA256
-    return model.with_name(model.name + ".sha256")
-
-
-def is_bundled(path: Path) -> bool:
-    """Whether ``path`` is one of the bundled model files (after resolving links)."""
-    try:
-        resolved = Path(path).resolve()
-    except OSError:
-        return False
-    return any(resolved == m.resolve() for m in bundled_models())
+    """The bundled models in order of preference: the default first."""
+    return [model for model, _ in _bundled()]
 
 
 def bundled_sha256(path: Path) -> str | None:
-    """The SHA-256 recorded beside a bundled model; None for other files or without a record."""
-    if not is_bundled(path):
+    """The SHA-256 recorded beside a bundled model (``path`` may be a link to one); None for
+    any other file or without a record."""
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
         return None
-    model = next(m for m in bundled_models() if Path(path).resolve() == m.resolve())
-    return _read(_sha_file(model))
+    for model, record in _bundled():
+        if resolved == model.resolve():
+            return _read(record)
+    return None
 
 
 def default_model_sha256() -> str | None:

@@ -113,6 +113,20 @@ def test_usage_errors_in_process(tmp_path, ckpt):
         assert m.shape == (30, 30)
 
 
+@pytest.mark.parametrize(("user_value", "expected"), [(None, "256"), ("64", "64")])
+def test_segment_caps_gdal_block_cache_unless_the_user_set_it(
+    tmp_path, ckpt, monkeypatch, user_value, expected
+):
+    """GDAL's default cache (5 % of RAM) was half the peak memory of a full-tile run."""
+    monkeypatch.setenv("GDAL_CACHEMAX", user_value or "")  # records the value to restore
+    if user_value is None:
+        monkeypatch.delenv("GDAL_CACHEMAX")
+    good = write_raster(tmp_path / "g.tif", water_scene(np.zeros((30, 30), bool)))
+    argv = [str(good), "--out-dir", str(tmp_path / "o"), "--model", str(ckpt)]
+    assert segment_main([*argv, "--progress", "none", "--shoreline", "none"]) == 0
+    assert os.environ["GDAL_CACHEMAX"] == expected
+
+
 @pytest.mark.slow
 def test_sigterm_stops_promptly_and_leaves_nothing(tmp_path, ckpt, repo_root, backend_python):
     big = write_raster(tmp_path / "big.tif", water_scene(np.zeros((1200, 1200), bool)))
