@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ def write_raster(
 
 TINY_MODEL_CODE = """
 import sys
+import textwrap
 import torch
 from backend.checkpoint import InputSpec, build_checkpoint, save_checkpoint
 from backend.models import create_model
@@ -147,3 +149,28 @@ def plugin(qgis_iface, qgis_new_project, recording_iface, clean_settings, qtbot)
     finally:
         p.unload()
         QgsProject.instance().removeAllMapLayers()
+
+
+# The start of a Python script run in a subprocess to load the plugin as QGIS would, in a
+# QGIS without torch: a headless QgsApplication and the few iface calls the plugin makes.
+HEADLESS_QGIS_PRELUDE = textwrap.dedent("""
+    import sys
+    sys.modules["torch"] = None  # QGIS's Python has no torch: 'import torch' raises ImportError
+    from qgis.core import QgsApplication
+    app = QgsApplication([], False)
+    app.initQgis()
+    from qgis.PyQt.QtWidgets import QMainWindow
+    from qgis.gui import QgsMapCanvas
+
+    class Iface:
+        def __init__(self):
+            self.window = QMainWindow()
+            self.canvas = QgsMapCanvas(self.window)
+        def mainWindow(self): return self.window
+        def mapCanvas(self): return self.canvas
+        def addToolBarIcon(self, action): pass
+        def removeToolBarIcon(self, action): pass
+        def addPluginToMenu(self, name, action): pass
+        def removePluginMenu(self, name, action): pass
+        def messageBar(self): return None
+""")

@@ -9,31 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import HEADLESS_QGIS_PRELUDE
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.qgis
 
-LOAD_FROM_PROFILE = textwrap.dedent("""
-    import sys
-    sys.modules["torch"] = None  # QGIS's Python has no torch
-    from qgis.core import QgsApplication
-    app = QgsApplication([], False)
-    app.initQgis()
-    from qgis.PyQt.QtWidgets import QMainWindow
-    from qgis.gui import QgsMapCanvas
+LOAD_FROM_PROFILE = HEADLESS_QGIS_PRELUDE + textwrap.dedent("""
     import qgis.utils
-
-    class Iface:
-        def __init__(self):
-            self.window = QMainWindow()
-            self.canvas = QgsMapCanvas(self.window)
-        def mainWindow(self): return self.window
-        def mapCanvas(self): return self.canvas
-        def addToolBarIcon(self, action): pass
-        def removeToolBarIcon(self, action): pass
-        def addPluginToMenu(self, name, action): pass
-        def removePluginMenu(self, name, action): pass
-        def messageBar(self): return None
-
     qgis.utils.iface = Iface()
     plugins_dir = sys.argv[1]
     sys.path.insert(0, plugins_dir)

@@ -11,6 +11,8 @@ from qgis.core import QgsApplication
 from qgis.PyQt.QtCore import QCoreApplication, QEvent
 from qgis.PyQt.QtWidgets import QAction, QDockWidget
 
+from .conftest import HEADLESS_QGIS_PRELUDE
+
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.qgis
 
@@ -81,27 +83,7 @@ def test_class_factory_of_the_repository_root(qgis_iface, recording_iface, clean
             del sys.modules[name]
 
 
-LOAD_WITHOUT_TORCH = textwrap.dedent("""
-    import sys
-    sys.modules["torch"] = None  # 'import torch' now raises ImportError
-    from qgis.core import QgsApplication
-    app = QgsApplication([], False)
-    app.initQgis()
-    from qgis.PyQt.QtWidgets import QMainWindow
-    from qgis.gui import QgsMapCanvas
-
-    class Iface:
-        def __init__(self):
-            self.window = QMainWindow()
-            self.canvas = QgsMapCanvas(self.window)
-        def mainWindow(self): return self.window
-        def mapCanvas(self): return self.canvas
-        def addToolBarIcon(self, action): pass
-        def removeToolBarIcon(self, action): pass
-        def addPluginToMenu(self, name, action): pass
-        def removePluginMenu(self, name, action): pass
-        def messageBar(self): return None
-
+LOAD_WITHOUT_TORCH = HEADLESS_QGIS_PRELUDE + textwrap.dedent("""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         "waterseg", sys.argv[1] + "/__init__.py", submodule_search_locations=[sys.argv[1]])
