@@ -61,10 +61,10 @@ def ndwi_water_mask(
         )
     try:
         green = image[bands.index("B3")]
-        nir = image[bands.index(other)]
+        second = image[bands.index(other)]
     except ValueError:
         raise ValueError(f"this index needs bands B3 and {other}; got {bands}") from None
-    index = ndwi(green, nir)
+    index = ndwi(green, second)
     valid = np.isfinite(index)
     mask = (index > threshold).astype(np.uint8)
     if nodata_value is not None:

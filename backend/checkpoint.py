@@ -249,7 +249,12 @@ def model_from_checkpoint(ckpt: dict[str, Any]):
 
 def load_model(path: str | os.PathLike, expected_sha256: str | None = None):
     """Path -> (model in eval mode on CPU, InputSpec, checkpoint dict without state_dict)."""
-    ckpt = read_checkpoint(path, expected_sha256)
+    return unpack_checkpoint(read_checkpoint(path, expected_sha256))
+
+
+def unpack_checkpoint(ckpt: dict[str, Any]):
+    """A checkpoint dict from :func:`read_checkpoint` -> (model, InputSpec, meta) as
+    :func:`load_model` returns them (for callers that look at the checkpoint first)."""
     model = model_from_checkpoint(ckpt)
     spec = InputSpec.from_dict(ckpt)
     meta = {

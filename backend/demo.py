@@ -67,7 +67,7 @@ def _read_band(path: Path) -> np.ndarray:
         return src.read(1)
 
 
-def _ndwi_of_raster(path: Path, other: str = "B8") -> np.ndarray | None:
+def _index_mask_of_raster(path: Path, other: str = "B8") -> np.ndarray | None:
     """NDWI > 0 mask (H, W) uint8 of a raster whose bands are described B3 and B8 (255 at
     nodata); ``other="B11"``: MNDWI > 0. None when the raster has no such bands."""
     import rasterio
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         model_scores = score_masks(_read_band(outputs["water mask"]), truth)
         rows = [("WaterSeg model", model_scores)]
         for name, other in (("NDWI > 0", "B8"), ("MNDWI > 0", "B11")):
-            index_mask = _ndwi_of_raster(scene, other)
+            index_mask = _index_mask_of_raster(scene, other)
             if index_mask is not None:
                 rows.append((name, score_masks(index_mask, truth)))
         print("demo: scores against the true mask of the synthetic scene (IoU, %)")

@@ -42,11 +42,6 @@ def bundled_sha256(path: Path) -> str | None:
     return None
 
 
-def default_model_sha256() -> str | None:
-    """The SHA-256 recorded beside the default model, or None if no record exists."""
-    return _read(DEFAULT_MODEL_SHA256)
-
-
 def _read(sha_file: Path) -> str | None:
     try:
         return sha_file.read_text().split()[0].strip().lower()

@@ -401,13 +401,10 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
         raise UserError(f"{path} has no optimizer/RNG state; it cannot be resumed")
 
 
-ANCHOR_PIXELS = 2_000_000  # pixels sampled for the anchor's logistic regression
-
-
 def _fit_anchor(model, dataset, cfg: TrainConfig, rank: int, quiet: bool) -> None:
     """Fit the linear anchor of an ``anchored`` model on the training tiles (no augmentation)
     before the net trains; the same on every rank (deterministic L-BFGS on the CPU)."""
-    from backend.models.spectral import fit_anchor
+    from backend.models.spectral import ANCHOR_PIXELS, fit_anchor
 
     if len(dataset) == 0:
         raise UserError("the training split is empty; the anchor needs training tiles")

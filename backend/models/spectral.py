@@ -39,6 +39,7 @@ NDWI_PAIR = (
 )  # (B3, B8) in the default band order B2, B3, B4, B8: NDWI = (B3 - B8) / (B3 + B8)
 DEFAULT_INIT_GAIN = 10.0  # logit(water) - logit(land) = 10 * NDWI at the start: p = 0.88 at 0.2
 DEFAULT_ANCHOR_BOUND = 1.5  # "ndwi-anchored": the net moves each logit by at most 1.5
+ANCHOR_PIXELS = 2_000_000  # the most pixels the anchor's logistic regression is fitted on
 
 
 def all_pairs(in_channels: int) -> list[tuple[int, int]]:
@@ -205,30 +206,29 @@ class WithSpectralIndices(nn.Module):
     def forward(self, x: torch.Tensor):
         z = self.spectral(x)
         out = self.net(z)
+        if self.index_head is None and not self.anchored:
+            return out
         first = out[0] if isinstance(out, tuple | list) else out
         indices = z[:, z.shape[1] - len(self.spectral.pairs) :]
         if self.index_head is not None:
             first = first + self.index_head(indices)
-        elif self.anchored:
+        else:
             if first.shape[1] != 2:
                 raise ValueError(f"an index anchor needs 2 classes, the net gives {first.shape[1]}")
             half = self.anchor_logit(indices) / 2
             bound = self.anchor_bound.to(first.dtype)
             first = torch.cat([-half, half], dim=1) + bound * torch.tanh(first / bound)
-        else:
-            return out
         if isinstance(out, tuple | list):
             return (first, *out[1:])
         return first
 
 
-@torch.no_grad()
 def fit_anchor(
     model: WithSpectralIndices,
     images: torch.Tensor,
     labels: torch.Tensor,
     l2: float = 1e-4,
-    max_pixels: int = 2_000_000,
+    max_pixels: int = ANCHOR_PIXELS,
     seed: int = 0,
 ) -> dict[str, float]:
     """Set a fitted anchor (``anchor="fitted"``) by logistic regression on the indices.
@@ -251,7 +251,8 @@ def fit_anchor(
     """
     if not getattr(model, "anchored", False):
         raise ValueError("fit_anchor needs a model built with an anchor (spectral_indices)")
-    idx = model.spectral.indices(images.float().cpu())  # (N, P, H, W)
+    with torch.no_grad():
+        idx = model.spectral.indices(images.float().cpu())  # (N, P, H, W)
     feats = idx.permute(0, 2, 3, 1).reshape(-1, idx.shape[1])
     y = labels.cpu().reshape(-1)
     keep = (y == 0) | (y == 1)
@@ -269,17 +270,16 @@ def fit_anchor(
 
     def closure():
         opt.zero_grad()
-        with torch.enable_grad():
-            loss = nn.functional.binary_cross_entropy_with_logits(feats @ w + c, y)
-            loss = loss + l2 * (w * w).sum()
-            loss.backward()
+        loss = nn.functional.binary_cross_entropy_with_logits(feats @ w + c, y)
+        loss = loss + l2 * (w * w).sum()
+        loss.backward()
         return loss
 
-    with torch.enable_grad():
-        opt.step(closure)
-    d = feats @ w.detach() + c.detach()
-    model.anchor_weight.copy_(w.detach().to(model.anchor_weight))
-    model.anchor_bias.copy_(c.detach().to(model.anchor_bias))
+    opt.step(closure)
+    w, c = w.detach(), c.detach()
+    d = feats @ w + c
+    model.anchor_weight.copy_(w.to(model.anchor_weight))
+    model.anchor_bias.copy_(c.to(model.anchor_bias))
     return {
         "loss": float(nn.functional.binary_cross_entropy_with_logits(d, y)),
         "pixels": int(y.numel()),

@@ -109,7 +109,7 @@ def load_checkpoint_model(model_path: Path | None, inputs=(), explicit=None):
     one line saying which was chosen and why (or "" with --model).
     """
     from backend import paths
-    from backend.checkpoint import load_model
+    from backend.checkpoint import InputSpec, load_model, read_checkpoint, unpack_checkpoint
     from backend.segment.raster_io import open_raster
 
     def check_inputs(bands: list[str]) -> None:
@@ -128,14 +128,16 @@ def load_checkpoint_model(model_path: Path | None, inputs=(), explicit=None):
         )
     passed_over: list[str] = []
     for n, candidate in enumerate(candidates):
-        model, spec, meta = load_model(candidate, paths.bundled_sha256(candidate))
+        ckpt = read_checkpoint(candidate, paths.bundled_sha256(candidate))
+        bands = list(InputSpec.from_dict(ckpt).bands)
         try:
-            check_inputs(list(spec.bands))
+            check_inputs(bands)  # before the model is built: a passed-over one never is
         except UserError as exc:
             if n == len(candidates) - 1:
                 raise
-            passed_over.append(f"{candidate.name} needs {' '.join(spec.bands)}: {exc}")
+            passed_over.append(f"{candidate.name} needs {' '.join(bands)}: {exc}")
             continue
+        model, spec, meta = unpack_checkpoint(ckpt)
         why = f"bundled model {candidate.name} (bands {' '.join(spec.bands)})"
         if passed_over:
             why += "; not " + "; not ".join(passed_over)

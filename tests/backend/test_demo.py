@@ -12,7 +12,7 @@ import rasterio
 
 from backend import paths
 from backend.baselines import ndwi_water_mask
-from backend.demo import _ndwi_of_raster, score_masks
+from backend.demo import _index_mask_of_raster, score_masks
 from backend.synthetic_scene import generate_scene, make_demo_scene
 
 
@@ -30,13 +30,13 @@ def test_score_masks_hand_computed():
         score_masks(pred, truth[:1])
 
 
-def test_ndwi_of_raster_reads_bands_by_description(tmp_path):
+def test_index_mask_of_raster_reads_bands_by_description(tmp_path):
     image_path, _ = make_demo_scene(tmp_path, size=256, seed=2)
     scene = generate_scene(size=256, seed=2)
-    got = _ndwi_of_raster(image_path)
+    got = _index_mask_of_raster(image_path)
     assert np.array_equal(got, ndwi_water_mask(scene.image, bands=scene.bands))
     assert (got[scene.truth == 255] == 255).all()
-    mndwi = _ndwi_of_raster(image_path, "B11")
+    mndwi = _index_mask_of_raster(image_path, "B11")
     assert np.array_equal(mndwi, ndwi_water_mask(scene.image, bands=scene.bands, other="B11"))
     assert not np.array_equal(mndwi, got)
 
