@@ -249,6 +249,26 @@ class Staging:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# A result beyond these water fractions is more often a wrong input than a real scene.
+MOSTLY_WATER = 0.95
+
+
+def implausible_water_fraction(fraction: float) -> str | None:
+    """A one-line warning when a result is nearly all water or has no water at all, which
+    usually means wrong bands, wrong scaling or the wrong processing level; else None."""
+    if fraction > MOSTLY_WATER:
+        return (
+            f"{fraction:.1%} of the valid pixels are water; if the scene is not open water, "
+            "check the band mapping (--bands), the scaling (--l2a-offset) and the product level"
+        )
+    if fraction == 0.0:
+        return (
+            "no water found at all; if the scene has water, check the band mapping (--bands), "
+            "the scaling (--l2a-offset) and the product level"
+        )
+    return None
+
+
 def segment_source(
     source,
     predictor,
@@ -319,7 +339,7 @@ def segment_source(
         contours = (
             ContourBuilder(georef.width, opts.threshold) if opts.shoreline != "none" else None
         )
-        valid_pixels = 0
+        valid_pixels = water_pixels = 0
         for block in iter_probability_rows(
             source,
             predictor,
@@ -330,7 +350,9 @@ def segment_source(
             on_tiles=on_tiles,
         ):
             valid_pixels += int(block.valid.sum())
-            mask_w.write(block.row0, mask_from_probability(block.prob, block.valid, opts.threshold))
+            mask = mask_from_probability(block.prob, block.valid, opts.threshold)
+            water_pixels += int(np.count_nonzero(mask == 1))
+            mask_w.write(block.row0, mask)
             if prob_w is not None:
                 prob_w.write(block.row0, block.prob)
             if contours is not None:
@@ -342,6 +364,10 @@ def segment_source(
                 f"{source.path} has no valid pixels (every pixel is nodata, masked or NaN); "
                 "check the raster's nodata value or pass another raster"
             )
+        water_fraction = water_pixels / valid_pixels
+        warning = implausible_water_fraction(water_fraction)
+        if warning:
+            reporter.log(f"warning: {source.path.name}: {warning}")
 
         n_lines = 0
         lines: list[np.ndarray] = []
@@ -408,4 +434,6 @@ def segment_source(
         "outputs": {k: str(p) for k, p in plan.paths.items()},
         "elapsed_s": elapsed,
         "shoreline_features": n_lines,
+        "water_fraction": round(water_fraction, 6),
+        "valid_pixels": valid_pixels,
     }

@@ -89,7 +89,12 @@ class TextReporter(Reporter):
         elif name == "output":
             self.log(f"wrote {fields['path']}")
         elif name == "done":
-            self.log(f"done in {fields['elapsed_s']:.1f}s ({fields['shoreline_features']} lines)")
+            water = fields.get("water_fraction")
+            water_text = f", {water:.1%} water" if water is not None else ""
+            self.log(
+                f"done in {fields['elapsed_s']:.1f}s ({fields['shoreline_features']} lines"
+                f"{water_text})"
+            )
         elif name == "finished":
             self.log(f"finished {fields['count']} input(s) in {fields['elapsed_s']:.1f}s")
 

@@ -186,3 +186,24 @@ def test_failure_mid_run_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         _run(src, tmp_path / "out", predictor=Failing(NirThresholdModel(), "cpu", 2))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_done_reports_water_fraction_and_warns_when_implausible(tmp_path):
+    water = _disc()
+    src = write_raster(tmp_path / "scene.tif", water_scene(water))
+    err = io.StringIO()
+    done = _run(src, tmp_path / "out", reporter=JsonReporter(out=io.StringIO(), err=err))
+    assert done["water_fraction"] == pytest.approx(water.mean(), abs=1e-6)
+    assert done["valid_pixels"] == water.size
+    assert "warning" not in err.getvalue()
+
+    all_water = write_raster(tmp_path / "sea.tif", water_scene(np.ones((64, 64), bool)))
+    err = io.StringIO()
+    done = _run(all_water, tmp_path / "out2", reporter=JsonReporter(out=io.StringIO(), err=err))
+    assert done["water_fraction"] == 1.0
+    assert "warning: sea.tif: 100.0% of the valid pixels are water" in err.getvalue()
+
+    dry = write_raster(tmp_path / "dry.tif", water_scene(np.zeros((64, 64), bool)))
+    err = io.StringIO()
+    _run(dry, tmp_path / "out3", reporter=JsonReporter(out=io.StringIO(), err=err))
+    assert "warning: dry.tif: no water found at all" in err.getvalue()
