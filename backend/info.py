@@ -26,6 +26,7 @@ def environment_info() -> dict[str, Any]:
     from backend import __version__
     from backend.checkpoint import sha256_of
     from backend.paths import DEFAULT_MODEL, bundled_models, bundled_sha256
+    from backend.threads import current_policy
 
     info: dict[str, Any] = {
         "python": sys.executable,
@@ -37,6 +38,8 @@ def environment_info() -> dict[str, Any]:
         "default_model": str(DEFAULT_MODEL),
         "default_model_ok": False,
         "waterseg_version": __version__,
+        "threads": current_policy().threads,
+        "thread_policy": current_policy().describe(),
     }
     try:
         import torch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 from contextlib import nullcontext
 
 import numpy as np
@@ -38,27 +37,17 @@ def default_batch_size(device: str) -> int:
 
 
 def physical_cores() -> int:
-    """Physical cores among the CPUs this process may run on (SMT siblings counted once).
+    """Physical cores among the CPUs this process may run on (SMT siblings counted once)."""
+    from backend.threads import affinity_cpus
+    from backend.threads import physical_cores as cores_of
 
-    Reads Linux sysfs topology; falls back to the logical CPU count elsewhere.
-    """
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-    cores = set()
-    for cpu in cpus:
-        path = f"/sys/devices/system/cpu/cpu{cpu}/topology/thread_siblings_list"
-        try:
-            with open(path, encoding="ascii") as fh:
-                cores.add(fh.read().strip())
-        except OSError:
-            cores.add(str(cpu))
-    return max(1, len(cores))
+    return cores_of(affinity_cpus())
 
 
 def configure_cpu_threads() -> int:
-    """Use one intra-op thread per physical core this process may run on; returns the count.
+    """Set torch's intra-op thread count and return it: the count the thread policy chose
+    (backend/threads.py: ``--threads``, ``WATERSEG_THREADS``, ``OMP_NUM_THREADS``), else one
+    thread per physical core this process may run on.
 
     oneDNN convolutions gain nothing from SMT siblings (they share the FMA units) and lose to
     their synchronisation; eager inference runs no inter-op parallel work, so the inter-op
@@ -66,7 +55,9 @@ def configure_cpu_threads() -> int:
     """
     import torch
 
-    n = physical_cores()
+    from backend.threads import configured_threads
+
+    n = configured_threads() or physical_cores()
     torch.set_num_threads(n)
     return n
 

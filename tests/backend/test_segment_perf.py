@@ -120,7 +120,8 @@ def test_channels_last_model_and_input():
     assert seen[0].is_contiguous(memory_format=torch.channels_last)
 
 
-def test_thread_count_is_the_physical_cores_available():
+def test_thread_count_is_the_physical_cores_available(monkeypatch):
+    monkeypatch.delenv("WATERSEG_THREADS", raising=False)
     try:
         logical = len(os.sched_getaffinity(0))
     except AttributeError:
