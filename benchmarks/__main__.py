@@ -1,6 +1,7 @@
 """Run every benchmark section in one process so their figures are measured side by side.
 
-``python -m benchmarks [SECTION ...]``: sections are ``segment`` and ``train`` (default: both).
+``python -m benchmarks [SECTION ...]``: sections are ``segment``, ``train`` and
+``contention`` (default: all).
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ import importlib
 import sys
 import time
 
-SECTIONS = {"segment": "benchmarks.bench_segment", "train": "benchmarks.bench_train"}
+SECTIONS = {
+    "segment": "benchmarks.bench_segment",
+    "train": "benchmarks.bench_train",
+    "contention": "benchmarks.bench_contention",
+}
 
 
 def main(argv: list[str]) -> int:
