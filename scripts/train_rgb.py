@@ -1,0 +1,520 @@
+"""Train and validate ``waterseg-rgb``, the model for 3-band 8-bit true-colour rasters.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_rgb.py [--folds 4] [--epochs 10]
+
+1. Cross-validation by acquisition over the Earth Surface Water RGB scenes (--data): scenes of
+   one acquisition (satellite, date, baseline, orbit) are always held out together. ``--folds
+   0`` is leave-one-acquisition-out (16 models); ``--folds K`` is grouped K-fold over the
+   acquisitions (seeded shuffle, dealt round-robin). Each fold trains on random 256 px crops
+   of its training scenes with a random rendering (backend/augment_rgb.py), then segments
+   every held-out scene whole with the engine's tiled, blended inference
+   (``backend.segment.pipeline.predict_array``) and scores it with ``backend.metrics``.
+   Fixed RGB rules are scored on the same pixels as a reference.
+2. The final model is trained the same way on every scene and bundled in fp16 as
+   ``resources/models/waterseg-rgb.pt`` (+ ``.sha256``).
+3. Results go to ``resources/models/results-rgb.json``; the model card
+   ``resources/models/MODEL_CARD-rgb.md`` is rendered from ``MODEL_CARD-rgb.md.in``
+   (``--card-only`` re-renders it from the results file).
+
+No held-out scene is ever used to choose an epoch or a threshold: the epoch count, the
+schedule and the 0.5 threshold are fixed beforehand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import string
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from backend.augment_rgb import RGBAugment  # noqa: E402
+from backend.checkpoint import (  # noqa: E402
+    InputSpec,
+    build_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+    sha256_of,
+    unpack_checkpoint,
+)
+from backend.datasets.esw import group_by_acquisition, list_scenes, read_scene_arrays  # noqa: E402
+from backend.datasets.snowed import band_indices, list_samples, load_sample_arrays  # noqa: E402
+from backend.metrics import ConfusionMatrix  # noqa: E402
+from backend.models import create_model  # noqa: E402
+from backend.segment.pipeline import predict_array  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+MODELS_DIR = REPO / "resources" / "models"
+BUNDLE = MODELS_DIR / "waterseg-rgb.pt"
+RESULTS = MODELS_DIR / "results-rgb.json"
+CARD_TEMPLATE = MODELS_DIR / "MODEL_CARD-rgb.md.in"
+CARD = MODELS_DIR / "MODEL_CARD-rgb.md"
+BANDS = ["red", "green", "blue"]  # raster bands 1, 2, 3 of an ordinary true-colour GeoTIFF
+
+
+@dataclass
+class Config:
+    """Everything that decides a run; stored in every checkpoint and in the results file."""
+
+    data: str = str(SHARED / "esw-rgb")
+    snowed: str = str(SHARED / "snowed-sample" / "SNOWED")
+    snowed_fraction: float = 0.0  # share of training crops rendered from SNOWED (0: none)
+    arch: str = "unet"
+    width: float = 0.125
+    folds: int = 4  # 0: leave-one-acquisition-out
+    epochs: int = 10  # an epoch = as many crops as cover the training scenes' area once
+    batch_size: int = 8
+    crop: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    seed: int = 0
+    threads: int = 2
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
+    overlap: float = 0.25
+    threshold: float = 0.5
+    runs: str = str(REPO / "runs" / "rgb")
+    final: bool = True
+
+    def input_spec(self) -> InputSpec:
+        return InputSpec(
+            bands=list(BANDS),
+            scale=1.0 / 255.0,
+            offset=0.0,
+            mean=list(self.mean),
+            std=list(self.std),
+            tile_size=self.crop,
+        )
+
+    def arch_kwargs(self) -> dict:
+        return {"width": self.width, "in_channels": 3, "num_classes": 2}
+
+
+def log(msg: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {msg}", flush=True)
+
+
+# ---------------------------------------------------------------- data
+
+
+@dataclass
+class Scene:
+    name: str
+    acquisition: str
+    rgb: np.ndarray  # uint8 (3, H, W), red green blue
+    mask: np.ndarray  # uint8 (H, W), 1 water
+
+
+def load_scenes(root: str) -> dict[str, Scene]:
+    """Every ESW scene under ``root`` in memory (about 200 MB for the 48 scenes)."""
+    scenes = {}
+    for acquisition, names in group_by_acquisition(list_scenes(root)).items():
+        for name in names:
+            rgb, mask, _ = read_scene_arrays(root, name)
+            scenes[name] = Scene(name, acquisition, rgb, mask)
+    return scenes
+
+
+def make_folds(acquisitions: list[str], folds: int, seed: int) -> list[list[str]]:
+    """Held-out acquisitions of each fold: one each (folds=0) or a seeded deal into K groups."""
+    acquisitions = sorted(acquisitions)
+    if folds == 0:
+        return [[a] for a in acquisitions]
+    order = list(acquisitions)
+    np.random.default_rng(seed).shuffle(order)
+    return [sorted(order[k::folds]) for k in range(folds)]
+
+
+def render_snowed(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """SNOWED reflectance x 1e4 (12, H, W) -> float32 (3, H, W) red green blue in 0..1 with
+    a random linear stretch (white point 0.12..0.35 reflectance) and gamma 0.6..1.2."""
+    r, g, b = band_indices(["B4", "B3", "B2"])
+    refl = image[[r, g, b]].astype(np.float32) * np.float32(1e-4)
+    out = np.clip(refl / np.float32(rng.uniform(0.12, 0.35)), 0.0, 1.0)
+    return np.power(out, np.float32(rng.uniform(0.6, 1.2))).astype(np.float32)
+
+
+class CropSampler:
+    """Random training crops: a scene drawn in proportion to its area, a random rendering."""
+
+    def __init__(self, scenes: list[Scene], cfg: Config, rng: np.random.Generator):
+        self.scenes = scenes
+        area = np.array([s.mask.size for s in scenes], np.float64)
+        self.p = area / area.sum()
+        self.augment = RGBAugment(crop=cfg.crop)
+        self.cfg = cfg
+        self.rng = rng
+        self.snowed = []
+        if cfg.snowed_fraction > 0:
+            self.snowed = [
+                load_sample_arrays(Path(cfg.snowed) / i) for i in list_samples(cfg.snowed)
+            ]
+
+    def crop(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.snowed and self.rng.random() < self.cfg.snowed_fraction:
+            image, label = self.snowed[int(self.rng.integers(len(self.snowed)))]
+            rgb = render_snowed(image.transpose(2, 0, 1), self.rng)
+            return self.augment(rgb, label.astype(np.int64), self.rng)
+        scene = self.scenes[int(self.rng.choice(len(self.scenes), p=self.p))]
+        s = self.cfg.crop
+        h, w = scene.mask.shape
+        y, x = int(self.rng.integers(0, h - s + 1)), int(self.rng.integers(0, w - s + 1))
+        rgb = scene.rgb[:, y : y + s, x : x + s].astype(np.float32) / np.float32(255.0)
+        return self.augment(rgb, scene.mask[y : y + s, x : x + s].astype(np.int64), self.rng)
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(image float32 (B, 3, S, S) normalised as the checkpoint says, mask int64 (B, S, S))."""
+        images, masks = zip(*(self.crop() for _ in range(self.cfg.batch_size)), strict=True)
+        x = torch.stack(images)
+        mean = torch.tensor(self.cfg.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.cfg.std).view(1, 3, 1, 1)
+        return (x - mean) / std, torch.stack(masks)
+
+
+# ---------------------------------------------------------------- model and training
+
+
+def build_model(cfg: Config) -> torch.nn.Module:
+    return create_model(cfg.arch, **cfg.arch_kwargs())
+
+
+def learning_rate(step: int, total: int, cfg: Config) -> float:
+    """Linear warm-up, then cosine decay to zero."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def train_model(scenes: list[Scene], cfg: Config, seed: int, tag: str) -> torch.nn.Module:
+    """Train a fresh model on random rendered crops of ``scenes``; returns it in eval mode."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = build_model(cfg)
+    sampler = CropSampler(scenes, cfg, rng)
+    pixels = sum(s.mask.size for s in scenes)
+    steps_per_epoch = max(1, round(pixels / (cfg.crop**2 * cfg.batch_size)))
+    total = cfg.epochs * steps_per_epoch
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    t0, running = time.time(), 0.0
+    for step in range(total):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, total, cfg)
+        x, y = sampler.batch()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running += loss.item()
+        if (step + 1) % steps_per_epoch == 0:
+            log(
+                f"{tag} epoch {(step + 1) // steps_per_epoch}/{cfg.epochs} loss "
+                f"{running / steps_per_epoch:.4f} ({time.time() - t0:.0f} s)"
+            )
+            running = 0.0
+    return model.eval()
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def predict_scene(model: torch.nn.Module, spec: InputSpec, scene: Scene, cfg: Config) -> np.ndarray:
+    """Water probability float32 (H, W) of a whole scene, through the engine's tiled,
+    blended inference on the checkpoint's normalisation."""
+    x = spec.normalise(scene.rgb)
+    return predict_array(x, model, tile=spec.tile_size, overlap=cfg.overlap, batch_size=2)
+
+
+def rule_dark(rgb: np.ndarray) -> np.ndarray:
+    """Fixed reference rule: water where the luma (0..255) is below 60."""
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return (luma < 60).astype(np.uint8)
+
+
+def rule_dark_blue(rgb: np.ndarray) -> np.ndarray:
+    """Fixed reference rule: water where luma < 90 and blue >= red (dark, not reddish)."""
+    luma = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return ((luma < 90) & (rgb[2] >= rgb[0])).astype(np.uint8)
+
+
+def rule_otsu_luma(rgb: np.ndarray) -> np.ndarray:
+    """Per-scene adaptive reference: water below the Otsu threshold of the luma histogram."""
+    luma = (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]).astype(np.uint8)
+    hist = np.bincount(luma.ravel(), minlength=256).astype(np.float64)
+    p = hist / hist.sum()
+    omega, mu = np.cumsum(p), np.cumsum(p * np.arange(256))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (mu[-1] * omega - mu) ** 2 / (omega * (1 - omega))
+    return (luma <= int(np.nanargmax(between))).astype(np.uint8)
+
+
+RULES = {"luma<60": rule_dark, "luma<90 & blue>=red": rule_dark_blue, "Otsu(luma)": rule_otsu_luma}
+
+
+def score(pred: np.ndarray, truth: np.ndarray) -> dict:
+    cm = ConfusionMatrix()
+    cm.update(pred, truth)
+    s = cm.compute()
+    return {
+        "iou_water": s["iou_water"],
+        "iou_land": s["iou_land"],
+        "iou_mean": s["iou_mean"],
+        "matrix": cm.matrix.tolist(),
+    }
+
+
+def pooled(entries: list[dict]) -> dict:
+    """Scores of the summed confusion matrices of several scenes."""
+    matrix = np.sum([np.array(e["matrix"]) for e in entries], axis=0)
+    return score_from(matrix)
+
+
+def score_from(matrix: np.ndarray) -> dict:
+    cm = ConfusionMatrix()
+    cm.matrix = np.asarray(matrix, np.int64)
+    s = cm.compute()
+    return {k: s[k] for k in ("iou_water", "iou_land", "iou_mean")} | {"matrix": matrix.tolist()}
+
+
+def summarise(per_scene: dict[str, dict], scenes: dict[str, Scene]) -> dict:
+    """Per-acquisition scores (pixels of its scenes pooled) and their mean."""
+    by_acq: dict[str, list[dict]] = {}
+    for name, entry in per_scene.items():
+        by_acq.setdefault(scenes[name].acquisition, []).append(entry)
+    per_acq = {a: pooled(v) for a, v in sorted(by_acq.items())}
+    keys = ("iou_water", "iou_land", "iou_mean")
+    return {
+        "per_acquisition": per_acq,
+        "mean_over_acquisitions": {
+            k: float(np.mean([v[k] for v in per_acq.values()])) for k in keys
+        },
+        "mean_over_scenes": {k: float(np.mean([v[k] for v in per_scene.values()])) for k in keys},
+        "all_pixels": pooled(list(per_scene.values())),
+    }
+
+
+# ---------------------------------------------------------------- checkpoint
+
+
+def make_checkpoint(model, cfg: Config, split: dict, metrics: dict, half: bool) -> dict:
+    ckpt = build_checkpoint(
+        model,
+        cfg.arch,
+        cfg.arch_kwargs(),
+        cfg.input_spec(),
+        loss="ce",
+        config=asdict(cfg),
+        split=split,
+        metrics=metrics,
+        epoch=cfg.epochs,
+        extra={"name": "waterseg-rgb"},
+    )
+    if half:
+        ckpt["state_dict"] = {
+            k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()
+        }
+    return ckpt
+
+
+# ---------------------------------------------------------------- model card
+
+
+def render_card(results: dict) -> str:
+    """The model card: MODEL_CARD-rgb.md.in with tables built from ``results``."""
+    cv = results["cross_validation"]
+    rules = results["reference_rules"]
+    rule_names = list(rules)
+    head = "| held-out acquisition | scenes | fold | model water | model land | model mean | "
+    head += " | ".join(f"{r} mean" for r in rule_names) + " |"
+    sep = "|" + "---|" * (6 + len(rule_names))
+    rows = [head, sep]
+    for acq, s in cv["summary"]["per_acquisition"].items():
+        cells = [
+            acq,
+            str(len(cv["acquisitions"][acq])),
+            str(cv["fold_of"][acq]),
+            f"{100 * s['iou_water']:.2f}",
+            f"{100 * s['iou_land']:.2f}",
+            f"{100 * s['iou_mean']:.2f}",
+        ]
+        cells += [f"{100 * rules[r]['per_acquisition'][acq]['iou_mean']:.2f}" for r in rule_names]
+        rows.append("| " + " | ".join(cells) + " |")
+    m = cv["summary"]["mean_over_acquisitions"]
+    cells = ["**mean of acquisitions**", str(sum(len(v) for v in cv["acquisitions"].values())), ""]
+    cells += [f"**{100 * m[k]:.2f}**" for k in ("iou_water", "iou_land", "iou_mean")]
+    cells += [f"{100 * rules[r]['mean_over_acquisitions']['iou_mean']:.2f}" for r in rule_names]
+    rows.append("| " + " | ".join(cells) + " |")
+    cfg = results["config"]
+    final = results.get("final", {})
+    values = {
+        "created": results["created"],
+        "arch": cfg["arch"],
+        "width": cfg["width"],
+        "params": f"{final.get('parameters', 0):,}",
+        "size_kb": f"{final.get('size_bytes', 0) / 1024:.0f}",
+        "sha256": final.get("sha256", "(not trained)"),
+        "mean": cfg["mean"],
+        "std": cfg["std"],
+        "protocol": cv["protocol"],
+        "folds_text": "; ".join(f"fold {k}: {', '.join(v)}" for k, v in enumerate(cv["held_out"])),
+        "table": "\n".join(rows),
+        "mean_iou": f"{100 * m['iou_mean']:.2f}",
+        "scene_mean_iou": f"{100 * cv['summary']['mean_over_scenes']['iou_mean']:.2f}",
+        "pixel_iou": f"{100 * cv['summary']['all_pixels']['iou_mean']:.2f}",
+        "command": results["command"],
+        "epochs": cfg["epochs"],
+        "batch": cfg["batch_size"],
+        "lr": cfg["lr"],
+        "snowed_fraction": cfg["snowed_fraction"],
+        "cv_minutes": f"{cv['seconds'] / 60:.0f}",
+        "final_minutes": f"{final.get('seconds', 0) / 60:.0f}",
+        "worst": min(cv["summary"]["per_acquisition"].items(), key=lambda kv: kv[1]["iou_mean"])[0],
+    }
+    return string.Template(CARD_TEMPLATE.read_text()).substitute(values)
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str]) -> tuple[Config, bool]:
+    cfg = Config()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for name, value in asdict(cfg).items():
+        if isinstance(value, bool):
+            p.add_argument(
+                f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=value
+            )
+        elif not isinstance(value, list):
+            p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    p.add_argument("--card-only", action="store_true", help="re-render the card from results")
+    args = vars(p.parse_args(argv))
+    card_only = args.pop("card_only")
+    return Config(**{**asdict(cfg), **args}), card_only
+
+
+def main(argv: list[str]) -> int:
+    cfg, card_only = parse_args(argv)
+    if card_only:
+        CARD.write_text(render_card(json.loads(RESULTS.read_text())))
+        log(f"wrote {CARD}")
+        return 0
+    torch.set_num_threads(cfg.threads)
+    runs = Path(cfg.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_rgb.py " + " ".join(argv)
+    scenes = load_scenes(cfg.data)
+    acquisitions = group_by_acquisition(scenes)
+    log(f"{len(scenes)} scenes, {len(acquisitions)} acquisitions; config {asdict(cfg)}")
+    spec = cfg.input_spec()
+
+    # Reference rules on every pixel.
+    reference = {}
+    for rule_name, rule in RULES.items():
+        per_scene = {n: score(rule(s.rgb), s.mask) for n, s in scenes.items()}
+        reference[rule_name] = summarise(per_scene, scenes)
+        log(f"rule {rule_name}: mean IoU {reference[rule_name]['mean_over_acquisitions']}")
+
+    # Cross-validation by acquisition.
+    folds = make_folds(list(acquisitions), cfg.folds, cfg.seed)
+    fold_of = {a: k for k, held in enumerate(folds) for a in held}
+    results = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": command.strip(),
+        "config": asdict(cfg),
+        "data": "Earth Surface Water RGB renders (Luo, Tong & Hu 2021), 48 scenes",
+        "reference_rules": {
+            k: {
+                "per_acquisition": {
+                    a: {m: v[m] for m in ("iou_water", "iou_land", "iou_mean")}
+                    for a, v in r["per_acquisition"].items()
+                },
+                "mean_over_acquisitions": r["mean_over_acquisitions"],
+                "all_pixels": {
+                    m: r["all_pixels"][m] for m in ("iou_water", "iou_land", "iou_mean")
+                },
+            }
+            for k, r in reference.items()
+        },
+    }
+    per_scene: dict[str, dict] = {}
+    t_cv = time.time()
+    for k, held in enumerate(folds):
+        train_scenes = [s for s in scenes.values() if s.acquisition not in held]
+        t0 = time.time()
+        model = train_model(train_scenes, cfg, cfg.seed + 1000 * (k + 1), f"fold {k}")
+        for s in scenes.values():
+            if s.acquisition in held:
+                pred = (predict_scene(model, spec, s, cfg) >= cfg.threshold).astype(np.uint8)
+                per_scene[s.name] = score(pred, s.mask)
+                log(f"fold {k} {s.name}: IoU mean {100 * per_scene[s.name]['iou_mean']:.2f}")
+        split = {"held_out_acquisitions": held, "train": sorted(s.name for s in train_scenes)}
+        save_checkpoint(make_checkpoint(model, cfg, split, {}, half=False), runs / f"fold{k}.pt")
+        log(f"fold {k} done in {time.time() - t0:.0f} s")
+        results["cross_validation"] = {
+            "protocol": (
+                "leave-one-acquisition-out"
+                if cfg.folds == 0
+                else f"grouped {cfg.folds}-fold by acquisition"
+            ),
+            "held_out": folds,
+            "fold_of": fold_of,
+            "acquisitions": acquisitions,
+            "folds_done": k + 1,
+            "seconds": time.time() - t_cv,
+            "per_scene": per_scene,
+            "summary": summarise(per_scene, scenes),
+        }
+        write_json(runs / "results-partial.json", results)
+    summary = results["cross_validation"]["summary"]
+    log(f"CV mean over acquisitions: {summary['mean_over_acquisitions']}")
+
+    # Final model on every scene, bundled in fp16.
+    if cfg.final:
+        t0 = time.time()
+        model = train_model(list(scenes.values()), cfg, cfg.seed, "final")
+        metrics = {
+            "cv_protocol": results["cross_validation"]["protocol"],
+            "cv_mean_over_acquisitions": summary["mean_over_acquisitions"],
+        }
+        split = {"train": sorted(scenes), "held_out_acquisitions": []}
+        save_checkpoint(make_checkpoint(model, cfg, split, metrics, half=True), BUNDLE)
+        digest = sha256_of(BUNDLE)
+        (BUNDLE.parent / f"{BUNDLE.name}.sha256").write_text(f"{digest}  {BUNDLE.name}\n")
+        _, _, meta = unpack_checkpoint(read_checkpoint(BUNDLE))  # loads as inference will
+        results["final"] = {
+            "path": str(BUNDLE.relative_to(REPO)),
+            "sha256": digest,
+            "size_bytes": BUNDLE.stat().st_size,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "bands": meta["bands"],
+            "seconds": time.time() - t0,
+        }
+        log(f"wrote {BUNDLE} ({BUNDLE.stat().st_size} bytes)")
+    write_json(RESULTS, results)
+    CARD.write_text(render_card(results))
+    log(f"wrote {RESULTS} and {CARD}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
