@@ -16,7 +16,7 @@ SPLIT ?= test
 TRAIN_ARGS ?=
 SCENE ?=
 
-.PHONY: help setup test test-fast lint format demo train evaluate table1 table1-smoke bench package clean
+.PHONY: help setup test test-fast lint format demo train evaluate table1 table1-smoke bench peers package clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -59,6 +59,9 @@ table1-smoke: $(STAMP)  ## the Table I path on the five samples (1 epoch, tiny w
 
 bench: $(STAMP)  ## speed and memory benchmarks (segmentation, training), printed side by side
 	$(PY) -m benchmarks
+
+peers: $(STAMP)  ## waterdetect, CoastSat and the classical indices vs labels (scratch venv PEERS_VENV)
+	$(PY) scripts/peers.py --data "$(DATA)" $(if $(PEERS_VENV),--venv "$(PEERS_VENV)")
 
 package: $(STAMP)  ## build dist/waterseg-<version>.zip, installable in QGIS
 	$(PY) scripts/package.py
