@@ -229,11 +229,11 @@ def read_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
 
 def model_from_checkpoint(ckpt: dict[str, Any]):
     """Rebuild the model of a checkpoint dict, weights loaded, in eval mode, fp32, on CPU."""
-    from backend.models import create_model
+    from backend.models import build_model
 
     arch = ckpt["arch"]
     try:
-        model = create_model(arch["name"], **arch.get("kwargs", {}))
+        model = build_model(arch["name"], dict(arch.get("kwargs", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise UserError(f"checkpoint architecture {arch!r} cannot be built: {exc}") from None
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}

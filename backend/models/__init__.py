@@ -17,6 +17,9 @@ multiples of. See docs/models.md for channel lists, parameter counts and FLOPs.
 brightness-invariant normalised differences such as NDWI to the input bands
 (backend/models/spectral.py).
 
+``build_model(name, kwargs)`` also builds the composites of :data:`COMPOSITES`: "fusion"
+(backend/models/fusion.py) fuses the RGB water network with fixed water indices.
+
 ``members=K`` (K > 1) builds K independent copies and averages their logits
 (:class:`~backend.models.ensemble.Ensemble`, backend/models/ensemble.py; weights under
 ``members.<i>.``); K = 1, the default, is the plain model.
@@ -31,6 +34,7 @@ from torch import nn
 from backend.models.blocks import resolve_width
 from backend.models.deepunet import deepunet
 from backend.models.ensemble import Ensemble
+from backend.models.fusion import fusion
 from backend.models.munet import munet
 from backend.models.senet import senet
 from backend.models.spectral import (
@@ -50,7 +54,22 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "unet": unet,
 }
 
-__all__ = ["MODELS", "create_model", "list_models"]
+# Models built from other models (their kwargs name the parts); see build_model.
+COMPOSITES: dict[str, Callable[..., nn.Module]] = {
+    "fusion": fusion,
+}
+
+__all__ = ["COMPOSITES", "MODELS", "build_model", "create_model", "list_models"]
+
+
+def build_model(name: str, kwargs: dict) -> nn.Module:
+    """A checkpoint's ``arch`` -> a model: a composite (:data:`COMPOSITES`) from its own
+    keyword arguments, else :func:`create_model`."""
+    if name in COMPOSITES:
+        model = COMPOSITES[name](**kwargs)
+        model.arch_name = name
+        return model
+    return create_model(name, **kwargs)
 
 
 def list_models() -> list[str]:
