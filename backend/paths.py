@@ -1,49 +1,56 @@
 """Where the backend finds its bundled files.
 
-Two models are bundled in ``resources/models/`` (each with ``<file>.sha256`` beside it):
-
-- :data:`DEFAULT_MODEL`, bands B2 B3 B4 B8 B11 B12: the default whenever the input has the
-  SWIR bands B11 and B12 (the more accurate model; ``MODEL_CARD.md``);
-- :data:`RGBN_MODEL`, bands B2 B3 B4 B8: for rasters with only the 10 m bands
-  (``MODEL_CARD-rgbn.md``).
+The bundled models live in ``resources/models/`` (each with ``<file>.sha256`` beside it); which
+ones there are, their bands and when each is used is one table, ``bundled_models`` in
+``resources/contract.json`` (:func:`backend.contract.bundled_models`); the choice itself is
+:func:`backend.segment.plan.choose_bundled_model`. The model cards are ``MODEL_CARD*.md``.
 """
 
 from pathlib import Path
+
+from backend.contract import bundled_models as bundled_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RESOURCES = REPO_ROOT / "resources"
 MODELS_DIR = RESOURCES / "models"
 DEFAULT_MODEL = MODELS_DIR / "waterseg-default.pt"
-DEFAULT_MODEL_SHA256 = MODELS_DIR / "waterseg-default.pt.sha256"
 RGBN_MODEL = MODELS_DIR / "waterseg-rgbn.pt"
-RGBN_MODEL_SHA256 = MODELS_DIR / "waterseg-rgbn.pt.sha256"
 
 
-def _bundled() -> list[tuple[Path, Path]]:
-    """(model, its SHA-256 record) in order of preference (read at call time: tests patch)."""
-    return [(DEFAULT_MODEL, DEFAULT_MODEL_SHA256), (RGBN_MODEL, RGBN_MODEL_SHA256)]
+def bundled_file(key: str) -> Path:
+    """The file of bundled model ``key`` ("default", "rgbn", "rgb"), under :data:`MODELS_DIR`
+    as it is at call time (tests point it elsewhere)."""
+    for entry in bundled_table():
+        if entry.key == key:
+            return MODELS_DIR / entry.file
+    raise KeyError(f"no bundled model {key!r}")
 
 
 def bundled_models() -> list[Path]:
-    """The bundled models in order of preference: the default first."""
-    return [model for model, _ in _bundled()]
+    """The bundled model files in order of preference (present or not)."""
+    return [MODELS_DIR / entry.file for entry in bundled_table()]
+
+
+def bundled_key(path: Path) -> str | None:
+    """The key of the bundled model ``path`` is (or links to), else None."""
+    try:
+        resolved = Path(path).resolve()
+    except OSError:
+        return None
+    for entry in bundled_table():
+        if resolved == (MODELS_DIR / entry.file).resolve():
+            return entry.key
+    return None
 
 
 def bundled_sha256(path: Path) -> str | None:
     """The SHA-256 recorded beside a bundled model (``path`` may be a link to one); None for
     any other file or without a record."""
-    try:
-        resolved = Path(path).resolve()
-    except OSError:
+    key = bundled_key(path)
+    if key is None:
         return None
-    for model, record in _bundled():
-        if resolved == model.resolve():
-            return _read(record)
-    return None
-
-
-def _read(sha_file: Path) -> str | None:
+    record = bundled_file(key).with_name(bundled_file(key).name + ".sha256")
     try:
-        return sha_file.read_text().split()[0].strip().lower()
+        return record.read_text().split()[0].strip().lower()
     except (OSError, IndexError):
         return None

@@ -17,8 +17,11 @@ import threading
 import time
 from pathlib import Path
 
+from backend import paths
+from backend.contract import segment_options
 from backend.errors import Cancelled, UserError
 from backend.segment.pipeline import OutputPlan, SegmentOptions, segment_source
+from backend.segment.plan import ModelChoice, choose_bundled_model, make_plan, read_raster
 from backend.segment.progress import make_reporter
 from backend.segment.tiling import check_overlap
 
@@ -28,45 +31,56 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message}; see 'python -m backend segment --help'")
 
 
+_TYPES = {"float": float, "int": int, "str": str, "path": Path}
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The arguments of ``segment``, built from the option table in resources/contract.json."""
     p = _Parser(
         prog="python -m backend segment",
         description="Segment water vs land in rasters; write a water mask GeoTIFF and a "
         "shoreline layer per input.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="rasters (any GDAL format)")
-    p.add_argument("--out-dir", required=True, type=Path, help="folder for the outputs")
-    p.add_argument("--model", type=Path, help="checkpoint (default: the bundled model)")
-    p.add_argument("--bands", help="1-based raster bands in the model's band order, e.g. 2,3,4,8")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (>= 0.25)")
-    p.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
-    p.add_argument("--threshold", type=float, default=0.5, help="water if probability >= P")
-    p.add_argument("--probability", action="store_true", help="also write the probability")
-    p.add_argument("--shoreline", choices=["gpkg", "shp", "both", "none"], default="gpkg")
-    p.add_argument("--min-length", type=float, default=0.0, help="drop lines shorter (metres)")
-    p.add_argument("--smooth", type=int, default=0, help="Chaikin smoothing iterations")
-    p.add_argument("--simplify", type=float, default=0.0, help="tolerance in map units")
-    p.add_argument("--polygons", action="store_true", help="also write water polygons")
-    p.add_argument("--quicklook", action="store_true", help="also write a quicklook PNG")
-    p.add_argument(
-        "--l2a-offset",
-        action="store_true",
-        help="subtract 1000 from raw values (Sentinel-2 L2A of processing baseline >= 04.00)",
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    p.add_argument("--progress", choices=["text", "json", "none"], default="text")
+    for opt in segment_options():
+        if opt.get("positional"):
+            p.add_argument(
+                opt["name"], nargs=opt.get("nargs"), metavar=opt.get("metavar"), help=opt["help"]
+            )
+            continue
+        flag = f"--{opt['name']}"
+        if opt["type"] == "bool":
+            p.add_argument(flag, action="store_true", help=opt["help"])
+            continue
+        kwargs = {"type": _TYPES[opt["type"]], "help": opt["help"]}
+        if opt.get("required"):
+            kwargs["required"] = True
+        else:
+            kwargs["default"] = opt.get("default")
+        if opt.get("choices") and not opt.get("open_choices"):
+            kwargs["choices"] = opt["choices"]
+        p.add_argument(flag, **kwargs)
     return p
+
+
+def check_ranges(args: argparse.Namespace) -> None:
+    """Every number within the min/max of its option (UserError naming the range)."""
+    for opt in segment_options():
+        value = getattr(args, opt["name"].replace("-", "_"), None)
+        if value is None or opt["type"] not in ("float", "int"):
+            continue
+        low, high = opt.get("min"), opt.get("max")
+        if (low is not None and value < low) or (high is not None and value > high):
+            span = (
+                f"from {low:g} to {high:g}"
+                if low is not None and high is not None
+                else (f"at least {low:g}" if low is not None else f"at most {high:g}")
+            )
+            raise UserError(f"--{opt['name']} {value:g} is out of range; use a value {span}")
 
 
 def _options(args) -> SegmentOptions:
     check_overlap(args.overlap)
-    if not 0.0 < args.threshold < 1.0:
-        raise UserError(f"--threshold {args.threshold} must lie strictly between 0 and 1")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if args.min_length < 0 or args.simplify < 0 or args.smooth < 0:
-        raise UserError("--min-length, --simplify and --smooth must not be negative")
+    check_ranges(args)
     return SegmentOptions(
         overlap=args.overlap,
         threshold=args.threshold,
@@ -97,52 +111,30 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def load_checkpoint_model(model_path: Path | None, inputs=(), explicit=None):
+def load_checkpoint_model(
+    model_path: Path | None, inputs=(), explicit=None, allow_duplicates: bool = False
+):
     """--model, else the bundled model that fits the inputs -> (model, spec, meta, path, why).
 
-    Every input is checked to have the model's bands (by ``explicit`` band numbers, band
-    descriptions or the Sentinel-2 band layout; UserError if not), so a problem with the last
-    input shows before the first long run. A bundled file is always checked against its
-    recorded SHA-256. Without --model the bundled models are tried in order of preference
-    (:func:`backend.paths.bundled_models`: the B2 B3 B4 B8 B11 B12 default first, then the
-    4-band B2 B3 B4 B8 model) and the first whose bands every input has is used. ``why`` is
-    one line saying which was chosen and why (or "" with --model).
+    The bundled model is chosen by :func:`backend.segment.plan.choose_bundled_model`, the
+    rule ``plan`` (and so the dock) uses, before any model is built. Every input is then
+    planned with the loaded checkpoint's bands (UserError if one cannot be mapped), so a
+    problem with the last input shows before the first long run. A bundled file is always
+    checked against its recorded SHA-256. ``why`` is one line saying which bundled model was
+    chosen and why ("" with --model).
     """
-    from backend import paths
-    from backend.checkpoint import InputSpec, load_model, read_checkpoint, unpack_checkpoint
-    from backend.segment.raster_io import open_raster
+    from backend.checkpoint import load_model
 
-    def check_inputs(bands: list[str]) -> None:
-        for p in inputs:
-            open_raster(p, bands, explicit).close()
-
-    if model_path is not None:
-        model, spec, meta = load_model(model_path, paths.bundled_sha256(model_path))
-        check_inputs(list(spec.bands))
-        return model, spec, meta, model_path, ""
-    candidates = [m for m in paths.bundled_models() if m.is_file()]
-    if not candidates:
-        raise UserError(
-            f"no --model given and the bundled models in {paths.MODELS_DIR} are missing; pass "
-            "--model PATH to a checkpoint or reinstall WaterSeg"
-        )
-    passed_over: list[str] = []
-    for n, candidate in enumerate(candidates):
-        ckpt = read_checkpoint(candidate, paths.bundled_sha256(candidate))
-        bands = list(InputSpec.from_dict(ckpt).bands)
-        try:
-            check_inputs(bands)  # before the model is built: a passed-over one never is
-        except UserError as exc:
-            if n == len(candidates) - 1:
-                raise
-            passed_over.append(f"{candidate.name} needs {' '.join(bands)}: {exc}")
-            continue
-        model, spec, meta = unpack_checkpoint(ckpt)
-        why = f"bundled model {candidate.name} (bands {' '.join(spec.bands)})"
-        if passed_over:
-            why += "; not " + "; not ".join(passed_over)
-        return model, spec, meta, candidate, why
-    raise AssertionError("unreachable")
+    rasters = [read_raster(Path(p))[0] for p in inputs]
+    why = ""
+    if model_path is None:
+        choice = choose_bundled_model(rasters, explicit, allow_duplicates)
+        model_path, why = Path(choice.file), choice.why
+    model, spec, meta = load_model(model_path, paths.bundled_sha256(model_path))
+    checked = ModelChoice(str(model_path), paths.bundled_key(model_path), list(spec.bands))
+    for raster in rasters:
+        make_plan(raster, model=checked, explicit=explicit, allow_duplicates=allow_duplicates)
+    return model, spec, meta, model_path, why
 
 
 class CancelFlag:
@@ -243,9 +235,11 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 + "; pass --overwrite or choose another --out-dir"
             )
     device = choose_device(args.device)
-    model, spec, meta, model_path, why = load_checkpoint_model(args.model, inputs, explicit)
+    model, spec, meta, model_path, why = load_checkpoint_model(
+        args.model, inputs, explicit, args.allow_duplicate_bands
+    )
     if why:
-        reporter.log(f"model: {why}")
+        reporter.log(f"model: bundled model {Path(model_path).name}: {why}")
     if device == "cpu":
         threads = configure_cpu_threads()
         reporter.log(f"device: cpu ({threads} threads)")
@@ -260,7 +254,9 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
     for i, (p, plan) in enumerate(zip(inputs, plans, strict=True)):
         if cancel():
             raise Cancelled()
-        with open_raster(p, list(spec.bands), explicit) as source:
+        with open_raster(p, list(spec.bands), explicit, args.allow_duplicate_bands) as source:
+            if source.mapping.note:
+                reporter.log(f"{p.name}: {source.mapping.note}")
             done = segment_source(
                 source,
                 predictor,

@@ -1,16 +1,7 @@
 """Open and validate an input raster, map its bands to the model's, read it strip by strip.
 
-Band mapping (first rule that applies):
-
-1. ``--bands`` (``explicit``): 1-based raster band numbers listed in the model's band order,
-   e.g. ``2,3,4,8`` for B2 B3 B4 B8 of a 13-band L1C stack.
-2. Band descriptions naming Sentinel-2 bands (``B2``, ``B02``, ``b8``, ``B8A``,
-   ``B4, central wavelength 665 nm`` ...): every model band must be found.
-3. A documented default layout chosen by the band count:
-   4 bands = B2 B3 B4 B8; 12 bands = SNOWED / L2A order B1 B2 B3 B4 B5 B6 B7 B8 B8A B9 B11 B12;
-   13 bands = L1C order B1 B2 B3 B4 B5 B6 B7 B8 B8A B9 B10 B11 B12.
-
-Otherwise a ``UserError`` names the missing bands and suggests ``--bands``.
+Band mapping: :mod:`backend.segment.bands` (the rules) and :mod:`backend.segment.plan` (the
+decision for a raster, shared by ``plan``, ``segment``, the dock and Processing).
 
 Nodata: a pixel is valid when every mapped band is valid by GDAL's mask (band nodata value,
 internal/external mask, alpha) and finite (NaN/inf are nodata).
@@ -19,120 +10,25 @@ internal/external mask, alpha) and finite (NaN/inf are nodata).
 from __future__ import annotations
 
 import os
-import re
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rasterio.errors import RasterioError, RasterioIOError
 
 from backend.errors import UserError
+from backend.segment.bands import (  # noqa: F401 - re-exported for the engine and tests
+    BandMapping,
+    RasterBands,
+    map_bands,
+    map_raster_bands,
+    normalise_band_name,
+    parse_bands_option,
+)
 from backend.segment.georef import GeoRef
 
-S2_L1C_ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B10", "B11", "B12"]
-SNOWED_ORDER = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
-DEFAULT_LAYOUTS: dict[int, list[str]] = {
-    4: ["B2", "B3", "B4", "B8"],
-    12: SNOWED_ORDER,
-    13: S2_L1C_ORDER,
-}
 _READ_ERRORS = (RasterioError, RasterioIOError, OSError)
 SUPPORTED_DTYPES = {"uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"}
-
-_BAND_RE = re.compile(r"^\s*(?:band\s*)?B0*(\d{1,2})(A?)(?![0-9A-Za-z])", re.IGNORECASE)
-
-
-def normalise_band_name(text: str | None) -> str | None:
-    """A band description -> canonical Sentinel-2 name ("B02" -> "B2", "b8a" -> "B8A"), or None."""
-    if not text:
-        return None
-    m = _BAND_RE.match(text)
-    if not m:
-        return None
-    number = int(m.group(1))
-    if not 1 <= number <= 12:
-        return None
-    suffix = m.group(2).upper()
-    if suffix and number != 8:
-        return None
-    return f"B{number}{suffix}"
-
-
-def parse_bands_option(text: str) -> list[int]:
-    """``"2,3,4,8"`` -> [2, 3, 4, 8] (1-based band numbers). Raises UserError on bad syntax."""
-    try:
-        values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise UserError(
-            f"--bands {text!r} is not a list of band numbers; write e.g. --bands 2,3,4,8"
-        ) from None
-    if not values:
-        raise UserError("--bands is empty; write e.g. --bands 2,3,4,8")
-    return values
-
-
-@dataclass(frozen=True)
-class BandMapping:
-    """1-based raster band indexes in model band order, and which rule chose them."""
-
-    indexes: list[int]
-    rule: str  # "explicit" | "descriptions" | "default-<n>-band"
-
-
-def map_bands(
-    model_bands: list[str],
-    count: int,
-    descriptions: list[str | None] | tuple[str | None, ...],
-    explicit: list[int] | None = None,
-) -> BandMapping:
-    """Choose the raster bands that feed the model (rules in the module docstring)."""
-    need = ", ".join(model_bands)
-    if count < 1:
-        raise UserError("the raster has no bands; pass a multispectral raster")
-    if explicit is not None:
-        if len(explicit) != len(model_bands):
-            raise UserError(
-                f"--bands lists {len(explicit)} bands but the model needs {len(model_bands)} "
-                f"({need}); list one raster band number for each, in that order"
-            )
-        bad = [b for b in explicit if not 1 <= b <= count]
-        if bad:
-            raise UserError(
-                f"--bands {','.join(map(str, bad))} out of range: the raster has {count} "
-                f"band(s), numbered 1..{count}"
-            )
-        return BandMapping(list(explicit), "explicit")
-
-    names = [normalise_band_name(d) for d in descriptions]
-    found: dict[str, int] = {}
-    for i, name in enumerate(names, start=1):
-        if name and name not in found:
-            found[name] = i
-    if found:
-        missing = [b for b in model_bands if b not in found]
-        if not missing:
-            return BandMapping([found[b] for b in model_bands], "descriptions")
-        raise UserError(
-            f"the raster's band descriptions name {', '.join(found)} but the model needs "
-            f"{need}: missing {', '.join(missing)}; pass --bands with the raster band numbers "
-            f"of {need} in that order"
-        )
-
-    layout = DEFAULT_LAYOUTS.get(count)
-    if layout is not None and all(b in layout for b in model_bands):
-        return BandMapping([layout.index(b) + 1 for b in model_bands], f"default-{count}-band")
-    if count < len(model_bands):
-        missing = model_bands[count:] if count else model_bands
-        raise UserError(
-            f"the raster has {count} band(s) but the model needs {len(model_bands)} ({need}); "
-            f"missing {', '.join(missing)}; pass a raster with these bands or --bands"
-        )
-    raise UserError(
-        f"cannot tell which of the raster's {count} bands are {need} (no band descriptions, "
-        f"no default layout for {count} bands); pass --bands with their numbers, e.g. "
-        "--bands 2,3,4,8"
-    )
 
 
 class RasterSource:
@@ -207,13 +103,28 @@ def _first_line(exc: BaseException) -> str:
     return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
+def raster_bands(ds) -> RasterBands:
+    """What band mapping needs to know about an open rasterio dataset."""
+    return RasterBands(
+        ds.count,
+        tuple(ds.descriptions),
+        tuple(c.name for c in ds.colorinterp),
+        str(ds.dtypes[0]),
+    )
+
+
 def open_raster(
-    path: str | os.PathLike, model_bands: list[str], explicit: list[int] | None = None
+    path: str | os.PathLike,
+    model_bands: list[str],
+    explicit: list[int] | None = None,
+    allow_duplicates: bool = False,
 ) -> RasterSource:
     """Open ``path``, validate it and map its bands. Every problem is a one-line UserError."""
-    ds = _open_checked(Path(path))
+    ds = open_checked(Path(path))
     try:
-        mapping = map_bands(model_bands, ds.count, ds.descriptions, explicit)
+        mapping = map_raster_bands(
+            list(model_bands), raster_bands(ds), explicit, allow_duplicates=allow_duplicates
+        )
         _check_dtypes_and_probe(Path(path), ds, mapping.indexes)
         return RasterSource(Path(path), ds, mapping)
     except BaseException:
@@ -224,14 +135,14 @@ def open_raster(
 def check_raster(path: str | os.PathLike) -> None:
     """Validate ``path`` without a model (exists, GDAL raster, has bands, not truncated):
     cheap checks run before the model is loaded, so typos fail fast."""
-    ds = _open_checked(Path(path))
+    ds = open_checked(Path(path))
     try:
         _check_dtypes_and_probe(Path(path), ds, list(range(1, ds.count + 1)))
     finally:
         ds.close()
 
 
-def _open_checked(path: Path):
+def open_checked(path: Path):
     import rasterio
 
     if not path.exists():

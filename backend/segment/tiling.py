@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backend.contract import option
 from backend.errors import UserError
 
-MIN_OVERLAP = 0.25
+# The range of --overlap is defined once, in the option table (resources/contract.json).
+MIN_OVERLAP = float(option("overlap")["min"])
+MAX_OVERLAP = float(option("overlap")["max"])
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
@@ -26,10 +29,11 @@ def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
 
 
 def check_overlap(overlap: float) -> float:
-    """Validate the ``--overlap`` fraction (0.25 <= overlap < 0.9)."""
-    if not MIN_OVERLAP <= overlap < 0.9:
+    """Validate the ``--overlap`` fraction (MIN_OVERLAP <= overlap <= MAX_OVERLAP)."""
+    if not MIN_OVERLAP <= overlap <= MAX_OVERLAP:
         raise UserError(
-            f"--overlap {overlap} is out of range; use a fraction from {MIN_OVERLAP} to 0.85 "
+            f"--overlap {overlap} is out of range; use a fraction from {MIN_OVERLAP} to "
+            f"{MAX_OVERLAP} "
             "(0.25 is the default: smaller overlaps leave tile-edge artefacts)"
         )
     return overlap

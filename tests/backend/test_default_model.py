@@ -237,8 +237,7 @@ def test_segment_checks_the_bundled_model_checksum(tiny_checkpoint, tmp_path, mo
     shutil.copyfile(tiny_checkpoint, bundled)
     sha_file = bundled.with_name(bundled.name + ".sha256")
     sha_file.write_text(f"{sha256_of(bundled)}  {bundled.name}\n")
-    monkeypatch.setattr(paths, "DEFAULT_MODEL", bundled)
-    monkeypatch.setattr(paths, "DEFAULT_MODEL_SHA256", sha_file)
+    monkeypatch.setattr(paths, "MODELS_DIR", bundled.parent)
     image, _ = make_demo_scene(tmp_path / "scene", size=256)
 
     argv = ["segment", str(image), "--out-dir", str(tmp_path / "ok"), "--progress", "none"]
@@ -331,8 +330,8 @@ def test_segment_without_model_picks_the_bundled_model_the_bands_allow(
     err = capsys.readouterr().err
     chosen = [line for line in err.splitlines() if "model: bundled model" in line]
     assert len(chosen) == 1 and expected in chosen[0], err
-    if expected == "waterseg-rgbn.pt":
-        assert "not waterseg-default.pt" in chosen[0]  # and says why not the default
+    if expected == "waterseg-rgbn.pt" and not extra:
+        assert "the raster has no B11, B12" in chosen[0]  # and says why not the default
     with rasterio.open(out / f"{image.stem}_water.tif") as src:
         assert src.read(1).any()
 
@@ -347,8 +346,7 @@ def test_a_bundled_file_named_with_model_is_checksum_checked_too(
     shutil.copyfile(tiny_checkpoint, bundled)
     sha_file = tmp_path / "waterseg-rgbn.pt.sha256"
     sha_file.write_text("0" * 64 + "  waterseg-rgbn.pt\n")  # a record that does not match
-    monkeypatch.setattr(paths, "RGBN_MODEL", bundled)
-    monkeypatch.setattr(paths, "RGBN_MODEL_SHA256", sha_file)
+    monkeypatch.setattr(paths, "MODELS_DIR", tmp_path)
     with pytest.raises(UserError, match="SHA-256"):
         load_checkpoint_model(bundled)
     copy = tmp_path / "elsewhere.pt"  # the same bytes outside the bundle: no record, loads
