@@ -231,10 +231,17 @@ class OutputPlan:
 
 class Staging:
     """A hidden temporary folder in the output folder; ``commit()`` renames its files into
-    place, ``discard()`` (on error or cancel) removes everything."""
+    place, ``discard()`` (on error or cancel) removes everything.
+
+    The folder, ``.waterseg-<stem>-XXXXXXXX``, records the PID of the process that owns it,
+    so that a later run can remove what a killed one left behind (:meth:`remove_stale`).
+    """
+
+    OWNER = ".owner"
 
     def __init__(self, out_dir: Path, stem: str):
         self.dir = Path(tempfile.mkdtemp(prefix=f".waterseg-{stem}-", dir=out_dir))
+        (self.dir / self.OWNER).write_text(str(os.getpid()), encoding="ascii")
         self.out_dir = out_dir
 
     def path(self, final: Path) -> Path:
@@ -242,11 +249,43 @@ class Staging:
 
     def commit(self) -> None:
         for f in sorted(self.dir.iterdir()):
-            os.replace(f, self.out_dir / f.name)
+            if f.name != self.OWNER:
+                os.replace(f, self.out_dir / f.name)
+        (self.dir / self.OWNER).unlink(missing_ok=True)
         self.dir.rmdir()
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    @classmethod
+    def remove_stale(cls, out_dir: Path) -> list[Path]:
+        """Remove staging folders in ``out_dir`` whose owner process is gone (a ``kill -9``
+        or a power cut mid-run); returns them. Folders of live processes are left alone."""
+        removed = []
+        for folder in sorted(Path(out_dir).glob(".waterseg-*")):
+            if folder.is_dir() and not _owner_alive(folder / cls.OWNER):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        return removed
+
+
+def _owner_alive(owner_file: Path) -> bool:
+    """Whether the PID written in ``owner_file`` is a running process. A folder without the
+    file (created a moment ago, or by an older version) counts as alive for an hour."""
+    try:
+        pid = int(owner_file.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        try:
+            return time.time() - owner_file.parent.stat().st_mtime < 3600
+        except OSError:
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 # A result beyond these water fractions is more often a wrong input than a real scene.
@@ -322,6 +361,8 @@ def segment_source(
     def on_tiles(done: int, total: int) -> None:
         report("infer", done / max(total, 1), done, total, force=done == total)
 
+    for stale in Staging.remove_stale(plan.out_dir):
+        reporter.log(f"removed {stale.name}, left behind by an interrupted run")
     staging = Staging(plan.out_dir, plan.stem)
     writers: list[RasterRowWriter] = []
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -207,3 +208,30 @@ def test_done_reports_water_fraction_and_warns_when_implausible(tmp_path):
     err = io.StringIO()
     _run(dry, tmp_path / "out3", reporter=JsonReporter(out=io.StringIO(), err=err))
     assert "warning: dry.tif: no water found at all" in err.getvalue()
+
+
+def test_staging_left_by_a_killed_run_is_removed_at_the_next_start(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its PID is now free: the owner of a killed run's folder
+    stale = out / ".waterseg-scene-deadbeef"
+    stale.mkdir()
+    (stale / ".owner").write_text(str(dead.pid))
+    (stale / "scene_water.tif").write_bytes(b"half-written")
+    live = out / ".waterseg-other-livelive"
+    live.mkdir()
+    (live / ".owner").write_text(str(os.getpid()))  # a run still in progress
+    src = write_raster(tmp_path / "scene.tif", water_scene(_disc()))
+    err = io.StringIO()
+    _run(src, out, reporter=JsonReporter(out=io.StringIO(), err=err))
+    assert not stale.exists() and live.is_dir()
+    assert "removed .waterseg-scene-deadbeef" in err.getvalue()
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".waterseg-other-livelive",
+        "scene_shoreline.gpkg",
+        "scene_water.tif",
+    ]
