@@ -378,7 +378,9 @@ def render_card(results: dict) -> str:
         "mean": cfg["mean"],
         "std": cfg["std"],
         "protocol": cv["protocol"],
-        "folds_text": "; ".join(f"fold {k}: {', '.join(v)}" for k, v in enumerate(cv["held_out"])),
+        "folds_text": "\n".join(
+            f"- fold {k}: {', '.join(v)}" for k, v in enumerate(cv["held_out"])
+        ),
         "table": "\n".join(rows),
         "mean_iou": f"{100 * m['iou_mean']:.2f}",
         "scene_mean_iou": f"{100 * cv['summary']['mean_over_scenes']['iou_mean']:.2f}",
