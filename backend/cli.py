@@ -18,7 +18,6 @@ from backend.errors import Cancelled, UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("backend.segment.cli", "segment rasters into a water mask and a shoreline"),
     "batch": ("backend.batch.cli", "segment many scenes on a Dask cluster, skipping finished ones"),
-    "batch": ("backend.batch.cli", "segment many scenes on a Dask cluster, skipping finished ones"),
     "plan": ("backend.segment.plan", "say how segment reads a raster: model, bands (no torch)"),
     "train": ("backend.train", "train a model on SNOWED"),
     "evaluate": ("backend.evaluate", "evaluate a checkpoint on a SNOWED split (Table I metrics)"),
