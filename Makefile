@@ -16,7 +16,7 @@ SPLIT ?= test
 TRAIN_ARGS ?=
 SCENE ?=
 
-.PHONY: help setup test test-fast lint format demo train evaluate table1 table1-smoke bench peers package clean
+.PHONY: help setup test test-fast lint format demo batch train evaluate table1 table1-smoke bench peers package clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -43,6 +43,10 @@ format: $(STAMP)  ## ruff: fix what it can
 
 demo: $(STAMP)  ## segment the demo scene (or SCENE=path.tif) with the bundled model
 	$(PY) -m backend demo $(if $(SCENE),--scene "$(SCENE)")
+
+batch: $(STAMP)  ## segment many scenes on Dask: make batch INPUTS="scenes/ more/*.tif" BATCH_OUT=out BATCH_ARGS=--merge-shoreline
+	$(if $(INPUTS),,$(error pass INPUTS="folders, files, globs or @list.txt"))
+	$(PY) -m backend batch $(INPUTS) --out-dir "$(or $(BATCH_OUT),$(OUT)/batch)" $(BATCH_ARGS)
 
 train: $(STAMP)  ## train: make train MODEL=munet WIDTH=half LOSS=seg+edge DATA=path/to/SNOWED
 	$(PY) -m backend train --data "$(DATA)" --model $(MODEL) --width $(WIDTH) --loss "$(LOSS)" \
