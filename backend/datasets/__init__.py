@@ -1,5 +1,6 @@
 """Datasets for training and evaluation. SNOWED is the one the paper uses."""
 
+from backend.datasets.esw import ESW
 from backend.datasets.snowed import (
     ALL_BANDS,
     SNOWED,
@@ -15,6 +16,7 @@ from backend.datasets.snowed import (
 
 __all__ = [
     "ALL_BANDS",
+    "ESW",
     "SNOWED",
     "band_indices",
     "list_samples",
