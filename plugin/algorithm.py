@@ -57,11 +57,14 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             "Separates water from land in an optical satellite image (Sentinel-2 first) with a "
             "U-Net-family model and draws the shoreline. Bands: the layer's band numbers in the "
             "model's band order (e.g. 2,3,4,8 for B2 B3 B4 B8 of a full Sentinel-2 stack); leave "
-            "empty to match bands by their names. Model: a WaterSeg checkpoint (.pt); empty = "
-            "automatic: the backend uses the bundled B2 B3 B4 B8 B11 B12 model when the layer has "
-            "B11 and B12 (band names, a 12/13-band Sentinel-2 stack, or 6 numbers in Bands), else "
-            "the bundled B2 B3 B4 B8 model. The backend runs in its own Python with PyTorch (see "
-            "the WaterSeg dock, Backend > Check backend). The layer must be a local raster file."
+            "empty to let the backend match bands by their names (B04, red (B4), nir, SWIR1 ...), "
+            "or, for unnamed bands, by the Sentinel-2 order of a 4, 12 or 13-band raster (said in "
+            "the log); names that miss a model band stop the run with the fix. A band may not be "
+            "listed twice. Model: a WaterSeg checkpoint (.pt); empty = automatic: the backend "
+            "uses the bundled B2 B3 B4 B8 B11 B12 model when the layer has B11 and B12, else the "
+            "bundled B2 B3 B4 B8 model ('python -m backend plan RASTER' shows the choice). The "
+            "backend runs in its own Python with PyTorch (see the WaterSeg dock, Backend > Check "
+            "backend). The layer must be a local raster file."
         )
 
     def createInstance(self):  # noqa: N802 (QGIS API)
@@ -161,7 +164,6 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
 
         work = Path(tempfile.mkdtemp(prefix="waterseg-", dir=QgsProcessingUtils.tempFolder()))
         request = SegmentRequest(
-            layer_id=layer.id(),
             layer_name=layer.name(),
             input_path=path,
             out_dir=str(work),
@@ -182,7 +184,8 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             if kind == "start":
                 feedback.pushInfo(
                     f"Running {Path(str(event.get('model', '?'))).name} on {event.get('device')}: "
-                    f"{event.get('width')} x {event.get('height')} px, {event.get('tiles')} tiles"
+                    f"{event.get('width')} x {event.get('height')} px, {event.get('tiles')} tiles, "
+                    f"bands {event.get('bands')} ({event.get('band_rule')})"
                 )
             elif kind == "progress" and event.get("stage") == "infer":
                 feedback.setProgress(90.0 * float(event.get("fraction", 0.0)))

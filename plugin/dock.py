@@ -2,12 +2,15 @@
 
 The dock collects a SegmentRequest, validates it (nothing starts on a mistake; the reason is
 shown in the dock's message bar), queues a SegmentTask in QGIS's task manager and follows
-its progress. Backend queries (``info --json``, ``model-info --json``) run as QProcess so
-QGIS never waits for torch to import.
+its progress. Backend queries (``info --json``, ``model-info --json``, ``plan --json``) run as QProcess so
+QGIS never waits for the backend. Which bundled model and which bands fit a layer is the
+backend's decision: the dock asks ``python -m backend plan`` when the layer or the model changes
+and pre-fills its band mapping and the "Using the bundled ... model" line from the answer.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -33,25 +36,18 @@ from .backend_process import (
     find_interpreter,
     parse_json_object,
 )
+from .contract import BUNDLED_MODELS, DEVICES
 from .layers import (
     EXPORT_MAX_PIXELS,
     EXPORT_WARN_PIXELS,
     export_extent,
     export_raster_extent,
     export_shoreline,
-    layer_band_names,
+    layer_band_facts,
     local_raster_path,
     safe_stem,
 )
-from .request import (
-    BUNDLED_MODELS,
-    DEFAULT_BANDS,
-    DEVICES,
-    SegmentRequest,
-    choose_bundled_model,
-    explain_bundled_choice,
-    guess_band_mapping,
-)
+from .request import SegmentRequest
 from .task import SegmentTask, log
 
 FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).with_name("dock.ui")))
@@ -81,12 +77,12 @@ def check_writable(folder: str) -> str | None:
 
 
 def bundled_model_path(key: str) -> str:
-    """The file of bundled model ``key`` ("default" or "rgbn"; see request.BUNDLED_MODELS)."""
+    """The file of bundled model ``key`` ("default", "rgbn", ...; see contract.BUNDLED_MODELS)."""
     return str(MODELS_DIR / BUNDLED_MODELS[key].file)
 
 
 def bundled_key(path: str) -> str | None:
-    """The key ("default" or "rgbn") when ``path`` is a bundled model file, else None."""
+    """The key ("default", "rgbn", ...) when ``path`` is a bundled model file, else None."""
     for key in BUNDLED_MODELS:
         if path == bundled_model_path(key):
             return key
@@ -127,8 +123,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.setObjectName("WaterSegDock")
         self.iface = iface
         self.tasks: list[SegmentTask] = []
-        self.model_bands: list[str] = list(DEFAULT_BANDS)
-        self.auto_choice = "rgbn"  # the bundled model automatic mode uses for the current layer
+        self.model_bands: list[str] = []
+        self.auto_choice: str | None = None  # bundled model key the plan chose for the layer
+        self.plan: dict | None = None  # the backend's last ``plan --json`` answer
+        self.plan_error = ""  # its one-line error when the layer cannot be planned
         self.model_info: dict | None = None
         self.backend_info: dict | None = None
         self.band_combos: list[QgsRasterBandComboBox] = []
@@ -163,8 +161,9 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         )
 
         self.modelCombo.addItem("Bundled model (chosen from the layer's bands)", AUTOMATIC)
-        for key, bundled in BUNDLED_MODELS.items():
-            self.modelCombo.addItem(bundled.label, bundled_model_path(key))
+        installed = [k for k in BUNDLED_MODELS if Path(bundled_model_path(k)).is_file()]
+        for key in installed or list(BUNDLED_MODELS):  # none installed: show what is missing
+            self.modelCombo.addItem(BUNDLED_MODELS[key].label, bundled_model_path(key))
         for path in settings.value(RECENT_MODELS_KEY, [], type=list) or []:
             if path and Path(path).is_file() and bundled_key(path) is None:
                 self.modelCombo.addItem(Path(path).name, path)
@@ -202,7 +201,9 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
     def model_path(self) -> str:
         """The checkpoint a run uses: the picked file, or in automatic mode the bundled model
         chosen for the current layer."""
-        return self.modelCombo.currentData() or bundled_model_path(self.auto_choice)
+        if self.modelCombo.currentData():
+            return self.modelCombo.currentData()
+        return bundled_model_path(self.auto_choice) if self.auto_choice else ""
 
     def set_model_path(self, path: str) -> None:
         """Select (adding if needed) a checkpoint in the model picker and read its info."""
@@ -230,9 +231,9 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         """Show the selected model: in automatic mode which bundled model fits the layer and
         why; otherwise ask the backend (``model-info --json``) about the checkpoint."""
         self.model_info = None
+        self.request_plan()
         if self.is_automatic():
             self._cancel_query("model")
-            self._update_automatic()
             return
         path = self.model_path()
         key = bundled_key(path)
@@ -257,20 +258,63 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             return
         self.model_info = info
         self.modelInfoLabel.setText(summarize_model(info))
-        self._set_model_bands([str(b) for b in info.get("bands") or DEFAULT_BANDS])
+        if self.plan is None:  # the plan answers with the same bands and the mapping
+            self._set_model_bands([str(b) for b in info.get("bands") or []])
 
-    def _update_automatic(self) -> None:
-        """Automatic mode: choose the bundled model for the current layer, show its bands in
-        the mapping rows and the choice (and its reason) in the model label."""
+    def request_plan(self) -> None:
+        """Ask the backend (``plan --json``) which model and bands fit the current layer;
+        :meth:`_on_plan` shows the answer."""
+        self.plan, self.plan_error = None, ""
         layer = self.layerCombo.currentLayer()
-        names = layer_band_names(layer) if isinstance(layer, QgsRasterLayer) else []
-        self.auto_choice = choose_bundled_model(names)
-        self._set_model_bands(list(BUNDLED_MODELS[self.auto_choice].bands))
-        text = explain_bundled_choice(names)
-        path = self.model_path()
-        if names and not Path(path).is_file():
-            text += f", but {path} is missing: reinstall the plugin"
-        self.modelInfoLabel.setText(text)
+        if not isinstance(layer, QgsRasterLayer):
+            self._cancel_query("plan")
+            if self.is_automatic():
+                self.auto_choice = None
+                self.modelInfoLabel.setText(
+                    "Bundled model: chosen from the layer's bands once you pick a raster layer"
+                )
+            return
+        interp = find_interpreter(self.pythonWidget.filePath())
+        if not interp.ok:
+            self._cancel_query("plan")
+            self.plan_error = f"cannot read the layer's bands: {interp.problem}"
+            if self.is_automatic():
+                self.modelInfoLabel.setText(f"Bundled model: {self.plan_error}")
+            return
+        path = local_raster_path(layer)
+        if path:
+            args = ["plan", path]
+        else:
+            facts = layer_band_facts(layer)
+            args = ["plan", "--band-names", json.dumps(facts["names"]), "--dtype", facts["dtype"]]
+            if facts["colour_interp"]:
+                args += ["--colour-interp", ",".join(facts["colour_interp"])]
+        if not self.is_automatic():
+            args += ["--model", self.model_path()]
+        else:
+            self.modelInfoLabel.setText("Reading the layer's bands…")
+        self._run_json("plan", interp.path, [*args, "--json"], self._on_plan)
+
+    def _on_plan(self, plan: dict | None, error: str) -> None:
+        self.plan, self.plan_error = plan, error
+        if plan is None:
+            if self.is_automatic():
+                self.auto_choice = None
+                self.modelInfoLabel.setText(f"Cannot use this layer: {error}")
+            for combo in self.band_combos:
+                combo.setBand(-1)
+            return
+        model = plan.get("model") or {}
+        if self.is_automatic():
+            self.auto_choice = model.get("key")
+            text = str(model.get("why") or "")
+            path = self.model_path()
+            if path and not Path(path).is_file():
+                text += f", but {path} is missing: reinstall the plugin"
+            self.modelInfoLabel.setText(text)
+        self._set_model_bands([str(b) for b in model.get("bands") or []])
+        for note in plan.get("warnings") or []:
+            log(f"{self.layerCombo.currentLayer().name()}: {note}")
 
     def _set_model_bands(self, bands: list[str]) -> None:
         """Show one mapping row per model band (rebuilt only when the bands change)."""
@@ -291,20 +335,22 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self._fill_band_mapping()
 
     def _fill_band_mapping(self) -> None:
+        """Set the mapping rows from the backend's plan (unset until it answers)."""
         layer = self.layerCombo.currentLayer()
         if not isinstance(layer, QgsRasterLayer):
             return
-        mapping = guess_band_mapping(self.model_bands, layer_band_names(layer))
-        for combo, band in zip(self.band_combos, mapping, strict=False):
+        mapping = list((self.plan or {}).get("bands") or [])
+        planned = list((self.plan or {}).get("model", {}).get("bands") or [])
+        if planned != self.model_bands:
+            mapping = []
+        for i, combo in enumerate(self.band_combos):
+            band = mapping[i] if i < len(mapping) else -1
             combo.setBand(band if band <= layer.bandCount() else -1)
 
     def _on_layer_changed(self, layer) -> None:
         for combo in self.band_combos:
             combo.setLayer(layer)
-        if self.is_automatic():
-            self._update_automatic()
-        else:
-            self._fill_band_mapping()
+        self.request_plan()
 
     def band_mapping(self) -> list[int]:
         return [combo.currentBand() for combo in self.band_combos]
@@ -403,19 +449,20 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
                 "Choose a raster layer to segment (add a satellite image to the project first)."
             )
             return None
+        if "plan" in self._processes:
+            self.show_message("Still reading the layer's bands: try again in a moment.")
+            return None
+        if self.is_automatic() and self.plan is None:
+            self.show_message(f"Layer '{layer.name()}': {self.plan_error or 'no plan yet'}")
+            return None
         need = len(self.model_bands)
         if layer.bandCount() < need:
-            fewest = BUNDLED_MODELS["rgbn"].bands
-            if self.is_automatic() and layer.bandCount() < len(fewest):
-                needs = f"the bundled models need at least {len(fewest)} ({' '.join(fewest)})"
-            else:
-                needs = f"the model needs {need} ({' '.join(self.model_bands)})"
             fix = "choose a multispectral image"
-            manual_bundled = not self.is_automatic() and bundled_key(self.model_path())
-            if manual_bundled and layer.bandCount() >= len(fewest):
-                fix += " or the automatic bundled model"  # the SWIR model on 4 or 5 bands
+            if bundled_key(self.model_path()) and layer.bandCount() >= 3:
+                fix += " or the automatic bundled model"  # e.g. the SWIR model on 4 bands
             self.show_message(
-                f"Layer '{layer.name()}' has {layer.bandCount()} band(s) but {needs}: {fix}."
+                f"Layer '{layer.name()}' has {layer.bandCount()} band(s) but the model needs "
+                f"{need} ({' '.join(self.model_bands)}): {fix}."
             )
             return None
         bands = self.band_mapping()
@@ -480,7 +527,6 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
                 export_raster_extent(provider, crs, path, extent, cols, rows, context)
 
         request = SegmentRequest(
-            layer_id=layer.id(),
             layer_name=layer.name(),
             input_path=path,
             out_dir=out_dir,

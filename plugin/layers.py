@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from qgis.core import (
+    Qgis,
     QgsCoordinateTransform,
     QgsLayerTreeGroup,
     QgsProject,
@@ -66,6 +67,29 @@ def layer_band_names(layer: QgsRasterLayer) -> list[str]:
         except Exception:  # noqa: BLE001 - a description is a nicety, never an error
             pass
     return names
+
+
+_DTYPES = {
+    Qgis.Byte: "uint8",
+    Qgis.UInt16: "uint16",
+    Qgis.Int16: "int16",
+    Qgis.UInt32: "uint32",
+    Qgis.Int32: "int32",
+    Qgis.Float32: "float32",
+    Qgis.Float64: "float64",
+}
+
+
+def layer_band_facts(layer: QgsRasterLayer) -> dict:
+    """What ``plan --band-names`` needs about a layer without a local file: band names, the
+    numpy name of band 1's type and the colour interpretation of each band ("red", ...)."""
+    provider = layer.dataProvider()
+    bands = range(1, layer.bandCount() + 1)
+    return {
+        "names": layer_band_names(layer),
+        "dtype": _DTYPES.get(provider.dataType(1), "") if layer.bandCount() else "",
+        "colour_interp": [provider.colorInterpretationName(b).lower() for b in bands],
+    }
 
 
 def safe_stem(name: str) -> str:

@@ -340,6 +340,8 @@ def segment_source(
         width=georef.width,
         height=georef.height,
         tiles=grid.count,
+        bands=list(source.indexes),
+        band_rule=source.mapping.rule,
     )
     reporter.log(
         f"{source.path.name}: bands {source.indexes} ({source.mapping.rule}), device {device}"

@@ -111,6 +111,40 @@ def test_swir_names_choose_the_swir_model(tmp_path):
     assert answer["model"]["key"] == "default" and answer["bands"] == [1, 2, 3, 4, 5, 6]
 
 
+NAMES_16 = [f"B{i}" for i in range(1, 9)] + ["B8A", "B9", "B10", "B11", "B12"]
+NAMES_16 += ["QA10", "QA20", "QA60"]
+
+
+@pytest.mark.parametrize(
+    ("names", "choice", "bands"),
+    [
+        (["B2", "B3", "B4", "B8"], "rgbn", [1, 2, 3, 4]),
+        (["Band 1", "Band 2", "Band 3", "Band 4"], "rgbn", [1, 2, 3, 4]),  # QGIS's names
+        (["B2", "B3", "B4", "B8", "B11", "B12"], "default", [1, 2, 3, 4, 5, 6]),
+        (["B08", "B02 blue", "b03", "B04", "B12 swir2", "Band 6: B11"], "default", None),
+        (["B8", "B2", "B3", "B4", "B12", "B11"], "default", [2, 3, 4, 1, 6, 5]),
+        (["B2", "B3", "B4", "B8", "B11"], "rgbn", [1, 2, 3, 4]),  # B12 missing
+        (NAMES_16, "default", [2, 3, 4, 8, 12, 13]),  # the demo scene's stack with QA bands
+        ([""] * 13, "default", [2, 3, 4, 8, 12, 13]),  # unnamed L1C stack
+        ([""] * 12, "default", [2, 3, 4, 8, 11, 12]),  # unnamed L2A stack
+        (["Band 1"] * 12, "default", [2, 3, 4, 8, 11, 12]),
+        ([f"B{i}" for i in range(1, 9)] + ["B8A", "B9", "QA10", "QA20"], "rgbn", [2, 3, 4, 8]),
+        ([""] * 6, None, None),  # 6 unnamed bands: no layout says which they are
+        ([""] * 3, None, None),  # 3 unnamed 16-bit bands, no RGB model installed
+    ],
+)
+def test_bundled_model_choice_worked_out_by_hand(names, choice, bands):
+    raster = RasterBands(len(names), tuple(names), (), "uint16")
+    if choice is None:
+        with pytest.raises(UserError, match="--bands"):
+            make_plan(raster)
+        return
+    plan = make_plan(raster)
+    assert plan.model.key == choice
+    if bands is not None:
+        assert plan.mapping.indexes == bands
+
+
 def test_names_that_miss_a_model_band_stop_with_the_fix():
     with pytest.raises(UserError, match=r"missing B8: .*--bands"):
         map_bands(RGBN, 4, ["red", "green", "blue", "elevation"])

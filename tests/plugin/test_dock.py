@@ -16,8 +16,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QColor
 
+from plugin.contract import BUNDLED_MODELS
 from plugin.dock import MODELS_DIR
-from plugin.request import BUNDLED_MODELS
 
 from .conftest import EPSG, ORIGIN, PIXEL, write_raster
 
@@ -36,11 +36,17 @@ def _assert_nothing_started(dock, before: int) -> None:
     assert QgsApplication.taskManager().count() == before
 
 
-def _prepare(dock, tmp_path, tiny_model, layer):
+def _settle(dock, qtbot) -> None:
+    """Wait for the dock's backend queries (plan, model-info) to answer."""
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
+
+
+def _prepare(dock, tmp_path, tiny_model, layer, qtbot):
     dock.layerCombo.setLayer(layer)
     dock.modelCombo.addItem("tiny", str(tiny_model))
     dock.modelCombo.setCurrentIndex(dock.modelCombo.count() - 1)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    _settle(dock, qtbot)
 
 
 def test_no_layer_starts_nothing(plugin, tmp_path):
@@ -63,20 +69,20 @@ def test_layer_picker_follows_the_project(plugin, tmp_path):
     assert [dock.layerCombo.itemText(i) for i in range(dock.layerCombo.count())] == [""]
 
 
-def test_one_band_layer_is_refused(plugin, tmp_path, tiny_model):
+def test_one_band_layer_is_refused(plugin, tmp_path, tiny_model, qtbot):
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "gray.tif", bands=1), "gray")
-    _prepare(dock, tmp_path, tiny_model, layer)
+    _prepare(dock, tmp_path, tiny_model, layer, qtbot)
     before = QgsApplication.taskManager().count()
     assert dock.start_run() is None
     assert "has 1 band(s) but the model needs 4" in dock.last_message()
     _assert_nothing_started(dock, before)
 
 
-def test_unwritable_folder_is_refused(plugin, tmp_path, tiny_model):
+def test_unwritable_folder_is_refused(plugin, tmp_path, tiny_model, qtbot):
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "s.tif"))
-    _prepare(dock, tmp_path, tiny_model, layer)
+    _prepare(dock, tmp_path, tiny_model, layer, qtbot)
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     dock.outDirWidget.setFilePath(str(blocker / "out"))  # a folder inside a file: never writable
@@ -87,12 +93,12 @@ def test_unwritable_folder_is_refused(plugin, tmp_path, tiny_model):
 
 
 @pytest.mark.parametrize("python", ["missing", "/usr/bin/python3"])
-def test_missing_backend_is_refused_with_the_fix(plugin, tmp_path, tiny_model, python):
+def test_missing_backend_is_refused_with_the_fix(plugin, tmp_path, tiny_model, python, qtbot):
     if python != "missing" and not Path(python).exists():
         pytest.skip(f"{python} not installed")
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "s.tif"))
-    _prepare(dock, tmp_path, tiny_model, layer)
+    _prepare(dock, tmp_path, tiny_model, layer, qtbot)
     dock.pythonWidget.setFilePath(
         str(tmp_path / "no-such-python") if python == "missing" else python
     )
@@ -181,7 +187,7 @@ def test_export_shoreline(plugin, tmp_path, name, driver):
     assert "Shoreline saved" in dock.last_message()
 
 
-def test_non_file_layer_is_exported_to_a_temporary_geotiff(plugin, tmp_path, tiny_model):
+def test_non_file_layer_is_exported_to_a_temporary_geotiff(plugin, tmp_path, tiny_model, qtbot):
     """A raster that is not a local file (here GDAL's in-memory /vsimem/) -> the visible extent
     at native resolution goes to a temporary GeoTIFF the backend can read."""
     from osgeo import gdal
@@ -212,7 +218,7 @@ def test_non_file_layer_is_exported_to_a_temporary_geotiff(plugin, tmp_path, tin
         ds = None
         # the dock turns such a layer into a request on a temporary file
         QgsProject.instance().addMapLayer(layer)
-        _prepare(plugin.dock, tmp_path, tiny_model, layer)
+        _prepare(plugin.dock, tmp_path, tiny_model, layer, qtbot)
         request, job = plugin.dock.build_request()
         assert request.temporary_input and job is not None
         assert Path(request.input_path).name == "in_memory.tif"
@@ -278,15 +284,17 @@ def test_model_picker_offers_automatic_then_both_bundled_models(plugin):
     assert "once you pick a raster layer" in dock.modelInfoLabel.text()
 
 
-def test_automatic_mode_uses_the_4_band_model_for_a_4_band_layer(plugin, tmp_path):
+def test_automatic_mode_uses_the_4_band_model_for_a_4_band_layer(plugin, tmp_path, qtbot):
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "rgbn.tif", bands=4, size=(16, 16)), "rgbn")
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    _settle(dock, qtbot)
     assert dock.auto_choice == "rgbn"
     assert _rows(dock) == ["B2", "B3", "B4", "B8"] and dock.band_mapping() == [1, 2, 3, 4]
     assert dock.modelInfoLabel.text().startswith(
-        "Using the bundled 4-band model (B2 B3 B4 B8): the layer has no B11/B12 bands"
+        "Using the bundled 4-band model (B2 B3 B4 B8): the raster has no B11, B12 "
+        "(4 unnamed bands read as the 10 m Sentinel-2 order"
     )
     request, path = _request_or_missing(dock, "rgbn")
     assert request.model_path == path and request.bands == [1, 2, 3, 4]
@@ -300,35 +308,40 @@ def _six_band_layer(tmp_path, descriptions):
     return _add_raster(path, "six")
 
 
-def test_automatic_mode_follows_the_layer_and_uses_the_swir_model(plugin, tmp_path):
+def test_automatic_mode_follows_the_layer_and_uses_the_swir_model(plugin, tmp_path, qtbot):
     dock = plugin.dock
     swir = _six_band_layer(tmp_path, ["B8", "B2", "B3", "B4", "B12", "B11"])
     four = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     dock.layerCombo.setLayer(four)
+    _settle(dock, qtbot)
     assert _rows(dock) == ["B2", "B3", "B4", "B8"]
     dock.layerCombo.setLayer(swir)  # the rows and the choice follow the layer
+    _settle(dock, qtbot)
     assert dock.auto_choice == "default"
     assert _rows(dock) == ["B2", "B3", "B4", "B8", "B11", "B12"]
     assert dock.band_mapping() == [2, 3, 4, 1, 6, 5]
-    assert dock.modelInfoLabel.text().startswith(
-        "Using the bundled 6-band model (B2 B3 B4 B8 B11 B12): the layer has B11 and B12"
+    assert dock.modelInfoLabel.text() == (
+        "Using the bundled 6-band model (B2 B3 B4 B8 B11 B12): the raster has B2 B3 B4 B8 "
+        "B11 B12 (by its band descriptions)"
     )
     request, path = _request_or_missing(dock, "default")
     assert request.model_path == path and request.bands == [2, 3, 4, 1, 6, 5]
     args = request.backend_args()
     assert args[args.index("--bands") + 1] == "2,3,4,1,6,5"
     dock.layerCombo.setLayer(four)
+    _settle(dock, qtbot)
     assert dock.auto_choice == "rgbn" and dock.band_mapping() == [1, 2, 3, 4]
 
 
-def test_unnamed_sentinel2_stack_gets_the_swir_model(plugin, tmp_path):
+def test_unnamed_sentinel2_stack_gets_the_swir_model(plugin, tmp_path, qtbot):
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "l2a.tif", bands=12, size=(8, 8)), "l2a")
     dock.layerCombo.setLayer(layer)
+    _settle(dock, qtbot)
     assert dock.auto_choice == "default"
     assert dock.band_mapping() == [2, 3, 4, 8, 11, 12]
-    assert "12 unnamed bands read as a Sentinel-2 stack" in dock.modelInfoLabel.text()
+    assert "12 unnamed bands read as the Sentinel-2 L2A order" in dock.modelInfoLabel.text()
 
 
 def test_a_bundled_model_picked_by_hand_overrides_automatic(plugin, tmp_path, qtbot):
@@ -337,10 +350,12 @@ def test_a_bundled_model_picked_by_hand_overrides_automatic(plugin, tmp_path, qt
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     rgbn = str(MODELS_DIR / "waterseg-rgbn.pt")
+    _settle(dock, qtbot)
     dock.modelCombo.setCurrentIndex(dock.modelCombo.findData(rgbn))
     assert not dock.is_automatic() and dock.model_path() == rgbn
-    assert _rows(dock) == ["B2", "B3", "B4", "B8"] and dock.band_mapping() == [1, 2, 3, 4]
-    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # model-info of the file
+    assert _rows(dock) == ["B2", "B3", "B4", "B8"]
+    _settle(dock, qtbot)  # plan and model-info of the file
+    assert dock.band_mapping() == [1, 2, 3, 4]
     if Path(rgbn).is_file():
         assert "bands B2 B3 B4 B8 ·" in dock.modelInfoLabel.text(), dock.modelInfoLabel.text()
     assert _rows(dock) == ["B2", "B3", "B4", "B8"]
@@ -348,6 +363,7 @@ def test_a_bundled_model_picked_by_hand_overrides_automatic(plugin, tmp_path, qt
     assert request.model_path == rgbn and request.bands == [1, 2, 3, 4]
     # back to automatic: the SWIR model again
     dock.modelCombo.setCurrentIndex(0)
+    _settle(dock, qtbot)
     assert dock.auto_choice == "default" and len(_rows(dock)) == 6
 
 
@@ -367,26 +383,29 @@ def test_swir_model_by_hand_on_a_4_band_layer_says_what_to_do(plugin, tmp_path, 
     _assert_nothing_started(dock, before)
 
 
-def test_three_band_layer_is_refused_in_automatic_mode(plugin, tmp_path):
+def test_three_band_layer_is_refused_in_automatic_mode(plugin, tmp_path, qtbot):
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "rgb.tif", bands=3, size=(16, 16)), "rgb")
     dock.layerCombo.setLayer(layer)
+    _settle(dock, qtbot)
     before = QgsApplication.taskManager().count()
     assert dock.start_run() is None
-    assert dock.last_message() == (
-        "Layer 'rgb' has 3 band(s) but the bundled models need at least 4 (B2 B3 B4 B8): "
-        "choose a multispectral image."
+    assert dock.last_message() == (  # the backend's plan says why, in one line
+        "Layer 'rgb': the raster has 3 band(s) but the model needs 4 (B2 B3 B4 B8); missing "
+        "B8; pass a raster with these bands or --bands"
     )
+    assert dock.modelInfoLabel.text().startswith("Cannot use this layer: the raster has 3")
     _assert_nothing_started(dock, before)
 
 
-def test_missing_bundled_model_is_one_line_with_the_fix(plugin, tmp_path, monkeypatch):
+def test_missing_bundled_model_is_one_line_with_the_fix(plugin, tmp_path, monkeypatch, qtbot):
     empty = tmp_path / "no-models"
     monkeypatch.setattr("plugin.dock.MODELS_DIR", empty)
     dock = plugin.dock
     layer = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    _settle(dock, qtbot)
     missing = empty / "waterseg-rgbn.pt"
     assert dock.modelInfoLabel.text().endswith(f", but {missing} is missing: reinstall the plugin")
     before = QgsApplication.taskManager().count()
@@ -396,3 +415,39 @@ def test_missing_bundled_model_is_one_line_with_the_fix(plugin, tmp_path, monkey
         "WaterSeg checkpoint (.pt)."
     )
     _assert_nothing_started(dock, before)
+
+
+# The same four namings as tests/backend/test_segment_plan.py::NAMED: the dock shows the
+# mapping the backend's plan made, so it cannot disagree with `segment`.
+NAMED = {
+    "colour-then-code": (["red (B4)", "green (B3)", "blue (B2)", "nir (B8)"], [3, 2, 1, 4]),
+    "zero-padded": (["B04", "B03", "B02", "B08"], [3, 2, 1, 4]),
+    "band-n-colour": (["Band 1 (blue)", "Band 2 (green)", "Band 4 (red)", "nir"], [1, 2, 3, 4]),
+    "words": (["nir", "Red", "green", "blue"], [4, 3, 2, 1]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAMED))
+def test_dock_maps_named_bands_like_the_backend(plugin, tmp_path, qtbot, case):
+    names, expected = NAMED[case]
+    dock = plugin.dock
+    layer = _add_raster(write_raster(tmp_path / "n.tif", size=(16, 16), descriptions=names))
+    dock.layerCombo.setLayer(layer)
+    _settle(dock, qtbot)
+    assert dock.auto_choice == "rgbn" and _rows(dock) == ["B2", "B3", "B4", "B8"]
+    assert dock.band_mapping() == expected, dock.modelInfoLabel.text()
+
+
+def test_dock_asks_with_band_names_for_a_layer_without_a_file(plugin, tmp_path, qtbot):
+    from osgeo import gdal
+
+    src = write_raster(tmp_path / "src.tif", size=(16, 16), descriptions=NAMED["words"][0])
+    gdal.Translate("/vsimem/waterseg-named.tif", str(src))
+    try:
+        layer = _add_raster("/vsimem/waterseg-named.tif", "in memory")
+        plugin.dock.layerCombo.setLayer(layer)
+        _settle(plugin.dock, qtbot)
+        assert plugin.dock.band_mapping() == NAMED["words"][1]
+    finally:
+        QgsProject.instance().removeAllMapLayers()
+        gdal.Unlink("/vsimem/waterseg-named.tif")

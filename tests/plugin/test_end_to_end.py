@@ -29,13 +29,14 @@ pytestmark = [
 ]
 
 
-def _run_dock(plugin, tmp_path, tiny_model, layer):
+def _run_dock(plugin, tmp_path, tiny_model, layer, qtbot):
     dock = plugin.dock
     dock.layerCombo.setLayer(layer)
     dock.modelCombo.addItem("tiny", str(tiny_model))
     dock.modelCombo.setCurrentIndex(dock.modelCombo.count() - 1)
     dock.deviceCombo.setCurrentIndex(dock.deviceCombo.findData("cpu"))
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
     completed = []
     task = dock.start_run()
     assert task is not None, dock.last_message()
@@ -55,8 +56,8 @@ def test_segment_water_adds_styled_layers_and_queues_runs(
 ):
     a = _add(write_raster(tmp_path / "lake_a.tif", size=(96, 128)), "lake A")
     b = _add(write_raster(tmp_path / "lake_b.tif", size=(64, 80)), "lake B")
-    task_a, done_a = _run_dock(plugin, tmp_path, tiny_model, a)
-    task_b, done_b = _run_dock(plugin, tmp_path, tiny_model, b)  # queued behind A
+    task_a, done_a = _run_dock(plugin, tmp_path, tiny_model, a, qtbot)
+    task_b, done_b = _run_dock(plugin, tmp_path, tiny_model, b, qtbot)  # queued behind A
     assert len(plugin.dock.active_tasks()) == 2 and plugin.dock.cancelButton.isEnabled()
     qtbot.waitUntil(lambda: bool(done_a and done_b), timeout=180000)
 
@@ -87,7 +88,7 @@ def test_segment_water_adds_styled_layers_and_queues_runs(
 def test_cancel_stops_the_backend_and_leaves_nothing(plugin, tmp_path, tiny_model, qtbot):
     big = _add(write_raster(tmp_path / "big.tif", size=(1024, 1024)), "big")
     layers_before = set(QgsProject.instance().mapLayers())
-    task, done = _run_dock(plugin, tmp_path, tiny_model, big)
+    task, done = _run_dock(plugin, tmp_path, tiny_model, big, qtbot)
     seen = {}
 
     def inferring():
@@ -125,7 +126,7 @@ def test_backend_error_is_one_message_with_details_in_the_log(
 
     QgsApplication.messageLog().messageReceived.connect(on_log)
     try:
-        task, done = _run_dock(plugin, tmp_path, bad_model, layer)
+        task, done = _run_dock(plugin, tmp_path, bad_model, layer, qtbot)
         qtbot.waitUntil(lambda: bool(done), timeout=60000)
     finally:
         QgsApplication.messageLog().messageReceived.disconnect(on_log)
@@ -184,6 +185,7 @@ def test_automatic_dock_run_uses_the_bundled_4_band_model(plugin, tmp_path, qtbo
     dock.layerCombo.setLayer(layer)
     dock.deviceCombo.setCurrentIndex(dock.deviceCombo.findData("cpu"))
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
     assert dock.is_automatic()
     done = []
     task = dock.start_run()
@@ -239,3 +241,36 @@ def test_processing_without_model_lets_the_backend_choose(
     backend = next(i for i in feedback.infos if i.startswith("Backend: "))
     assert "--model" not in backend.split()  # empty MODEL: the backend decides
     assert any(i.startswith(f"Running {expected} on cpu") for i in feedback.infos), feedback.infos
+
+
+NAMED = {  # as in tests/backend/test_segment_plan.py and tests/plugin/test_dock.py
+    "colour-then-code": (["red (B4)", "green (B3)", "blue (B2)", "nir (B8)"], [3, 2, 1, 4]),
+    "zero-padded": (["B04", "B03", "B02", "B08"], [3, 2, 1, 4]),
+    "band-n-colour": (["Band 1 (blue)", "Band 2 (green)", "Band 4 (red)", "nir"], [1, 2, 3, 4]),
+    "words": (["nir", "Red", "green", "blue"], [4, 3, 2, 1]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NAMED))
+def test_processing_with_empty_bands_maps_names_like_the_backend(
+    plugin, tmp_path, qgis_processing, case
+):
+    import processing
+
+    _bundled("waterseg-rgbn.pt")
+    names, expected = NAMED[case]
+    layer = _add(write_raster(tmp_path / "n.tif", size=(32, 32), descriptions=names), "n")
+    feedback = _Feedback()
+    processing.run(
+        "waterseg:segmentwater",
+        {
+            "INPUT": layer,
+            "BANDS": "",
+            "DEVICE": 1,  # cpu
+            "OUTPUT_MASK": str(tmp_path / "result" / "mask.tif"),
+            "OUTPUT_SHORELINE": str(tmp_path / "result" / "coast.gpkg"),
+        },
+        feedback=feedback,
+    )
+    running = [i for i in feedback.infos if i.startswith("Running ")]
+    assert running and f"bands {expected} (descriptions)" in running[0], feedback.infos

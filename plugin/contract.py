@@ -1,0 +1,89 @@
+"""The plugin's reading of ``resources/contract.json``, the file the backend reads too
+(``backend/contract.py``): bundled models, devices, segment options, output names, progress
+events and stages. Plain json: the plugin never imports ``backend``.
+
+Decisions about a raster (band mapping, which bundled model) are not made here: the dock asks
+the backend (``python -m backend plan``) and shows the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PLUGIN_ROOT = Path(__file__).resolve().parent.parent
+CONTRACT = json.loads((PLUGIN_ROOT / "resources" / "contract.json").read_text(encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class BundledModel:
+    """One model shipped in resources/models/ (the contract's table, preferred first)."""
+
+    key: str
+    file: str
+    bands: tuple[str, ...]
+    label: str
+
+
+BUNDLED_MODELS: dict[str, BundledModel] = {
+    m["key"]: BundledModel(m["key"], m["file"], tuple(m["bands"]), m["label"])
+    for m in CONTRACT["bundled_models"]
+}
+DEVICES: tuple[str, ...] = tuple(CONTRACT["devices"])
+OPTIONS: dict[str, dict[str, Any]] = {o["name"]: o for o in CONTRACT["segment_options"]}
+
+
+def default(name: str) -> Any:
+    """The default of segment option ``name`` ("overlap", "min-length", ...)."""
+    return OPTIONS[name].get("default")
+
+
+def output_path(out_dir: str | Path, stem: str, kind: str) -> Path:
+    """Where ``segment`` writes output ``kind`` ("mask", "shoreline_gpkg", ...) of ``stem``."""
+    return Path(out_dir) / CONTRACT["outputs"][kind].format(stem=stem)
+
+
+def progress_percent(event: dict) -> float | None:
+    """A ``progress`` event -> percent of the whole run (stages in the contract); None for
+    other events."""
+    if event.get("event") != "progress":
+        return None
+    low, high = CONTRACT["progress_stages"].get(str(event.get("stage")), (0.0, 100.0))
+    frac = max(0.0, min(1.0, float(event.get("fraction", 0.0))))
+    return low + (high - low) * frac
+
+
+def describe_event(event: dict) -> str | None:
+    """One status line for a backend event (None: nothing to show). Handles every event of
+    the contract; an unknown one is shown as its name."""
+    kind = event.get("event")
+    if kind == "start":
+        return (
+            f"running {Path(str(event.get('model', '?'))).name} on {event.get('device', '?')}: "
+            f"{event.get('width')} x {event.get('height')} px, {event.get('tiles', '?')} tiles, "
+            f"bands {event.get('bands', '?')} ({event.get('band_rule', '?')})"
+        )
+    if kind == "progress":
+        if event.get("stage") == "infer":
+            return (
+                f"{event.get('tiles_done', 0)}/{event.get('tiles_total', '?')} tiles "
+                f"on {event.get('device', '?')}"
+            )
+        return f"{event.get('stage', '')}..."
+    if kind == "output":
+        return f"wrote {event.get('path')}"
+    if kind == "done":
+        return (
+            f"done in {float(event.get('elapsed_s', 0)):.1f} s, "
+            f"{event.get('shoreline_features', '?')} shoreline features"
+        )
+    if kind == "finished":
+        return f"finished {event.get('count', '?')} input(s)"
+    if kind == "error":
+        return str(event.get("message", "backend error"))
+    return str(kind)
+
+
+HANDLED_EVENTS = frozenset({"start", "progress", "output", "done", "finished", "error"})
