@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .algorithm import SegmentWaterAlgorithm
 from .backend_process import PLUGIN_ROOT
+from .batch_algorithm import SegmentManyScenesAlgorithm
 
 
 class WaterSegProvider(QgsProcessingProvider):
@@ -26,3 +27,4 @@ class WaterSegProvider(QgsProcessingProvider):
 
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         self.addAlgorithm(SegmentWaterAlgorithm())
+        self.addAlgorithm(SegmentManyScenesAlgorithm())
