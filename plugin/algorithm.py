@@ -13,9 +13,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
@@ -29,7 +27,8 @@ from qgis.core import (
 
 from .backend_process import SETTINGS_KEY, BackendRun, backend_command, find_interpreter
 from .layers import local_raster_path
-from .request import DEVICES, SegmentRequest, parse_bands
+from .options import processing_parameters, processing_values
+from .request import SegmentRequest, parse_bands
 
 
 class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
@@ -38,11 +37,6 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
     MODEL = "MODEL"
     BANDS = "BANDS"
-    DEVICE = "DEVICE"
-    OVERLAP = "OVERLAP"
-    THRESHOLD = "THRESHOLD"
-    MIN_LENGTH = "MIN_LENGTH"
-    SMOOTH = "SMOOTH"
     OUTPUT_MASK = "OUTPUT_MASK"
     OUTPUT_SHORELINE = "OUTPUT_SHORELINE"
 
@@ -88,48 +82,8 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 optional=True,
             )
         )
-        self.addParameter(
-            QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0)
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.OVERLAP,
-                "Tile overlap (fraction)",
-                QgsProcessingParameterNumber.Double,
-                defaultValue=0.25,
-                minValue=0.25,
-                maxValue=0.85,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Water probability threshold",
-                QgsProcessingParameterNumber.Double,
-                defaultValue=0.5,
-                minValue=0.01,
-                maxValue=0.99,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.MIN_LENGTH,
-                "Shoreline minimum length (m)",
-                QgsProcessingParameterNumber.Double,
-                defaultValue=0.0,
-                minValue=0.0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.SMOOTH,
-                "Shoreline smoothing iterations",
-                QgsProcessingParameterNumber.Integer,
-                defaultValue=0,
-                minValue=0,
-                maxValue=10,
-            )
-        )
+        for param in processing_parameters():  # DEVICE, OVERLAP, ...: the contract's options
+            self.addParameter(param)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, "Water mask"))
         self.addParameter(
             QgsProcessingParameterVectorDestination(
@@ -169,11 +123,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             out_dir=str(work),
             bands=bands,
             model_path=model,
-            device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-            overlap=self.parameterAsDouble(parameters, self.OVERLAP, context),
-            threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
-            min_length=self.parameterAsDouble(parameters, self.MIN_LENGTH, context),
-            smooth=self.parameterAsInt(parameters, self.SMOOTH, context),
+            options=processing_values(self, parameters, context),
             python=interp.path,
         )
         argv = backend_command(interp.path, *request.backend_args())

@@ -33,11 +33,32 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
 }
 DEVICES: tuple[str, ...] = tuple(CONTRACT["devices"])
 OPTIONS: dict[str, dict[str, Any]] = {o["name"]: o for o in CONTRACT["segment_options"]}
+# The options the dock and the Processing algorithm offer ("ui": true), in table order.
+UI_OPTIONS: list[dict[str, Any]] = [o for o in CONTRACT["segment_options"] if o.get("ui")]
 
 
 def default(name: str) -> Any:
     """The default of segment option ``name`` ("overlap", "min-length", ...)."""
     return OPTIONS[name].get("default")
+
+
+def ui_defaults() -> dict[str, Any]:
+    """Option name -> default, for the options the dock and Processing offer."""
+    return {o["name"]: o.get("default") for o in UI_OPTIONS}
+
+
+def option_args(options: dict[str, Any]) -> list[str]:
+    """``{"overlap": 0.5, "smooth": 2}`` -> ``["--overlap", "0.5", "--smooth", "2"]``
+    (booleans: the flag alone when true)."""
+    args: list[str] = []
+    for name, value in options.items():
+        kind = OPTIONS[name]["type"]
+        if kind == "bool":
+            args += [f"--{name}"] if value else []
+        elif value is not None:
+            text = str(int(value)) if kind == "int" else f"{value:g}" if kind == "float" else value
+            args += [f"--{name}", str(text)]
+    return args
 
 
 def output_path(out_dir: str | Path, stem: str, kind: str) -> Path:

@@ -36,7 +36,7 @@ from .backend_process import (
     find_interpreter,
     parse_json_object,
 )
-from .contract import BUNDLED_MODELS, DEVICES
+from .contract import BUNDLED_MODELS, UI_OPTIONS
 from .layers import (
     EXPORT_MAX_PIXELS,
     EXPORT_WARN_PIXELS,
@@ -47,6 +47,7 @@ from .layers import (
     local_raster_path,
     safe_stem,
 )
+from .options import configure, make_widget, widget_name, widget_value
 from .request import SegmentRequest
 from .task import SegmentTask, log
 
@@ -143,8 +144,15 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.shorelineCombo.setFilters(QgsMapLayerProxyModel.LineLayer)
         self.shorelineCombo.setAllowEmptyLayer(True)
 
-        for dev in DEVICES:
-            self.deviceCombo.addItem(dev, dev)
+        self.option_widgets: dict[str, object] = {}  # contract option name -> its widget
+        for opt in UI_OPTIONS:  # ranges, defaults and choices from the contract
+            widget = getattr(self, widget_name(opt), None)
+            if widget is None:  # an option dock.ui does not place: a generated row
+                widget = make_widget(opt)
+                row = self.optionsForm.rowCount() - 1  # above the output folder
+                self.optionsForm.insertRow(row, opt.get("label", opt["name"]), widget)
+            configure(widget, opt)
+            self.option_widgets[opt["name"]] = widget
 
         settings = QgsSettings()
         self.outDirWidget.setStorageMode(QgsFileWidget.GetDirectory)
@@ -532,11 +540,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             out_dir=out_dir,
             bands=bands,
             model_path=model,  # a concrete file, bundled ones included (the backend checks them)
-            device=self.deviceCombo.currentData(),
-            overlap=self.overlapSpin.value(),
-            threshold=self.thresholdSpin.value(),
-            min_length=self.minLengthSpin.value(),
-            smooth=self.smoothSpin.value(),
+            options={name: widget_value(w) for name, w in self.option_widgets.items()},
             python=interp.path,
             temporary_input=temporary,
         )

@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .contract import DEVICES, default, output_path
+from .contract import option_args, output_path, ui_defaults
 
-__all__ = ["DEVICES", "SegmentRequest", "parse_bands"]
+__all__ = ["SegmentRequest", "parse_bands"]
 
 
 @dataclass
@@ -23,7 +24,9 @@ class SegmentRequest:
     ``input_path`` is the local raster file the backend reads (the layer's file, or a
     temporary GeoTIFF exported from a non-file layer); ``bands`` are 1-based band numbers of
     that file in the model's band order (empty: the backend maps them by name);
-    ``model_path`` None lets the backend choose a bundled model from the input's bands.
+    ``model_path`` None lets the backend choose a bundled model from the input's bands;
+    ``options`` holds the segment options the dock or Processing offers (names, defaults and
+    ranges from the contract).
     """
 
     layer_name: str
@@ -31,15 +34,15 @@ class SegmentRequest:
     out_dir: str
     bands: list[int]
     model_path: str | None = None
-    device: str = default("device")
-    overlap: float = default("overlap")
-    threshold: float = default("threshold")
-    min_length: float = default("min-length")
-    smooth: int = default("smooth")
+    options: dict[str, Any] = field(default_factory=ui_defaults)  # contract option -> value
     overwrite: bool = True
     python: str = ""
     temporary_input: bool = False
     extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def device(self) -> str:
+        return str(self.options.get("device", "auto"))
 
     @property
     def stem(self) -> str:
@@ -53,26 +56,9 @@ class SegmentRequest:
 
     def backend_args(self) -> list[str]:
         """Arguments after ``python -m backend`` for this request."""
-        args = [
-            "segment",
-            self.input_path,
-            "--out-dir",
-            self.out_dir,
-            "--device",
-            self.device,
-            "--overlap",
-            f"{self.overlap:g}",
-            "--threshold",
-            f"{self.threshold:g}",
-            "--min-length",
-            f"{self.min_length:g}",
-            "--smooth",
-            str(int(self.smooth)),
-            "--shoreline",
-            "gpkg",
-            "--progress",
-            "json",
-        ]
+        args = ["segment", self.input_path, "--out-dir", self.out_dir]
+        args += option_args(self.options)
+        args += ["--shoreline", "gpkg", "--progress", "json"]
         if self.bands:  # empty: the backend maps bands by name from the checkpoint
             args += ["--bands", ",".join(str(b) for b in self.bands)]
         if self.model_path:

@@ -30,11 +30,7 @@ def test_backend_args_follow_the_segment_contract(tmp_path):
         out_dir=str(tmp_path),
         bands=[2, 3, 4, 8],
         model_path="/m/a.pt",
-        device="cpu",
-        overlap=0.5,
-        threshold=0.4,
-        min_length=30,
-        smooth=2,
+        options={"device": "cpu", "overlap": 0.5, "threshold": 0.4, "min-length": 30, "smooth": 2},
     )
     args = req.backend_args()
     assert args[:2] == ["segment", "/data/s2 scene.tif"]
