@@ -26,6 +26,7 @@ from qgis.core import (
 )
 
 from .backend_process import SETTINGS_KEY, BackendRun, backend_command, find_interpreter
+from .contract import describe_event, progress_percent
 from .layers import local_raster_path
 from .options import processing_parameters, processing_values
 from .request import SegmentRequest, parse_bands
@@ -130,20 +131,11 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
         feedback.pushInfo(f"Backend: {' '.join(argv)}")
 
         def on_event(event: dict) -> None:
-            kind = event.get("event")
-            if kind == "start":
-                feedback.pushInfo(
-                    f"Running {Path(str(event.get('model', '?'))).name} on {event.get('device')}: "
-                    f"{event.get('width')} x {event.get('height')} px, {event.get('tiles')} tiles, "
-                    f"bands {event.get('bands')} ({event.get('band_rule')})"
-                )
-            elif kind == "progress" and event.get("stage") == "infer":
-                feedback.setProgress(90.0 * float(event.get("fraction", 0.0)))
-            elif kind == "done":
-                feedback.pushInfo(
-                    f"Done in {event.get('elapsed_s', 0):.1f} s, "
-                    f"{event.get('shoreline_features', '?')} shoreline features"
-                )
+            percent = progress_percent(event)  # the contract's stages, as in the dock's task
+            if percent is not None:
+                feedback.setProgress(percent)
+            elif event.get("event") in ("start", "done"):
+                feedback.pushInfo(describe_event(event))
 
         try:
             result = BackendRun(argv).run(

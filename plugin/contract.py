@@ -82,7 +82,7 @@ def describe_event(event: dict) -> str | None:
     kind = event.get("event")
     if kind == "start":
         return (
-            f"running {Path(str(event.get('model', '?'))).name} on {event.get('device', '?')}: "
+            f"Running {Path(str(event.get('model', '?'))).name} on {event.get('device', '?')}: "
             f"{event.get('width')} x {event.get('height')} px, {event.get('tiles', '?')} tiles, "
             f"bands {event.get('bands', '?')} ({event.get('band_rule', '?')})"
         )
@@ -97,7 +97,7 @@ def describe_event(event: dict) -> str | None:
         return f"wrote {event.get('path')}"
     if kind == "done":
         return (
-            f"done in {float(event.get('elapsed_s', 0)):.1f} s, "
+            f"Done in {float(event.get('elapsed_s', 0)):.1f} s, "
             f"{event.get('shoreline_features', '?')} shoreline features"
         )
     if kind == "finished":

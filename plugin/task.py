@@ -16,6 +16,7 @@ from qgis.core import Qgis, QgsMessageLog, QgsTask
 from qgis.PyQt.QtCore import pyqtSignal
 
 from .backend_process import BackendRun, RunResult, backend_command
+from .contract import describe_event, progress_percent
 from .layers import add_results
 from .request import SegmentRequest
 
@@ -75,28 +76,11 @@ class SegmentTask(QgsTask):
             _one_at_a_time.release()
 
     def _on_event(self, event: dict) -> None:
-        kind = event.get("event")
-        if kind == "start":
-            self.message.emit(
-                f"running on {event.get('device', '?')}: {event.get('tiles', '?')} tiles"
-            )
-        elif kind == "progress":
-            frac = float(event.get("fraction", 0.0))
-            stage = event.get("stage", "")
-            # inference is most of the work; shoreline and writing share the rest
-            base, span = {
-                "infer": (0.0, 85.0),
-                "shoreline": (85.0, 10.0),
-                "write": (95.0, 5.0),
-            }.get(stage, (0.0, 100.0))
-            self.setProgress(base + span * max(0.0, min(1.0, frac)))
-            if stage == "infer":
-                self.message.emit(
-                    f"{event.get('tiles_done', 0)}/{event.get('tiles_total', '?')} tiles "
-                    f"on {event.get('device', '?')}"
-                )
-            else:
-                self.message.emit(f"{stage}...")
+        percent = progress_percent(event)  # the contract's stages: one mapping for all
+        if percent is not None:
+            self.setProgress(percent)
+        if event.get("event") in ("start", "progress"):
+            self.message.emit(describe_event(event) or "")
 
     def cancel(self) -> None:
         log(f"cancelling the run on {self.request.layer_name}")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.contract import output_path
 from backend.errors import Cancelled, UserError
 from backend.segment.blending import StripAccumulator, tile_weight
 from backend.segment.shoreline import ContourBuilder, build_shoreline
@@ -211,18 +212,13 @@ class OutputPlan:
     @classmethod
     def for_input(cls, input_path: Path, out_dir: Path, opts: SegmentOptions) -> OutputPlan:
         stem = input_path.stem
-        plan = cls(stem, out_dir)
-        plan.paths["mask"] = out_dir / f"{stem}_water.tif"
-        if opts.probability:
-            plan.paths["probability"] = out_dir / f"{stem}_probability.tif"
-        if opts.shoreline in ("gpkg", "both"):
-            plan.paths["shoreline_gpkg"] = out_dir / f"{stem}_shoreline.gpkg"
-        if opts.shoreline in ("shp", "both"):
-            plan.paths["shoreline_shp"] = out_dir / f"{stem}_shoreline.shp"
-        if opts.polygons:
-            plan.paths["polygons_gpkg"] = out_dir / f"{stem}_water_polygons.gpkg"
-        if opts.quicklook:
-            plan.paths["quicklook"] = out_dir / f"{stem}_quicklook.png"
+        kinds = ["mask"]
+        kinds += ["probability"] if opts.probability else []
+        kinds += ["shoreline_gpkg"] if opts.shoreline in ("gpkg", "both") else []
+        kinds += ["shoreline_shp"] if opts.shoreline in ("shp", "both") else []
+        kinds += ["polygons_gpkg"] if opts.polygons else []
+        kinds += ["quicklook"] if opts.quicklook else []
+        plan = cls(stem, out_dir, {k: output_path(out_dir, stem, k) for k in kinds})
         return plan
 
     def existing(self) -> list[Path]:
