@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.contract import contract
 from backend.errors import UserError
 
 DEFAULT_OUT = Path("out") / "demo"
@@ -34,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
     )
     p.add_argument("--model", type=Path, help="checkpoint (default: the bundled default model)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=list(contract()["devices"]))
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene (default 0)")
     p.add_argument(
         "--size", type=int, default=1024, help="synthetic scene size in pixels (default 1024)"

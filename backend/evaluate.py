@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from backend.augment import random_crop
 from backend.checkpoint import load_model
 from backend.datasets.snowed import SNOWED, list_samples, read_split
+from backend.device import choose_device
 from backend.errors import UserError
 from backend.metrics import (
     ConfusionMatrix,
@@ -191,11 +192,7 @@ def evaluate_checkpoint(
     """Evaluate a checkpoint on a split -> JSON-ready dict (see module docstring)."""
     model, spec, meta = load_model(checkpoint)
     ids = split_ids(meta, str(data), split, split_file)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError("--device cuda but torch sees no CUDA device; use --device cpu")
-    dev = torch.device(device)
+    dev = torch.device(choose_device(device))
     model.to(dev)
     ds = CenterCrop(SNOWED(data, ids, bands=spec.bands, input_spec=spec), crop)
     loader = DataLoader(ds, batch_size=batch_size, num_workers=workers)

@@ -45,12 +45,14 @@ def environment_info() -> dict[str, Any]:
         import torch
 
         info["torch"] = torch.__version__
+        from backend.device import choose_device
+
+        info["device"] = choose_device("auto")
         if torch.cuda.is_available():
             info["cuda_available"] = True
             info["cuda_devices"] = [
                 torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())
             ]
-            info["device"] = "cuda"
     except ImportError as exc:
         info["torch_error"] = str(exc)
     info["bundled_models"] = {}

@@ -58,6 +58,7 @@ from backend.datasets.snowed import (
     tile_groups,
     write_split,
 )
+from backend.device import check_device_name, choose_device
 from backend.errors import Cancelled, UserError
 from backend.evaluate import CenterCrop, evaluate_model
 
@@ -156,8 +157,7 @@ class TrainConfig:
                 raise UserError("--brightness LO,HI needs 0 < LO <= HI, e.g. 0.3,2")
         if cfg.limit is not None and cfg.limit < 1:
             raise UserError("--limit must be at least 1")
-        if cfg.device not in ("auto", "cpu", "cuda") and not cfg.device.startswith("cuda:"):
-            raise UserError(f"--device {cfg.device!r}: use auto, cpu or cuda")
+        cfg.device = check_device_name(cfg.device)
         return cfg
 
     def to_dict(self) -> dict[str, Any]:
@@ -194,22 +194,16 @@ def setup_distributed(device_pref: str) -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    want_cuda = device_pref != "cpu" and torch.cuda.is_available()
-    if device_pref.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(
-            "--device cuda but this torch has no CUDA device (torch "
-            f"{torch.__version__}); install a CUDA build of torch or use --device cpu"
-        )
+    chosen = choose_device(device_pref)
+    want_cuda = chosen.startswith("cuda")
     if world > 1:
         if want_cuda:
             torch.cuda.set_device(local_rank)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if want_cuda else "gloo")
         device = torch.device("cuda", local_rank) if want_cuda else torch.device("cpu")
-    elif want_cuda:
-        device = torch.device(device_pref if device_pref.startswith("cuda:") else "cuda")
     else:
-        device = torch.device("cpu")
+        device = torch.device(chosen)
     return rank, world, device
 
 

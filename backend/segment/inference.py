@@ -7,26 +7,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from backend.errors import UserError
-
-
-def choose_device(requested: str = "auto") -> str:
-    """ "auto" -> "cuda" when torch sees a GPU, else "cpu"; "cuda" without a GPU is a UserError."""
-    import torch
-
-    requested = (requested or "auto").lower()
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" or requested.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise UserError(
-                f"--device {requested} but this torch ({torch.__version__}) sees no CUDA GPU; "
-                "use --device cpu or install a CUDA build of torch"
-            )
-        return requested
-    if requested == "cpu":
-        return "cpu"
-    raise UserError(f"--device {requested!r} is not one of auto, cpu, cuda")
+from backend.device import choose_device  # noqa: F401 - the engine's name for it
 
 
 def default_batch_size(device: str) -> int:
