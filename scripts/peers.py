@@ -61,11 +61,12 @@ PEER_DISTRIBUTIONS = ("waterdetect", "coastsat-package", "scikit-learn", "numpy"
 PEER_BANDS = ("B2", "B3", "B4", "B8", "B11", "B12")  # every band either peer reads
 SCORE_KEYS = ("iou_water", "iou_land", "iou_mean")
 
-WATERSEG_NOTE = "in-sample (trained on these samples; not a fair comparison)"
+WATERSEG_ROW = "WaterSeg default model, in-sample (trained on these samples; not a fair comparison)"
 WATERDETECT_NOTE = (
-    "DWImageClustering with the WaterDetect.ini installed with the package: clustering bands "
-    "{bands_keys}, agglomerative (average linkage), k in 2..7 by Calinski-Harabasz, water "
-    "cluster = max MBWI, naive Bayes to label all pixels, clip limits MNDWI > -0.1, "
+    "DWImageClustering with the WaterDetect.ini installed with the package: clustering "
+    "bands mndwi, ndwi, Mir2 (its first clustering_bands), agglomerative (average linkage), "
+    "k in 2..7 by Calinski-Harabasz, water cluster = max MBWI, naive Bayes to label all "
+    "pixels, clip limits MNDWI > -0.1, "
     "Mir2 < 0.075, NDWI > -0.15; its Mir/Mir2 are B11/B12 and its 'mndwi' uses Mir2 (B12). "
     "No glint processor (needs product angles), no invalid mask, numpy seed 0 before each "
     "sample (its training subset is a random split). Water = water_mask == 1."
@@ -77,6 +78,16 @@ COASTSAT_NOTE = (
     "other / 1 sand / 2 whitewater / 3 water; water = class 3 with objects < 10 px removed "
     "(min_beach_area 1000 m^2 of CoastSat's examples, 8-connected) or class 2 (whitewater)."
 )
+COASTSAT_WATER_ONLY_NOTE = "as above, but water = class 3 only (whitewater counted as land)"
+
+# Rows of the table that come from the worker: (peer, variant, row name, note); {v} is the
+# peer's version. A peer's run function returns one mask per variant.
+PEER_ROWS = [
+    ("waterdetect", "water", "waterdetect {v}", WATERDETECT_NOTE),
+    ("coastsat", "water+whitewater", "CoastSat S2 classifier {v}", COASTSAT_NOTE),
+    ("coastsat", "water", "CoastSat S2 classifier {v}, water class only", COASTSAT_WATER_ONLY_NOTE),
+]
+PEER_VERSION_OF = {"waterdetect": "waterdetect", "coastsat": "coastsat-package"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -117,7 +128,7 @@ def markdown_table(rows: list[dict], samples: list[str]) -> str:
         "|---|" + "---:|" * (len(samples) + 1),
     ]
     for row in rows:
-        name = row["method"] + (f" ({row['note']})" if row.get("note_in_table") else "")
+        name = row["method"]
         if row["status"] != "ok":
             reason = row["error"].strip().splitlines()[-1] if row["error"].strip() else "failed"
             cells = [f"not run: {reason}"] + [""] * len(samples)
@@ -224,9 +235,16 @@ def run_peers(python: Path, samples: dict) -> dict:
             **{f"{sid}__{b}": s[0][b] for sid, s in samples.items() for b in PEER_BANDS},
         )
         cmd = [str(python), str(Path(__file__).resolve()), "--worker", str(inputs), str(report)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0 or not report.exists():
-            raise RuntimeError(f"peer worker failed ({done.returncode}): {done.stderr[-2000:]}")
+        print(f"running the peers in {python.parent.parent} ...", file=sys.stderr)
+        tail: list[str] = []  # echoed as it comes (progress), kept for the error message
+        with subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        ) as proc:
+            for line in proc.stderr:
+                print(line, end="", file=sys.stderr)
+                tail = (tail + [line.rstrip()])[-5:]
+        if proc.returncode != 0 or not report.exists():
+            raise RuntimeError(f"peer worker exited with {proc.returncode}: {' / '.join(tail)}")
         result = json.loads(report.read_text())
         with np.load(Path(tmp) / "masks.npz") as masks:
             result["masks"] = {k: masks[k].astype(bool) for k in masks.files}
@@ -268,7 +286,7 @@ def _remove_small(mask: np.ndarray, min_size: int) -> np.ndarray:
     return keep[lab]
 
 
-def _worker_coastsat(bands: dict[str, np.ndarray], state: dict) -> tuple[np.ndarray, dict]:
+def _worker_coastsat(bands: dict[str, np.ndarray], state: dict) -> tuple[dict, dict]:
     if "clf" not in state:
         import warnings
 
@@ -290,7 +308,7 @@ def _worker_coastsat(bands: dict[str, np.ndarray], state: dict) -> tuple[np.ndar
     manual = clf.classes_[np.argmax(h @ clf.coefs_[-1] + clf.intercepts_[-1], axis=1)]
     shape = bands["B2"].shape
     classes = labels.reshape(shape)
-    water = _remove_small(classes == 3, 10) | (classes == 2)
+    water = _remove_small(classes == 3, 10)
     facts = {
         "predict_matches_forward_pass": float(np.mean(manual == labels)),
         "class_fractions": {
@@ -298,10 +316,10 @@ def _worker_coastsat(bands: dict[str, np.ndarray], state: dict) -> tuple[np.ndar
             for k, name in enumerate(("other", "sand", "whitewater", "water"))
         },
     }
-    return water, facts
+    return {"water+whitewater": water | (classes == 2), "water": water}, facts
 
 
-def _worker_waterdetect(bands: dict[str, np.ndarray], state: dict) -> tuple[np.ndarray, dict]:
+def _worker_waterdetect(bands: dict[str, np.ndarray], state: dict) -> tuple[dict, dict]:
     import waterdetect as wd
 
     if "config" not in state:
@@ -316,7 +334,8 @@ def _worker_waterdetect(bands: dict[str, np.ndarray], state: dict) -> tuple[np.n
         bands=wd_bands, bands_keys=keys, invalid_mask=None, config=config
     )
     clustering.run_detect_water()
-    return clustering.water_mask == 1, {"bands_keys": keys, "best_k": int(clustering.best_k)}
+    facts = {"bands_keys": keys, "best_k": int(clustering.best_k)}
+    return {"water": clustering.water_mask == 1}, facts
 
 
 def worker(inputs: Path, report: Path) -> int:
@@ -335,18 +354,21 @@ def worker(inputs: Path, report: Path) -> int:
     samples = sorted({k.split("__")[0] for k in arrays})
     peers = {"waterdetect": _worker_waterdetect, "coastsat": _worker_coastsat}
     masks, status = {}, {}
+    log = report.parent / "peers.log"
     for peer, run in peers.items():
         state: dict = {}
         status[peer] = {"status": "ok", "facts": {}}
         for sid in samples:
+            print(f"  {peer} on {sid} ...", file=sys.stderr, flush=True)
             bands = {b: arrays[f"{sid}__{b}"] for b in PEER_BANDS}
             try:
-                with contextlib.redirect_stdout(sys.stderr):  # both peers print a lot
-                    mask, facts = run(bands, state)
+                with open(log, "a") as f, contextlib.redirect_stdout(f):  # both print a lot
+                    variants, facts = run(bands, state)
             except Exception:
                 status[peer] = {"status": "failed", "error": traceback.format_exc(limit=3)}
                 break
-            masks[f"{peer}__{sid}"] = np.asarray(mask, dtype=np.uint8)
+            for variant, mask in variants.items():
+                masks[f"{peer}__{variant}__{sid}"] = np.asarray(mask, dtype=np.uint8)
             status[peer]["facts"][sid] = facts
     np.savez_compressed(report.parent / "masks.npz", **masks)
     report.write_text(json.dumps({"versions": versions, "peers": status}, default=str))
@@ -376,11 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict] = []
 
     for name, run in index_methods():
-        per, facts = {}, {}
+        per = {}
         for sid, (bands, _, label) in samples.items():
             mask, extra = run(bands)
             per[sid] = score(mask, label) | extra
-        rows.append(method_row(name, per, note="backend/baselines.py") | facts)
+        rows.append(method_row(name, per, note="backend/baselines.py"))
 
     peer_env: dict = {"venv": str(args.venv), "installs": PEER_INSTALLS}
     try:
@@ -392,42 +414,29 @@ def main(argv: list[str] | None = None) -> int:
                 p: {"status": "failed", "error": str(err)} for p in ("waterdetect", "coastsat")
             }
         }
-    for peer, name, note in (
-        (
-            "waterdetect",
-            f"waterdetect {peer_env.get('versions', {}).get('waterdetect', '')}",
-            WATERDETECT_NOTE,
-        ),
-        (
-            "coastsat",
-            f"CoastSat S2 classifier {peer_env.get('versions', {}).get('coastsat-package', '')}",
-            COASTSAT_NOTE,
-        ),
-    ):
+    versions = peer_env.get("versions", {})
+    for peer, variant, name, note in PEER_ROWS:
+        name = name.format(v=versions.get(PEER_VERSION_OF[peer], "?"))
         st = report["peers"][peer]
         if st["status"] != "ok":
-            rows.append(method_row(name.strip(), None, note=note, error=st["error"]))
+            rows.append(method_row(name, None, note=note, error=st["error"]))
             continue
-        per = {sid: score(report["masks"][f"{peer}__{sid}"], labels[sid]) for sid in ids}
-        facts = st.get("facts", {})
-        if peer == "waterdetect" and facts:
-            note = note.format(bands_keys=next(iter(facts.values()))["bands_keys"])
-        rows.append(method_row(name.strip(), per, note=note) | {"facts": facts})
+        masks = report["masks"]
+        per = {sid: score(masks[f"{peer}__{variant}__{sid}"], labels[sid]) for sid in ids}
+        rows.append(method_row(name, per, note=note) | {"facts": st.get("facts", {})})
 
     try:
         masks = waterseg_default_masks(samples)
         per = {sid: score(masks[sid], labels[sid]) for sid in ids}
-        rows.append(
-            method_row("WaterSeg default model", per, note=WATERSEG_NOTE) | {"note_in_table": True}
-        )
+        rows.append(method_row(WATERSEG_ROW, per, note="resources/models/waterseg-default.pt"))
     except Exception as err:  # a missing/corrupt bundled model is reported, not fatal
-        rows.append(method_row("WaterSeg default model", None, WATERSEG_NOTE, error=repr(err)))
+        rows.append(method_row(WATERSEG_ROW, None, error=repr(err)))
 
     result = {
         "what": "IoU water / land / mean per SNOWED sample (all pixels), mean over samples",
         "command": "make peers  (" + " ".join([Path(sys.executable).name, *sys.argv]) + ")",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "data": str(args.data),
+        "data": os.path.relpath(args.data, REPO),
         "samples": ids,
         "peer_environment": peer_env,
         "methods": rows,
