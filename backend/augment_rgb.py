@@ -5,7 +5,7 @@ balance, maybe a haze-like lift of the shadows, and a JPEG quality. A model for 
 layer" must not depend on those choices, so each training crop gets a random rendering:
 
 1. :func:`stretch` - percentile clip: values between the ``low``-th and ``high``-th
-   percentiles mapped linearly to 0..1 (one pair for all channels, or one per channel, which
+   percentiles of the scene mapped linearly to 0..1 (one pair for all channels, or one per channel, which
    also shifts the colour balance);
 2. :func:`gamma` - ``x ** g``;
 3. :func:`brightness_contrast` - ``(x - 0.5) * contrast + 0.5 + brightness``;
@@ -35,15 +35,26 @@ from backend.augment import flip_rot90, random_crop
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as JPEG's YCbCr uses
 
 
-def stretch(image: np.ndarray, low: float, high: float, per_channel: bool = False) -> np.ndarray:
-    """Map the ``low``..``high`` percentiles (0..100) of ``image`` (3, H, W) to 0..1, clipped.
+def stretch(
+    image: np.ndarray,
+    low: float,
+    high: float,
+    per_channel: bool = False,
+    reference: np.ndarray | None = None,
+) -> np.ndarray:
+    """Map the ``low``..``high`` percentiles (0..100) of ``reference`` (3, h, w; default
+    ``image`` itself) to 0..1 in ``image`` (3, H, W), clipped.
 
+    Pass the whole scene (or a subsample of it) as ``reference`` when ``image`` is a crop: a
+    renderer stretches a scene, not a 2.5 km crop, and stretching an all-water crop by its
+    own percentiles would blow its noise up to the full range.
     ``per_channel``: percentiles of each channel separately (changes the colour balance).
     A channel without spread (high percentile == low) is left as it is.
     """
+    ref = image if reference is None else reference
     axis = (1, 2) if per_channel else None
-    lo = np.percentile(image, low, axis=axis, keepdims=True).astype(np.float32)
-    hi = np.percentile(image, high, axis=axis, keepdims=True).astype(np.float32)
+    lo = np.percentile(ref, low, axis=axis, keepdims=True).astype(np.float32)
+    hi = np.percentile(ref, high, axis=axis, keepdims=True).astype(np.float32)
     span = hi - lo
     flat = span <= 1e-6
     out = (image - lo) / np.where(flat, np.float32(1.0), span)
@@ -114,32 +125,34 @@ class RGBAugment:
     """
 
     crop: int = 256
-    p_stretch: float = 0.7
+    p_stretch: float = 0.5
     stretch_low: tuple[float, float] = (0.0, 5.0)
     stretch_high: tuple[float, float] = (95.0, 100.0)
     p_stretch_per_channel: float = 0.3
-    p_gamma: float = 0.6
+    p_gamma: float = 0.5
     gamma_range: tuple[float, float] = (0.5, 2.0)
-    p_brightness_contrast: float = 0.6
+    p_brightness_contrast: float = 0.5
     brightness_range: tuple[float, float] = (-0.15, 0.15)
     contrast_range: tuple[float, float] = (0.6, 1.4)
     p_saturation: float = 0.5
     saturation_range: tuple[float, float] = (0.3, 1.7)
-    p_haze: float = 0.3
+    p_haze: float = 0.25
     haze_range: tuple[float, float] = (0.05, 0.45)
-    p_jpeg: float = 0.6
+    p_jpeg: float = 0.5
     jpeg_quality: tuple[int, int] = (30, 95)
     flips: bool = True
     rot90: bool = True
 
-    def render(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The photometric part: float32 (3, H, W) 0..1 -> same shape, 0..1, 8-bit grid."""
+    def render(
+        self, image: np.ndarray, rng: np.random.Generator, reference: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The photometric part: float32 (3, H, W) 0..1 -> same shape, 0..1, 8-bit grid.
+        ``reference``: the scene (or a subsample) whose percentiles the stretch uses."""
         x = image
         if rng.random() < self.p_stretch:
             per_channel = bool(rng.random() < self.p_stretch_per_channel)
-            x = stretch(
-                x, rng.uniform(*self.stretch_low), rng.uniform(*self.stretch_high), per_channel
-            )
+            low, high = rng.uniform(*self.stretch_low), rng.uniform(*self.stretch_high)
+            x = stretch(x, low, high, per_channel, reference)
         if rng.random() < self.p_gamma:
             lo, hi = np.log(self.gamma_range[0]), np.log(self.gamma_range[1])
             x = gamma(x, float(np.exp(rng.uniform(lo, hi))))
@@ -160,11 +173,15 @@ class RGBAugment:
             )
         return to_uint8(x).astype(np.float32) / np.float32(255.0)
 
-    def __call__(self, image, mask, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, image, mask, rng: np.random.Generator, reference: np.ndarray | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``reference``: float32 (3, h, w) 0..1, the scene ``image`` was cropped from (or a
+        subsample of it), for the stretch; default the crop itself."""
         image = torch.as_tensor(image, dtype=torch.float32)
         mask = torch.as_tensor(mask).long()
         image, mask = random_crop(image, mask, self.crop, rng)
-        rendered = self.render(image.numpy(), rng)
+        rendered = self.render(image.numpy(), rng, reference)
         flip = bool(rng.integers(0, 2)) if self.flips else False
         k = int(rng.integers(0, 4)) if self.rot90 else 0
         return flip_rot90(torch.from_numpy(rendered), mask, k, flip)

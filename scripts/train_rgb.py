@@ -10,7 +10,8 @@
    every held-out scene whole with the engine's tiled, blended inference
    (``backend.segment.pipeline.predict_array``) and scores it with ``backend.metrics``.
    Fixed RGB rules are scored on the same pixels as a reference.
-2. The final model is trained the same way on every scene and bundled in fp16 as
+2. The final model is trained the same way on every scene (first, so that a bundle exists
+   even if the CV is cut short) and bundled in fp16 as
    ``resources/models/waterseg-rgb.pt`` (+ ``.sha256``).
 3. Results go to ``resources/models/results-rgb.json``; the model card
    ``resources/models/MODEL_CARD-rgb.md`` is rendered from ``MODEL_CARD-rgb.md.in``
@@ -124,6 +125,11 @@ class Scene:
     rgb: np.ndarray  # uint8 (3, H, W), red green blue
     mask: np.ndarray  # uint8 (H, W), 1 water
 
+    @property
+    def reference(self) -> np.ndarray:
+        """float32 (3, H/8, W/8) 0..1: the scene subsampled, for the stretch's percentiles."""
+        return self.rgb[:, ::8, ::8].astype(np.float32) / np.float32(255.0)
+
 
 def load_scenes(root: str) -> dict[str, Scene]:
     """Every ESW scene under ``root`` in memory (about 200 MB for the 48 scenes)."""
@@ -159,6 +165,7 @@ class CropSampler:
 
     def __init__(self, scenes: list[Scene], cfg: Config, rng: np.random.Generator):
         self.scenes = scenes
+        self.references = [s.reference for s in scenes]
         area = np.array([s.mask.size for s in scenes], np.float64)
         self.p = area / area.sum()
         self.augment = RGBAugment(crop=cfg.crop)
@@ -175,12 +182,14 @@ class CropSampler:
             image, label = self.snowed[int(self.rng.integers(len(self.snowed)))]
             rgb = render_snowed(image.transpose(2, 0, 1), self.rng)
             return self.augment(rgb, label.astype(np.int64), self.rng)
-        scene = self.scenes[int(self.rng.choice(len(self.scenes), p=self.p))]
+        i = int(self.rng.choice(len(self.scenes), p=self.p))
+        scene = self.scenes[i]
         s = self.cfg.crop
         h, w = scene.mask.shape
         y, x = int(self.rng.integers(0, h - s + 1)), int(self.rng.integers(0, w - s + 1))
         rgb = scene.rgb[:, y : y + s, x : x + s].astype(np.float32) / np.float32(255.0)
-        return self.augment(rgb, scene.mask[y : y + s, x : x + s].astype(np.int64), self.rng)
+        mask = scene.mask[y : y + s, x : x + s].astype(np.int64)
+        return self.augment(rgb, mask, self.rng, self.references[i])
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(image float32 (B, 3, S, S) normalised as the checkpoint says, mask int64 (B, S, S))."""
@@ -337,6 +346,23 @@ def make_checkpoint(model, cfg: Config, split: dict, metrics: dict, half: bool) 
     return ckpt
 
 
+def save_bundle(ckpt: dict) -> None:
+    """Write the bundled model and its ``.sha256`` (the format ``sha256sum`` prints)."""
+    save_checkpoint(ckpt, BUNDLE)
+    (BUNDLE.parent / f"{BUNDLE.name}.sha256").write_text(f"{sha256_of(BUNDLE)}  {BUNDLE.name}\n")
+
+
+def bundle_facts() -> dict:
+    """Path, SHA-256, size and bands of the bundled model, read back as inference reads it."""
+    _, spec, _ = unpack_checkpoint(read_checkpoint(BUNDLE))
+    return {
+        "path": str(BUNDLE.relative_to(REPO)),
+        "sha256": sha256_of(BUNDLE),
+        "size_bytes": BUNDLE.stat().st_size,
+        "bands": list(spec.bands),
+    }
+
+
 # ---------------------------------------------------------------- model card
 
 
@@ -467,6 +493,21 @@ def main(argv: list[str]) -> int:
             for k, r in reference.items()
         },
     }
+    # Final model on every scene first (so a bundle exists even if the CV is cut short),
+    # bundled in fp16; the CV figures are added to its metrics when the CV is done.
+    if cfg.final:
+        t0 = time.time()
+        model = train_model(list(scenes.values()), cfg, cfg.seed, "final")
+        split = {"train": sorted(scenes), "held_out_acquisitions": []}
+        save_bundle(make_checkpoint(model, cfg, split, {}, half=True))
+        results["final"] = {
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "seconds": time.time() - t0,
+        } | bundle_facts()
+        write_json(RESULTS, results)
+        log(f"wrote {BUNDLE} ({BUNDLE.stat().st_size} bytes)")
+
+    # Cross-validation by acquisition.
     per_scene: dict[str, dict] = {}
     t_cv = time.time()
     for k, held in enumerate(folds):
@@ -498,29 +539,15 @@ def main(argv: list[str]) -> int:
         write_json(runs / "results-partial.json", results)
     summary = results["cross_validation"]["summary"]
     log(f"CV mean over acquisitions: {summary['mean_over_acquisitions']}")
-
-    # Final model on every scene, bundled in fp16.
     if cfg.final:
-        t0 = time.time()
-        model = train_model(list(scenes.values()), cfg, cfg.seed, "final")
-        metrics = {
+        ckpt = read_checkpoint(BUNDLE)
+        ckpt["metrics"] = {
             "cv_protocol": results["cross_validation"]["protocol"],
             "cv_mean_over_acquisitions": summary["mean_over_acquisitions"],
+            "cv_results": str(RESULTS.relative_to(REPO)),
         }
-        split = {"train": sorted(scenes), "held_out_acquisitions": []}
-        save_checkpoint(make_checkpoint(model, cfg, split, metrics, half=True), BUNDLE)
-        digest = sha256_of(BUNDLE)
-        (BUNDLE.parent / f"{BUNDLE.name}.sha256").write_text(f"{digest}  {BUNDLE.name}\n")
-        _, _, meta = unpack_checkpoint(read_checkpoint(BUNDLE))  # loads as inference will
-        results["final"] = {
-            "path": str(BUNDLE.relative_to(REPO)),
-            "sha256": digest,
-            "size_bytes": BUNDLE.stat().st_size,
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "bands": meta["bands"],
-            "seconds": time.time() - t0,
-        }
-        log(f"wrote {BUNDLE} ({BUNDLE.stat().st_size} bytes)")
+        save_bundle(ckpt)
+        results["final"] |= bundle_facts()
     write_json(RESULTS, results)
     CARD.write_text(render_card(results))
     log(f"wrote {RESULTS} and {CARD}")

@@ -41,6 +41,14 @@ def test_stretch_maps_percentiles_to_0_and_1(image):
     np.testing.assert_allclose(per.max(axis=(1, 2)), 1.0)  # each channel stretched alone
 
 
+def test_stretch_uses_the_scene_percentiles_for_a_crop(image):
+    lake = np.full((3, 16, 16), 0.1, np.float32) + np.linspace(0, 0.02, 16, dtype=np.float32)
+    alone = stretch(lake, 0, 100)  # its own percentiles: noise blown up to 0..1
+    assert alone.min() == 0.0 and alone.max() == 1.0
+    in_scene = stretch(lake, 0, 100, reference=0.5 * image)  # scene spans 0..0.5
+    np.testing.assert_allclose(in_scene, lake / 0.5, atol=1e-6)  # stays a dark, flat lake
+
+
 def test_stretch_leaves_a_flat_image_alone():
     flat = np.full((3, 8, 8), 0.4, np.float32)
     np.testing.assert_array_equal(stretch(flat, 2, 98), flat)
