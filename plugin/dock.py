@@ -47,7 +47,7 @@ from .layers import (
     local_raster_path,
     safe_stem,
 )
-from .options import configure, make_widget, widget_name, widget_value
+from .options import configure, make_widget, on_change, widget_name, widget_value
 from .request import SegmentRequest
 from .task import SegmentTask, log
 
@@ -153,6 +153,8 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
                 self.optionsForm.insertRow(row, opt.get("label", opt["name"]), widget)
             configure(widget, opt)
             self.option_widgets[opt["name"]] = widget
+            if opt.get("plan"):  # an option that changes the backend's plan: ask again
+                on_change(widget, self.request_plan)
 
         settings = QgsSettings()
         self.outDirWidget.setStorageMode(QgsFileWidget.GetDirectory)
@@ -297,6 +299,9 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             args = ["plan", "--band-names", json.dumps(facts["names"]), "--dtype", facts["dtype"]]
             if facts["colour_interp"]:
                 args += ["--colour-interp", ",".join(facts["colour_interp"])]
+        for opt in UI_OPTIONS:  # options the plan depends on (e.g. --method)
+            if opt.get("plan"):
+                args += [f"--{opt['name']}", str(widget_value(self.option_widgets[opt["name"]]))]
         if not self.is_automatic():
             args += ["--model", self.model_path()]
         else:
@@ -477,8 +482,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if any(b < 1 or b > layer.bandCount() for b in bands):
             self.show_message("Map every model band to a band of the layer (Band mapping).")
             return None
-        model = self.model_path()
-        if not Path(model).is_file():
+        # a plan without a model file (a classical --method) needs no checkpoint
+        needs_model = (self.plan or {}).get("model", {}).get("file") != ""
+        model = self.model_path() if needs_model else None
+        if needs_model and not Path(model).is_file():
             self.show_message(
                 f"The bundled model {model} is missing: reinstall the plugin, or browse to a "
                 "WaterSeg checkpoint (.pt)."

@@ -66,6 +66,18 @@ def configure(widget, opt: dict) -> None:
         widget.setText("" if default is None else str(default))
 
 
+def on_change(widget, callback) -> None:
+    """Call ``callback()`` whenever the user changes an option widget."""
+    if isinstance(widget, QComboBox):
+        widget.currentIndexChanged.connect(lambda _i: callback())
+    elif isinstance(widget, QDoubleSpinBox | QSpinBox):
+        widget.valueChanged.connect(lambda _v: callback())
+    elif isinstance(widget, QCheckBox):
+        widget.toggled.connect(lambda _b: callback())
+    else:
+        widget.editingFinished.connect(callback)
+
+
 def widget_value(widget) -> Any:
     """The value an option widget holds."""
     if isinstance(widget, QComboBox):

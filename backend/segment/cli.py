@@ -21,7 +21,14 @@ from backend import paths
 from backend.contract import segment_options
 from backend.errors import Cancelled, UserError
 from backend.segment.pipeline import OutputPlan, SegmentOptions, segment_source
-from backend.segment.plan import ModelChoice, choose_bundled_model, make_plan, read_raster
+from backend.segment.plan import (
+    MODEL,
+    ModelChoice,
+    choose_bundled_model,
+    index_choice,
+    make_plan,
+    read_raster,
+)
 from backend.segment.progress import make_reporter
 from backend.segment.tiling import check_overlap
 
@@ -202,12 +209,50 @@ def _json_requested(argv: list[str]) -> bool:
     return any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:], strict=False))
 
 
-def _run(args, reporter, cancel: CancelFlag) -> int:
-    from backend.segment.inference import (
-        TilePredictor,
-        choose_device,
-        configure_cpu_threads,
+def _model_predictor(args, inputs, explicit, reporter):
+    """--method model: the checkpoint (or the bundled model that fits) on the chosen device
+    -> (predictor, input spec, model path)."""
+    from backend.segment.inference import TilePredictor, choose_device, configure_cpu_threads
+
+    device = choose_device(args.device)
+    model, spec, meta, model_path, why = load_checkpoint_model(
+        args.model, inputs, explicit, args.allow_duplicate_bands
     )
+    if why:
+        reporter.log(f"model: bundled model {Path(model_path).name}: {why}")
+    if device == "cpu":
+        threads = configure_cpu_threads()
+        reporter.log(f"device: cpu ({threads} threads)")
+    else:
+        import torch
+
+        reporter.log(f"device: {device} ({torch.cuda.get_device_name(device)})")
+    predictor = TilePredictor(model, device, args.batch_size)
+    del model  # the predictor holds its own (BatchNorm-folded) copy; free the original weights
+    arch = meta.get("arch", {}).get("name", "?")
+    reporter.log(f"model: {model_path} ({arch}, bands {' '.join(spec.bands)})")
+    return predictor, spec, model_path
+
+
+def _index_predictor(args, inputs, explicit, reporter):
+    """--method ndwi|mndwi|...: a classical index, numpy on the CPU -> (predictor, spec, name)."""
+    from backend.segment.indices import IndexPredictor, index_spec
+
+    choice = index_choice(args.method)
+    if args.model is not None:
+        reporter.log(f"--model ignored: --method {args.method} uses no model")
+    for p in inputs:  # every input has the index's bands, before the first run
+        make_plan(
+            read_raster(p)[0],
+            model=choice,
+            explicit=explicit,
+            allow_duplicates=args.allow_duplicate_bands,
+        )
+    reporter.log(f"method: {choice.why}")
+    return IndexPredictor(args.method, args.batch_size), index_spec(args.method), args.method
+
+
+def _run(args, reporter, cancel: CancelFlag) -> int:
     from backend.segment.raster_io import check_raster, open_raster, parse_bands_option
 
     t0 = time.monotonic()
@@ -234,23 +279,10 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
                 + "; pass --overwrite or choose another --out-dir"
             )
-    device = choose_device(args.device)
-    model, spec, meta, model_path, why = load_checkpoint_model(
-        args.model, inputs, explicit, args.allow_duplicate_bands
-    )
-    if why:
-        reporter.log(f"model: bundled model {Path(model_path).name}: {why}")
-    if device == "cpu":
-        threads = configure_cpu_threads()
-        reporter.log(f"device: cpu ({threads} threads)")
+    if args.method != MODEL:
+        predictor, spec, model_path = _index_predictor(args, inputs, explicit, reporter)
     else:
-        import torch
-
-        reporter.log(f"device: {device} ({torch.cuda.get_device_name(device)})")
-    predictor = TilePredictor(model, device, args.batch_size)
-    del model  # the predictor holds its own (BatchNorm-folded) copy; free the original weights
-    arch = meta.get("arch", {}).get("name", "?")
-    reporter.log(f"model: {model_path} ({arch}, bands {' '.join(spec.bands)})")
+        predictor, spec, model_path = _model_predictor(args, inputs, explicit, reporter)
     for i, (p, plan) in enumerate(zip(inputs, plans, strict=True)):
         if cancel():
             raise Cancelled()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths
-from backend.contract import BundledModel, bundled_models
+from backend.contract import BundledModel, bundled_models, segment_options
 from backend.errors import UserError
 from backend.segment.bands import (
     LAYOUTS,
@@ -34,6 +34,8 @@ from backend.segment.bands import (
     map_raster_bands,
     parse_bands_option,
 )
+
+MODEL = "model"  # --method: the checkpoint; any other value is a classical water index
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,15 @@ def _choice(
     return ModelChoice(str(paths.MODELS_DIR / entry.file), entry.key, list(entry.bands), why)
 
 
+def index_choice(method: str) -> ModelChoice:
+    """``--method ndwi`` (or another classical index): no checkpoint, the index's bands."""
+    from backend.baselines import INDEX_BANDS
+
+    bands = list(INDEX_BANDS[method])
+    why = f"Using the classical index {method} ({' '.join(bands)}; water where it is > 0), no model"
+    return ModelChoice("", None, bands, why)
+
+
 def model_for(model: Path) -> ModelChoice:
     """The bands of ``--model``: from the bundled table for a bundled file (no torch), else
     from the checkpoint itself (imports torch)."""
@@ -262,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--colour-interp", default="", help="with --band-names: e.g. red,green,blue,alpha"
     )
+    for opt in segment_options():  # segment options that change the plan (e.g. --method)
+        if opt.get("plan"):
+            p.add_argument(
+                f"--{opt['name']}",
+                default=opt.get("default"),
+                choices=opt.get("choices"),
+                help=opt["help"],
+            )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     return p
 
@@ -278,14 +297,20 @@ def main(argv: list[str]) -> int:
         colours = [c.strip() for c in args.colour_interp.split(",") if c.strip()]
         raster, nodata = RasterBands(len(names), tuple(names), tuple(colours), args.dtype), None
     explicit = parse_bands_option(args.bands) if args.bands else None
+    if args.method != MODEL:
+        model = index_choice(args.method)
+    else:
+        model = model_for(args.model) if args.model else None
     plan = make_plan(
         raster,
-        model=model_for(args.model) if args.model else None,
+        model=model,
         explicit=explicit,
         allow_duplicates=args.allow_duplicate_bands,
         nodata=nodata,
         input_path=str(args.raster) if args.raster else None,
     )
+    if args.method != MODEL and args.model:
+        plan.warnings.append(f"--model ignored: --method {args.method} uses no model")
     if args.json:
         print(json.dumps(plan.to_json()))
         return 0
@@ -293,7 +318,7 @@ def main(argv: list[str]) -> int:
     lines = [
         f"input      {out['input'] or '(band names only)'}",
         f"bands      {out['band_count']}: {', '.join(d or '-' for d in out['band_descriptions'])}",
-        f"model      {out['model']['file']} ({' '.join(out['model']['bands'])})",
+        f"model      {out['model']['file'] or 'none'} ({' '.join(out['model']['bands'])})",
         f"mapping    {out['bands']} ({out['band_rule']})",
         f"nodata     {out['nodata']}",
     ]

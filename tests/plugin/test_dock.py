@@ -390,9 +390,12 @@ def test_three_band_layer_is_refused_in_automatic_mode(plugin, tmp_path, qtbot):
     _settle(dock, qtbot)
     before = QgsApplication.taskManager().count()
     assert dock.start_run() is None
-    assert dock.last_message() == (  # the backend's plan says why, in one line
-        "Layer 'rgb': the raster has 3 band(s) but the model needs 4 (B2 B3 B4 B8); missing "
-        "B8; pass a raster with these bands or --bands"
+    assert (
+        dock.last_message()
+        == (  # the backend's plan says why, in one line
+            "Layer 'rgb': the raster has 3 band(s) but the model needs 4 (B2 B3 B4 B8); missing "
+            "B8; pass a raster with these bands or --bands"
+        )
     )
     assert dock.modelInfoLabel.text().startswith("Cannot use this layer: the raster has 3")
     _assert_nothing_started(dock, before)
@@ -451,3 +454,23 @@ def test_dock_asks_with_band_names_for_a_layer_without_a_file(plugin, tmp_path, 
     finally:
         QgsProject.instance().removeAllMapLayers()
         gdal.Unlink("/vsimem/waterseg-named.tif")
+
+
+def test_method_option_is_generated_and_replans(plugin, tmp_path, qtbot):
+    """--method lives only in the contract and the engine: the dock builds its row and asks
+    the backend again when it changes."""
+    dock = plugin.dock
+    combo = dock.option_widgets["method"]
+    assert combo.objectName() == "methodCombo" and combo.currentData() == "model"
+    layer = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    _settle(dock, qtbot)
+    combo.setCurrentIndex(combo.findData("ndwi"))
+    _settle(dock, qtbot)
+    assert _rows(dock) == ["B3", "B8"] and dock.band_mapping() == [2, 4]
+    assert dock.modelInfoLabel.text().startswith("Using the classical index ndwi")
+    request, _ = dock.build_request()
+    args = request.backend_args()
+    assert request.model_path is None and "--model" not in args
+    assert args[args.index("--method") + 1] == "ndwi"
