@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +117,17 @@ class ConvModel(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(x)
+
+
+def run_backend(*args, timeout: float = 300) -> subprocess.CompletedProcess:
+    """``python -m backend ARGS`` in a subprocess from the repository root (text output)."""
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *map(str, args)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def tiny_checkpoint(path: Path, arch: str = "unet", width: float = 0.125, tile: int = 64) -> Path:

@@ -5,31 +5,18 @@ knows."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import rasterio
 from rasterio.crs import CRS
 
-from backend import paths
 from backend.baselines import INDEX_BANDS, ndwi
 from backend.contract import option
 
-from .rasters import water_scene, write_raster
+from .rasters import run_backend, water_scene, write_raster
 
 UTM33 = CRS.from_epsg(32633)
-
-
-def _run(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *map(str, args)],
-        cwd=paths.REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_method_choices_are_the_engine_indices():
@@ -44,7 +31,7 @@ def test_ndwi_method_writes_the_index_mask_and_shoreline(tmp_path):
     raster = write_raster(
         tmp_path / "lake.tif", scene, crs=UTM33, descriptions=["B2", "B3", "B4", "B8"]
     )
-    done = _run(
+    done = run_backend(
         "segment", raster, "--out-dir", tmp_path / "out", "--method", "ndwi", "--progress", "text"
     )
     assert done.returncode == 0, done.stderr
@@ -58,10 +45,10 @@ def test_ndwi_method_writes_the_index_mask_and_shoreline(tmp_path):
 
 def test_index_bands_are_planned_like_a_model(tmp_path):
     raster = write_raster(tmp_path / "four.tif", water_scene(np.zeros((32, 32), bool)), crs=UTM33)
-    plan = json.loads(_run("plan", raster, "--method", "ndwi", "--json").stdout)
+    plan = json.loads(run_backend("plan", raster, "--method", "ndwi", "--json").stdout)
     assert plan["model"]["file"] == "" and plan["model"]["bands"] == ["B3", "B8"]
     assert plan["bands"] == [2, 4] and plan["band_rule"] == "layout-4"
-    done = _run("plan", raster, "--method", "mndwi")
+    done = run_backend("plan", raster, "--method", "mndwi")
     assert done.returncode == 2 and "B11" in done.stderr and "--bands" in done.stderr
 
 
@@ -72,6 +59,8 @@ def test_every_index_runs_on_a_swir_stack(tmp_path, method):
     raster = write_raster(
         tmp_path / "six.tif", six, crs=UTM33, descriptions=["B2", "B3", "B4", "B8", "B11", "B12"]
     )
-    done = _run("segment", raster, "--out-dir", tmp_path, "--method", method, "--model", "x.pt")
+    done = run_backend(
+        "segment", raster, "--out-dir", tmp_path, "--method", method, "--model", "x.pt"
+    )
     assert done.returncode == 0, done.stderr
     assert "--model ignored" in done.stderr

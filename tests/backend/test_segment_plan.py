@@ -20,8 +20,9 @@ from backend.errors import UserError
 from backend.models import create_model
 from backend.segment.bands import RasterBands, map_bands, normalise_band_name
 from backend.segment.plan import choose_bundled_model, make_plan
+from tests.band_names import NAMED
 
-from .rasters import water_scene, write_raster
+from .rasters import run_backend, water_scene, write_raster
 
 UTM33 = CRS.from_epsg(32633)
 RGBN = ["B2", "B3", "B4", "B8"]
@@ -58,15 +59,6 @@ def test_band_names_are_recognised(text, band):
     assert normalise_band_name(text) == band
 
 
-# Four ways of naming the same bands, each with the mapping every caller must find.
-NAMED = {
-    "colour-then-code": (["red (B4)", "green (B3)", "blue (B2)", "nir (B8)"], [3, 2, 1, 4]),
-    "zero-padded": (["B04", "B03", "B02", "B08"], [3, 2, 1, 4]),
-    "band-n-colour": (["Band 1 (blue)", "Band 2 (green)", "Band 4 (red)", "nir"], [1, 2, 3, 4]),
-    "words": (["nir", "Red", "green", "blue"], [4, 3, 2, 1]),
-}
-
-
 def _scene(path, descriptions, dtype=np.uint16, bands=None):
     data = water_scene(np.zeros((48, 64), bool), dtype=dtype)
     if bands is not None:
@@ -74,40 +66,29 @@ def _scene(path, descriptions, dtype=np.uint16, bands=None):
     return write_raster(path, data, crs=UTM33, descriptions=descriptions)
 
 
-def _run(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "backend", *map(str, args)],
-        cwd=paths.REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
-
-
 @pytest.mark.parametrize("case", sorted(NAMED))
 def test_plan_and_segment_map_named_bands_the_same(tmp_path, case):
     """The issue's bug: ``red (B4) ...`` must not be read as B2 B3 B4 B8 by position."""
     names, expected = NAMED[case]
     raster = _scene(tmp_path / f"{case}.tif", names)
-    plan = _run("plan", raster, "--json")
+    plan = run_backend("plan", raster, "--json")
     assert plan.returncode == 0, plan.stderr
     answer = json.loads(plan.stdout)
     assert answer["bands"] == expected and answer["band_rule"] == "descriptions"
     assert answer["model"]["key"] == "rgbn" and answer["model"]["why"].startswith("Using")
     if not (paths.MODELS_DIR / "waterseg-rgbn.pt").is_file():
         pytest.skip("bundled rgbn model not installed")
-    seg = _run("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
+    seg = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
     assert seg.returncode == 0, seg.stderr
     assert f"bands {expected} (descriptions)" in seg.stderr
-    names_only = _run("plan", "--band-names", json.dumps(names), "--json")
+    names_only = run_backend("plan", "--band-names", json.dumps(names), "--json")
     assert json.loads(names_only.stdout)["bands"] == expected
 
 
 def test_swir_names_choose_the_swir_model(tmp_path):
     names = ["blue", "green", "red", "nir", "SWIR1", "SWIR2"]
     raster = _scene(tmp_path / "six.tif", names, bands=6)
-    answer = json.loads(_run("plan", raster, "--json").stdout)
+    answer = json.loads(run_backend("plan", raster, "--json").stdout)
     assert answer["model"]["key"] == "default" and answer["bands"] == [1, 2, 3, 4, 5, 6]
 
 
@@ -152,10 +133,10 @@ def test_names_that_miss_a_model_band_stop_with_the_fix():
 
 def test_unnamed_bands_are_guessed_by_layout_and_said(tmp_path):
     raster = _scene(tmp_path / "plain.tif", None)
-    answer = json.loads(_run("plan", raster, "--json").stdout)
+    answer = json.loads(run_backend("plan", raster, "--json").stdout)
     assert answer["bands"] == [1, 2, 3, 4] and answer["band_rule"] == "layout-4"
     assert "no band descriptions: assuming" in answer["band_note"]
-    seg = _run("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
+    seg = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
     assert seg.returncode == 0, seg.stderr
     assert "no band descriptions: assuming the 10 m Sentinel-2 order" in seg.stderr
     twelve = map_bands(SWIR, 12, [None] * 12)
@@ -164,15 +145,15 @@ def test_unnamed_bands_are_guessed_by_layout_and_said(tmp_path):
 
 def test_a_band_used_twice_is_refused_unless_allowed(tmp_path):
     raster = _scene(tmp_path / "plain.tif", None)
-    done = _run("plan", raster, "--bands", "3,2,1,1", "--model", paths.RGBN_MODEL)
+    done = run_backend("plan", raster, "--bands", "3,2,1,1", "--model", paths.RGBN_MODEL)
     assert done.returncode == 2 and "more than once" in done.stderr
     assert "fake NIR" in done.stderr and "--allow-duplicate-bands" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    ok = _run(
+    ok = run_backend(
         "plan", raster, "--bands", "3,2,1,1", "--model", paths.RGBN_MODEL, "--allow-duplicate-bands"
     )
     assert ok.returncode == 0, ok.stderr
-    seg = _run("segment", raster, "--bands", "3,2,1,1", "--out-dir", tmp_path / "o")
+    seg = run_backend("segment", raster, "--bands", "3,2,1,1", "--out-dir", tmp_path / "o")
     assert seg.returncode == 2 and "more than once" in seg.stderr
 
 

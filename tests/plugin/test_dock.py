@@ -18,6 +18,7 @@ from qgis.PyQt.QtGui import QColor
 
 from plugin.contract import BUNDLED_MODELS
 from plugin.dock import MODELS_DIR
+from tests.band_names import NAMED  # the namings the backend tests map too
 
 from .conftest import EPSG, ORIGIN, PIXEL, write_raster
 
@@ -418,16 +419,6 @@ def test_missing_bundled_model_is_one_line_with_the_fix(plugin, tmp_path, monkey
         "WaterSeg checkpoint (.pt)."
     )
     _assert_nothing_started(dock, before)
-
-
-# The same four namings as tests/backend/test_segment_plan.py::NAMED: the dock shows the
-# mapping the backend's plan made, so it cannot disagree with `segment`.
-NAMED = {
-    "colour-then-code": (["red (B4)", "green (B3)", "blue (B2)", "nir (B8)"], [3, 2, 1, 4]),
-    "zero-padded": (["B04", "B03", "B02", "B08"], [3, 2, 1, 4]),
-    "band-n-colour": (["Band 1 (blue)", "Band 2 (green)", "Band 4 (red)", "nir"], [1, 2, 3, 4]),
-    "words": (["nir", "Red", "green", "blue"], [4, 3, 2, 1]),
-}
 
 
 @pytest.mark.parametrize("case", sorted(NAMED))

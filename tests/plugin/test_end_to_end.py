@@ -18,6 +18,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from tests.band_names import NAMED  # the namings the backend and dock tests map too
+
 from .conftest import EPSG, backend_segment_ready, write_raster
 
 pytestmark = [
@@ -241,14 +243,6 @@ def test_processing_without_model_lets_the_backend_choose(
     backend = next(i for i in feedback.infos if i.startswith("Backend: "))
     assert "--model" not in backend.split()  # empty MODEL: the backend decides
     assert any(i.startswith(f"Running {expected} on cpu") for i in feedback.infos), feedback.infos
-
-
-NAMED = {  # as in tests/backend/test_segment_plan.py and tests/plugin/test_dock.py
-    "colour-then-code": (["red (B4)", "green (B3)", "blue (B2)", "nir (B8)"], [3, 2, 1, 4]),
-    "zero-padded": (["B04", "B03", "B02", "B08"], [3, 2, 1, 4]),
-    "band-n-colour": (["Band 1 (blue)", "Band 2 (green)", "Band 4 (red)", "nir"], [1, 2, 3, 4]),
-    "words": (["nir", "Red", "green", "blue"], [4, 3, 2, 1]),
-}
 
 
 @pytest.mark.parametrize("case", sorted(NAMED))
