@@ -413,6 +413,14 @@ def render_card(results: dict) -> str:
         "pixel_iou": f"{100 * cv['summary']['all_pixels']['iou_mean']:.2f}",
         "command": results["command"],
         "protocol_note": PROTOCOL_NOTE if cfg["folds"] else "",
+        "final_command_note": (
+            "That command ran the cross-validation; the bundled model was trained with the same"
+            " config by an earlier run, stopped after the final model for time:\n\n```\n"
+            f"
+            f"{results['final_command']}\n```\n"
+            if "final_command" in results
+            else ""
+        ),
         "epochs": cfg["epochs"],
         "batch": cfg["batch_size"],
         "lr": cfg["lr"],
@@ -539,7 +547,14 @@ def main(argv: list[str]) -> int:
         write_json(runs / "results-partial.json", results)
     summary = results["cross_validation"]["summary"]
     log(f"CV mean over acquisitions: {summary['mean_over_acquisitions']}")
-    if cfg.final:
+    if not cfg.final and "final" not in results and RESULTS.is_file() and BUNDLE.is_file():
+        # --no-final: validate the recipe of the bundled model trained by an earlier run.
+        earlier = json.loads(RESULTS.read_text())
+        same = {k for k in asdict(cfg) if k not in ("folds", "final")}
+        if "final" in earlier and all(earlier["config"][k] == asdict(cfg)[k] for k in same):
+            results["final"] = earlier["final"]
+            results["final_command"] = earlier["command"]
+    if "final" in results:
         ckpt = read_checkpoint(BUNDLE)
         ckpt["metrics"] = {
             "cv_protocol": results["cross_validation"]["protocol"],
