@@ -416,7 +416,6 @@ def render_card(results: dict) -> str:
         "final_command_note": (
             "That command ran the cross-validation; the bundled model was trained with the same"
             " config by an earlier run, stopped after the final model for time:\n\n```\n"
-            f"
             f"{results['final_command']}\n```\n"
             if "final_command" in results
             else ""
