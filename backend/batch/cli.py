@@ -93,12 +93,12 @@ def build_parser() -> tuple[argparse.ArgumentParser, list[argparse.Action]]:
 
 def segment_arguments(
     args: argparse.Namespace, actions: list[argparse.Action]
-) -> tuple[list[str], dict[str, Any]]:
-    """The segment options given -> (argv for segment, their canonical values for manifests).
-
-    Paths are made absolute: the workers run elsewhere."""
+) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
+    """The segment options given -> (argv for segment, their canonical values for manifests,
+    segment's defaults of those). Paths are made absolute: the workers run elsewhere."""
     argv: list[str] = []
     options: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
     for a in actions:
         value = getattr(args, a.dest)
         if isinstance(value, Path):
@@ -111,7 +111,8 @@ def segment_arguments(
             argv += [flag, str(value)]
         if a.dest not in _NOT_COMPARED:
             options[a.dest] = value
-    return argv, options
+            defaults[a.dest] = str(a.default) if isinstance(a.default, Path) else a.default
+    return argv, options, defaults
 
 
 def local_cluster_size(workers: int | None, threads: int | None) -> tuple[int, int]:
@@ -220,8 +221,14 @@ def _failure_row(job: SceneJob, exc: BaseException, seconds: float) -> dict[str,
 
 
 def _running(client, keys: set[str]) -> int:
+    """Scenes running now: the scheduler's processing tasks of this batch, at most as many
+    per worker as it has threads (the rest of a worker's tasks are queued there)."""
     try:
-        return sum(1 for ks in client.processing().values() for k in ks if k in keys)
+        nthreads = client.nthreads()
+        return sum(
+            min(sum(1 for k in ks if k in keys), nthreads.get(w, 1))
+            for w, ks in client.processing().items()
+        )
     except Exception:  # noqa: BLE001 - a progress figure must never stop the batch
         return 0
 
@@ -236,7 +243,7 @@ def run_batch(args, actions, reporter) -> int:
     from backend.segment.cli import prepare_out_dir
 
     out_dir = prepare_out_dir(args.out_dir.resolve())
-    seg_argv, options = segment_arguments(args, actions)
+    seg_argv, options, defaults = segment_arguments(args, actions)
     if args.merge_shoreline:
         if options.get("shoreline") == "none":
             raise UserError("--merge-shoreline needs shorelines; drop --shoreline none")
@@ -250,7 +257,8 @@ def run_batch(args, actions, reporter) -> int:
         raise UserError("--retries must not be negative")
 
     jobs = [
-        SceneJob(s, str(out_dir), tuple(seg_argv), options, model_sha, args.force) for s in scenes
+        SceneJob(s, str(out_dir), tuple(seg_argv), options, defaults, model_sha, args.force)
+        for s in scenes
     ]
     report = BatchReport(out_dir, [result_row(j, "pending", 0.0) for j in jobs])
     report.write()
@@ -288,10 +296,10 @@ def run_batch(args, actions, reporter) -> int:
                 for fut in batch:
                     job = futures[fut]
                     keys.discard(fut.key)
-                    if fut.status == "finished":
+                    try:
                         row = fut.result()
-                    else:
-                        row = _failure_row(job, fut.exception(), time.monotonic() - report.t0)
+                    except Exception as exc:  # noqa: BLE001 - retries spent: report the scene
+                        row = _failure_row(job, exc, 0.0)  # its tries ran on workers
                     fut.release()
                     finished += 1
                     report.record(row)

@@ -82,23 +82,35 @@ def read_manifest(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
 
+def same_options(
+    recorded: dict[str, Any], options: dict[str, Any], defaults: dict[str, Any]
+) -> bool:
+    """Whether the options a manifest recorded are the options of this run. An option the
+    manifest does not know (segment gained it later) counts as recorded at its default, so a
+    new option left at its default does not make every scene run again."""
+    return all(recorded.get(k, defaults.get(k)) == v for k, v in options.items())
+
+
 def is_complete(
     manifest: dict[str, Any] | None,
     scene: str,
     options: dict[str, Any],
     model_sha256: str | None,
+    defaults: dict[str, Any] | None = None,
 ) -> bool:
     """True when ``manifest`` proves the scene's outputs are complete and current.
 
-    ``model_sha256`` is the SHA-256 of ``--model``; None means segment chose a bundled model,
-    and then the model file the manifest names must still hash to what it records.
+    ``model_sha256`` is the SHA-256 of ``--model``; None means segment chose the model (a
+    bundled one, or none for an index method), and then the model file the manifest names
+    must still hash to what it records. ``defaults``: see :func:`same_options`.
     """
     if manifest is None or manifest.get("input") != scene:
         return False
     stat = input_stat(scene)
     if stat["size"] is None or manifest.get("input_stat") != stat:
         return False
-    if manifest.get("options") != options:
+    recorded = manifest.get("options")
+    if not isinstance(recorded, dict) or not same_options(recorded, options, defaults or {}):
         return False
     recorded = manifest.get("model_sha256")
     if bool(manifest.get("model_explicit")) != (model_sha256 is not None):
@@ -109,7 +121,7 @@ def is_complete(
     else:
         model = manifest.get("model")
         try:
-            if not model or file_sha256(model) != recorded:
+            if (file_sha256(model) if model else None) != recorded:
                 return False
         except OSError:
             return False

@@ -51,7 +51,7 @@ class SceneJob:
     """Everything a worker needs for one scene (pickled to the worker).
 
     ``segment_args`` are the segment options to pass on; ``options`` their canonical values,
-    recorded in and compared with the manifest; ``model_sha256`` the SHA-256 of ``--model``
+    recorded in and compared with the manifest (``option_defaults``: segment's defaults); ``model_sha256`` the SHA-256 of ``--model``
     (None: segment picks a bundled model); ``cpus_per_scene`` maps a worker host to the CPUs
     one scene may use there.
     """
@@ -60,6 +60,7 @@ class SceneJob:
     out_dir: str
     segment_args: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    option_defaults: dict[str, Any] = field(default_factory=dict)
     model_sha256: str | None = None
     force: bool = False
     cpus_per_scene: dict[str, int] = field(default_factory=dict)
@@ -93,13 +94,21 @@ def remove_stale_staging(out_dir: Path, stem: str) -> list[Path]:
     return stale
 
 
-def _worker_host() -> str | None:
+def cpus_for_this_scene(per_host: dict[str, int]) -> int:
+    """CPUs one scene may use on this worker's machine: the batch's figure for the machine,
+    else (a worker that joined later) this worker's CPUs / its threads."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
     try:
         from distributed import get_worker
 
-        return re.sub(r"^\w+://", "", get_worker().address).rsplit(":", 1)[0]
-    except (ImportError, ValueError):
-        return None
+        worker = get_worker()
+    except (ImportError, ValueError):  # not in a Dask worker (tests, a plain call)
+        return cpus
+    host = re.sub(r"^\w+://", "", worker.address).rsplit(":", 1)[0]
+    return per_host.get(host) or max(1, cpus // max(1, worker.state.nthreads))
 
 
 @contextmanager
@@ -135,8 +144,13 @@ def cpu_slot(count: int) -> Iterator[list[int] | None]:
     yield None
 
 
-def _segment(job: SceneJob, cpus: list[int] | None) -> tuple[int, dict[str, dict], str]:
-    """Run segment on the scene -> (exit code, last event of each name, stderr)."""
+def _segment(
+    job: SceneJob, cpus: list[int] | None, threads: int
+) -> tuple[int, dict[str, dict], str]:
+    """Run segment on the scene -> (exit code, last event of each name, stderr).
+
+    The thread variables are set to the scene's CPUs: Dask's nanny sets them to 1 in its
+    workers, which segment would otherwise inherit."""
     argv = [
         sys.executable,
         "-m",
@@ -156,9 +170,8 @@ def _segment(job: SceneJob, cpus: list[int] | None) -> tuple[int, dict[str, dict
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
-    if cpus:
-        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[var] = str(len(cpus))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(len(cpus) if cpus else threads)
     proc = subprocess.Popen(
         argv,
         cwd=str(REPO_ROOT),
@@ -223,19 +236,15 @@ def run_scene(job: SceneJob) -> dict[str, Any]:
     manifest_file = manifest_path(out_dir, job.stem)
     if not job.force:
         m = read_manifest(manifest_file)
-        if is_complete(m, job.scene, job.options, job.model_sha256):
+        if is_complete(m, job.scene, job.options, job.model_sha256, job.option_defaults):
             kept = ("water_fraction", "shoreline_length_m", "shoreline_features", "outputs")
             return result_row(job, "skipped", time.monotonic() - t0, **{k: m.get(k) for k in kept})
     remove_stale_staging(out_dir, job.stem)
     manifest_file.unlink(missing_ok=True)  # the outputs are about to be replaced
     stat = input_stat(job.scene)
-    host = _worker_host()
-    try:
-        n_cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        n_cpus = os.cpu_count() or 1
-    with cpu_slot(job.cpus_per_scene.get(host or "", n_cpus)) as cpus:
-        code, events, stderr = _segment(job, cpus)
+    n_cpus = cpus_for_this_scene(job.cpus_per_scene)
+    with cpu_slot(n_cpus) as cpus:
+        code, events, stderr = _segment(job, cpus, n_cpus)
     seconds = time.monotonic() - t0
     if code == BAD_INPUT_EXIT:
         return result_row(job, "failed", seconds, error=_error_line(events, stderr))

@@ -187,7 +187,7 @@ def test_bad_scene_is_reported_and_the_rest_succeed_on_an_embedded_cluster(tmp_p
 def test_worker_killed_mid_scene_ends_with_every_scene_done(tmp_path, ckpt, cluster):
     import psutil
 
-    big = scene(tmp_path / "big.tif", size=1536)
+    big = scene(tmp_path / "big.tif", size=1024)
     small = [scene(tmp_path / f"s{i}.tif") for i in range(2)]
     out = tmp_path / "out"
     killed: dict[str, object] = {}
@@ -262,6 +262,10 @@ def test_manifest_goes_stale_when_the_input_options_or_model_change(tmp_path):
     assert not is_complete(m, str(src), {"threshold": 0.6}, "abc")
     assert not is_complete(m, str(src), {"threshold": 0.5}, "abd")
     assert not is_complete(m, str(src), {"threshold": 0.5}, None)  # bundled model now
+    # an option segment gained later: at its default it changes nothing, else it does
+    new_option = {"threshold": 0.5, "method": "model"}
+    assert is_complete(m, str(src), new_option, "abc", {"threshold": 0.5, "method": "model"})
+    assert not is_complete(m, str(src), new_option, "abc", {"threshold": 0.5, "method": "ndwi"})
     os.utime(src, ns=(1, 1))
     assert not is_complete(m, str(src), {"threshold": 0.5}, "abc")
     m["input_stat"] = input_stat(str(src))
