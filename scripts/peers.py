@@ -2,8 +2,9 @@
 
     make peers                       # or: .venv/bin/python scripts/peers.py [--data DIR]
 
-Scores, on every pixel of each shared SNOWED sample (Sentinel-2 L2A, hand-checked NOAA
-shoreline labels; ../shared/data/snowed-sample/SNOWED), IoU water / land / mean of:
+Scores, on every pixel of each shared SNOWED sample (Sentinel-2 L2A, 256 x 256 px; labels
+built automatically from NOAA shoreline vectors, so noisy: sample_0003 calls inland ponds land;
+../shared/data/snowed-sample/SNOWED), IoU water / land / mean of:
 
 - the classical indices of ``backend/baselines.py`` at 0 (NDWI, MNDWI, AWEI_sh, WI2015) and
   NDWI / MNDWI at the scene's own Otsu threshold (clamped to ``baselines.OTSU_CLAMP``);
