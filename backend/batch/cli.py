@@ -14,6 +14,7 @@ import signal
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,13 +180,15 @@ def open_client(args, reporter) -> Iterator[tuple[Any, str]]:
             client.close()
         return
     workers, threads = local_cluster_size(args.workers, args.threads_per_worker)
-    cluster = LocalCluster(
-        n_workers=workers,
-        threads_per_worker=threads,
-        processes=True,
-        dashboard_address=":8787",
-        silence_logs=logging.ERROR,
-    )
+    with warnings.catch_warnings():  # 8787 taken: Dask picks another port, printed below
+        warnings.filterwarnings("ignore", message="Port 8787 is already in use")
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            processes=True,
+            dashboard_address=":8787",
+            silence_logs=logging.ERROR,
+        )
     try:
         with Client(cluster) as client:
             yield client, "embedded LocalCluster"

@@ -101,8 +101,8 @@ def is_complete(
     """True when ``manifest`` proves the scene's outputs are complete and current.
 
     ``model_sha256`` is the SHA-256 of ``--model``; None means segment chose the model (a
-    bundled one, or none for an index method), and then the model file the manifest names
-    must still hash to what it records. ``defaults``: see :func:`same_options`.
+    bundled one, or an index method such as "ndwi", which is no file), and then the model
+    file the manifest names must still hash to what it records. ``defaults``: see :func:`same_options`.
     """
     if manifest is None or manifest.get("input") != scene:
         return False
@@ -121,7 +121,7 @@ def is_complete(
     else:
         model = manifest.get("model")
         try:
-            if (file_sha256(model) if model else None) != recorded:
+            if (file_sha256(model) if model and os.path.isfile(model) else None) != recorded:
                 return False
         except OSError:
             return False

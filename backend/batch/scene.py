@@ -269,7 +269,8 @@ def run_scene(job: SceneJob) -> dict[str, Any]:
         "input": job.scene,
         "input_stat": stat,
         "model": model,
-        "model_sha256": job.model_sha256 or (file_sha256(model) if model else None),
+        "model_sha256": job.model_sha256
+        or (file_sha256(model) if model and os.path.isfile(model) else None),  # ndwi: no file
         "model_explicit": job.model_sha256 is not None,
         "options": job.options,
         **fields,

@@ -266,6 +266,8 @@ def test_manifest_goes_stale_when_the_input_options_or_model_change(tmp_path):
     new_option = {"threshold": 0.5, "method": "model"}
     assert is_complete(m, str(src), new_option, "abc", {"threshold": 0.5, "method": "model"})
     assert not is_complete(m, str(src), new_option, "abc", {"threshold": 0.5, "method": "ndwi"})
+    index_method = {**m, "model": "ndwi", "model_sha256": None, "model_explicit": False}
+    assert is_complete(index_method, str(src), {"threshold": 0.5}, None)  # --method ndwi
     os.utime(src, ns=(1, 1))
     assert not is_complete(m, str(src), {"threshold": 0.5}, "abc")
     m["input_stat"] = input_stat(str(src))
