@@ -286,9 +286,12 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
     for i, (p, plan) in enumerate(zip(inputs, plans, strict=True)):
         if cancel():
             raise Cancelled()
-        with open_raster(p, list(spec.bands), explicit, args.allow_duplicate_bands) as source:
-            if source.mapping.note:
-                reporter.log(f"{p.name}: {source.mapping.note}")
+        with open_raster(
+            p, list(spec.bands), explicit, args.allow_duplicate_bands, args.zero_is_data
+        ) as source:
+            for note in (source.mapping.note, source.nodata_note):
+                if note:
+                    reporter.log(f"{p.name}: {note}")
             done = segment_source(
                 source,
                 predictor,

@@ -37,7 +37,9 @@ class RasterSource:
     ``read_strip(row0, row1)`` -> (raw (C, h, W) in the raster's dtype, valid (h, W) bool).
     """
 
-    def __init__(self, path: Path, dataset, mapping: BandMapping):
+    def __init__(
+        self, path: Path, dataset, mapping: BandMapping, zero_is_nodata: bool | None = None
+    ):
         self.path = path
         self._ds = dataset
         self.mapping = mapping
@@ -51,6 +53,22 @@ class RasterSource:
 
         self._all_valid = all(
             dataset.mask_flag_enums[i - 1] == [MaskFlags.all_valid] for i in self.indexes
+        )
+        # Exactly 0 in every band is never real reflectance, but it is the black border that
+        # gdalwarp and many exports write without declaring a nodata value. 8-bit renders are
+        # the exception: their stretch clips dark water to 0, 0, 0.
+        if zero_is_nodata is None:
+            zero_is_nodata = self._all_valid and self.dtype != np.uint8
+        self.zero_is_nodata = bool(zero_is_nodata)
+
+    @property
+    def nodata_note(self) -> str | None:
+        """One log line when zeros are read as nodata by the rule above, else None."""
+        if not self.zero_is_nodata:
+            return None
+        return (
+            "no nodata value set: pixels that are 0 in every band are read as nodata "
+            "(--zero-is-data reads them as data)"
         )
 
     @property
@@ -82,6 +100,8 @@ class RasterSource:
             ) from None
         if raw.dtype.kind == "f":
             valid &= np.all(np.isfinite(raw), axis=0)
+        if self.zero_is_nodata:
+            valid &= np.any(raw != 0, axis=0)
         return raw, valid
 
     def read_bands_decimated(self, indexes: list[int], out_h: int, out_w: int) -> np.ndarray:
@@ -118,15 +138,19 @@ def open_raster(
     model_bands: list[str],
     explicit: list[int] | None = None,
     allow_duplicates: bool = False,
+    zero_is_data: bool = False,
 ) -> RasterSource:
-    """Open ``path``, validate it and map its bands. Every problem is a one-line UserError."""
+    """Open ``path``, validate it and map its bands. Every problem is a one-line UserError.
+
+    ``zero_is_data`` turns off the rule that reads pixels 0 in every band as nodata
+    (:class:`RasterSource`)."""
     ds = open_checked(Path(path))
     try:
         mapping = map_raster_bands(
             list(model_bands), raster_bands(ds), explicit, allow_duplicates=allow_duplicates
         )
         _check_dtypes_and_probe(Path(path), ds, mapping.indexes)
-        return RasterSource(Path(path), ds, mapping)
+        return RasterSource(Path(path), ds, mapping, False if zero_is_data else None)
     except BaseException:
         ds.close()
         raise

@@ -235,3 +235,46 @@ def test_staging_left_by_a_killed_run_is_removed_at_the_next_start(tmp_path):
         "scene_shoreline.gpkg",
         "scene_water.tif",
     ]
+
+
+def test_zero_filled_border_without_nodata_is_nodata_unless_asked(tmp_path):
+    water = _disc()
+    data = water_scene(water)
+    data[:, :, :12] = 0  # a gdalwarp-style black border, no nodata value declared
+    src = write_raster(tmp_path / "warped.tif", data)
+    done = _run(src, tmp_path / "out")
+    with rasterio.open(tmp_path / "out" / "warped_water.tif") as m:
+        mask = m.read(1)
+    assert (mask[:, :12] == 255).all()
+    truth = water.astype(np.uint8)
+    np.testing.assert_array_equal(mask[:, 12:], truth[:, 12:])
+    assert done["shoreline_features"] == 1  # the disc only, nothing along the border
+
+    # --zero-is-data: the border is read as data (dark: this model calls it water)
+    opts = SegmentOptions()
+    out = tmp_path / "out2"
+    out.mkdir()
+    with open_raster(src, BANDS, zero_is_data=True) as source:
+        assert source.nodata_note is None
+        segment_source(
+            source,
+            TilePredictor(NirThresholdModel(), "cpu", 8),
+            InputSpec(tile_size=64),
+            opts,
+            OutputPlan.for_input(src, out, opts),
+            NullReporter(),
+        )
+    with rasterio.open(out / "warped_water.tif") as m:
+        assert (m.read(1)[:, :12] == 1).all()
+
+
+def test_zero_rule_skips_8_bit_rasters_and_declared_nodata(tmp_path):
+    rgb = np.full((3, 40, 40), 7, np.uint8)
+    rgb[:, :5] = 0  # clipped dark water in a stretched 8-bit render is real
+    with open_raster(write_raster(tmp_path / "rgb.tif", rgb), BANDS[:3]) as source:
+        assert not source.zero_is_nodata
+        assert source.read_strip(0, 40)[1].all()
+    with open_raster(write_raster(tmp_path / "nd.tif", water_scene(_disc()), nodata=0), BANDS) as s:
+        assert not s.zero_is_nodata  # GDAL's own nodata mask decides
+    with open_raster(write_raster(tmp_path / "u16.tif", water_scene(_disc())), BANDS) as s:
+        assert s.zero_is_nodata and "0 in every band" in s.nodata_note
