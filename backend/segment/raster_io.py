@@ -166,11 +166,29 @@ def check_raster(path: str | os.PathLike) -> None:
         ds.close()
 
 
+def _training_data_hint(path: Path) -> str | None:
+    """The error for SNOWED training data (a .npy array or a SNOWED folder) given as a
+    raster to segment, else None."""
+    is_snowed_dir = path.is_dir() and (
+        (path / "sample_2A.npy").is_file() or any(path.glob("*/sample_2A.npy"))
+    )
+    if path.suffix.lower() == ".npy" or is_snowed_dir:
+        return (
+            f"{path} is training data (SNOWED NumPy arrays), not a georeferenced raster; "
+            "train on it with 'python -m backend train --data FOLDER' or score a model with "
+            "'python -m backend evaluate CHECKPOINT --data FOLDER', and pass segment a GeoTIFF"
+        )
+    return None
+
+
 def open_checked(path: Path):
     import rasterio
 
     if not path.exists():
         raise UserError(f"input not found: {path}; check the path")
+    training = _training_data_hint(path)
+    if training:
+        raise UserError(training)
     if path.is_dir():
         raise UserError(f"input {path} is a folder, not a raster; pass a raster file")
     try:

@@ -62,6 +62,11 @@ def _bad_inputs(tmp, ckpt):
     corrupt = tmp / "corrupt.pt"
     corrupt.write_bytes(ckpt.read_bytes()[:5000])
     cases["corrupt_ckpt"] = (good, ["--model", corrupt], "cannot read model file")
+    snowed = tmp / "SNOWED" / "sample_0001"
+    snowed.mkdir(parents=True)
+    np.save(snowed / "sample_2A.npy", np.ones((4, 4, 12), np.uint16))
+    cases["npy"] = (snowed / "sample_2A.npy", [], "is training data (SNOWED NumPy arrays)")
+    cases["snowed_dir"] = (tmp / "SNOWED", [], "backend train --data FOLDER")
     return cases
 
 
@@ -74,6 +79,8 @@ CASES = [
     "all_nodata",
     "unwritable_out",
     "corrupt_ckpt",
+    "npy",
+    "snowed_dir",
 ]
 
 
