@@ -52,6 +52,7 @@ from backend.checkpoint import (  # noqa: E402
 )
 from backend.datasets.esw import group_by_acquisition, list_scenes, read_scene_arrays  # noqa: E402
 from backend.datasets.snowed import band_indices, list_samples, load_sample_arrays  # noqa: E402
+from backend.losses import dice_loss  # noqa: E402
 from backend.metrics import ConfusionMatrix  # noqa: E402
 from backend.models import create_model  # noqa: E402
 from backend.models.blocks import scale_channels  # noqa: E402
@@ -85,8 +86,10 @@ class Config:
     epochs: int = 10  # an epoch = as many crops as cover the training scenes' area once
     batch_size: int = 8
     crop: int = 256
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
+    dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * Dice loss of water
+    aug_p: float = 0.4  # probability of each photometric step (haze: half of it)
     warmup_steps: int = 50
     seed: int = 0
     threads: int = 2
@@ -168,7 +171,16 @@ class CropSampler:
         self.references = [s.reference for s in scenes]
         area = np.array([s.mask.size for s in scenes], np.float64)
         self.p = area / area.sum()
-        self.augment = RGBAugment(crop=cfg.crop)
+        p = cfg.aug_p
+        self.augment = RGBAugment(
+            crop=cfg.crop,
+            p_stretch=p,
+            p_gamma=p,
+            p_brightness_contrast=p,
+            p_saturation=p,
+            p_haze=p / 2,
+            p_jpeg=p,
+        )
         self.cfg = cfg
         self.rng = rng
         self.snowed = []
@@ -231,7 +243,8 @@ def train_model(scenes: list[Scene], cfg: Config, seed: int, tag: str) -> torch.
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, total, cfg)
         x, y = sampler.batch()
-        loss = F.cross_entropy(model(x), y)
+        logits = model(x)
+        loss = F.cross_entropy(logits, y) + cfg.dice_weight * dice_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -332,7 +345,7 @@ def make_checkpoint(model, cfg: Config, split: dict, metrics: dict, half: bool) 
         cfg.arch,
         cfg.arch_kwargs(),
         cfg.input_spec(),
-        loss="ce",
+        loss="ce+dice" if cfg.dice_weight else "ce",
         config=asdict(cfg),
         split=split,
         metrics=metrics,
@@ -423,6 +436,8 @@ def render_card(results: dict) -> str:
         "epochs": cfg["epochs"],
         "batch": cfg["batch_size"],
         "lr": cfg["lr"],
+        "aug_p": cfg.get("aug_p", 0.5),
+        "dice_weight": cfg.get("dice_weight", 0.0),
         "snowed_fraction": cfg["snowed_fraction"],
         "cv_minutes": f"{cv['seconds'] / 60:.0f}",
         "final_minutes": f"{final.get('seconds', 0) / 60:.0f}",
