@@ -259,8 +259,9 @@ def map_raster_bands(
             f"missing {', '.join(missing if held else model_bands[count:])}; pass a raster "
             "with these bands or --bands"
         )
+    example = ",".join(str(i) for i in range(1, len(model_bands) + 1))
     raise UserError(
-        f"cannot tell which of the raster's {count} bands are {need} (no band descriptions, "
-        f"no known layout for {count} bands); pass --bands with their numbers, e.g. "
-        "--bands 2,3,4,8"
+        f"cannot tell which of the raster's {count} {raster.dtype} bands are {need} (no band "
+        f"descriptions, no known layout); pass --bands with their numbers in that order, e.g. "
+        f"--bands {example}"
     )

@@ -190,12 +190,13 @@ def model_for(model: Path) -> ModelChoice:
 
 
 def _scaling_notes(raster: RasterBands, model: ModelChoice) -> tuple[list[str], list[str]]:
+    true_colour = model.key == "rgb"
+    scaling = "8-bit true colour" if true_colour else "Sentinel-2 reflectance = value / 10000"
     notes = [
         f"data type {raster.dtype or 'unknown'}: the model's checkpoint scales raw values "
-        "(Sentinel-2 models: reflectance = value / 10000)"
+        f"({scaling})"
     ]
     warnings: list[str] = []
-    true_colour = model.key == "rgb"
     if raster.dtype == "uint8" and not true_colour:
         warnings.append(
             "8-bit data into a reflectance model: values look like a rendered image, not "
