@@ -19,10 +19,15 @@ Steps, top to bottom:
    fifth (IoU water / land / mean), for the 6-band variant (NDWI + MNDWI: bands B2 B3 B4 B8
    B11 B12) and the 4-band one (NDWI: B2 B3 B4 B8); beside NDWI > 0, MNDWI > 0 and the RGB
    network alone, on the same pixels.
-4. Fit on all five and write ``resources/models/waterseg-default.pt`` and
+4. With ``--bundle``: fit on all five and write ``resources/models/waterseg-default.pt`` and
    ``waterseg-rgbn.pt`` (+ ``.sha256``, fp16), the results to
    ``resources/models/results-fusion.json`` and the model cards from
-   ``resources/models/MODEL_CARD-fusion.md.in``.
+   ``resources/models/MODEL_CARD-fusion.md.in``. Without it, only the validation is written,
+   to ``docs/results/fusion-snowed.json``.
+
+Result so far (docs/results/fusion-snowed.json): the fusion does not beat MNDWI > 0 on these
+samples, so the bundled models were not replaced and ``segment --method auto`` uses the index
+(README, "How good is it?").
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ from backend.models import build_model  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 MODELS = REPO / "resources" / "models"
 RESULTS = MODELS / "results-fusion.json"
+VALIDATION = REPO / "docs" / "results" / "fusion-snowed.json"
 TEMPLATE = MODELS / "MODEL_CARD-fusion.md.in"
 VARIANTS = {
     # bundled file: (bands, indices, card)
@@ -233,17 +239,26 @@ def main(argv: list[str]) -> int:
     p.add_argument("--rgb", default=str(MODELS / "waterseg-rgb.pt"), help="the RGB checkpoint")
     p.add_argument("--snowed", default=str(SHARED / "snowed-sample" / "SNOWED"))
     p.add_argument("--esw", default=str(SHARED / "esw-rgb"))
-    p.add_argument("--gain", type=float, help="render gain (default: matched to ESW, step 1)")
-    p.add_argument("--no-bundle", action="store_true", help="validate only; write nothing")
+    p.add_argument(
+        "--gains",
+        default="matched,2.5,3.5",
+        help="render gains to validate: numbers, or 'matched' (step 1); the first is bundled",
+    )
+    p.add_argument(
+        "--bundle",
+        action="store_true",
+        help="also replace the bundled multispectral models and their cards (default: only "
+        f"validate, writing {VALIDATION.relative_to(REPO)})",
+    )
     args = p.parse_args(argv)
     torch.manual_seed(0)
 
     samples = [Path(args.snowed) / s for s in list_samples(args.snowed)]
     ids = [s.name for s in samples]
-    gain = args.gain or render_gain(Path(args.esw), samples)
-    log(f"render gain {gain:.3f} ({'given' if args.gain else 'matched to the ESW renders'})")
-    rgb_ckpt = read_checkpoint(args.rgb)
-    rgb_net, _, rgb_meta = unpack_checkpoint(rgb_ckpt)
+    gains = []
+    for g in args.gains.split(","):
+        gains.append(render_gain(Path(args.esw), samples) if g == "matched" else float(g))
+    rgb_net, _, rgb_meta = unpack_checkpoint(read_checkpoint(args.rgb))
     rgb_state = rgb_net.state_dict()
 
     results = {
@@ -251,36 +266,44 @@ def main(argv: list[str]) -> int:
         "command": "python scripts/build_fusion.py " + " ".join(argv),
         "rgb_model": os.path.relpath(args.rgb, REPO),
         "rgb_sha256": sha256_of(args.rgb),
-        "gain": gain,
+        "gain": gains[0],
+        "gains": {},
         "samples": ids,
         "variants": {},
     }
-    for name, (bands, indices, card) in VARIANTS.items():
-        model, kwargs = fusion_model(rgb_meta, rgb_state, bands, indices, gain)
-        data = evidence(model, samples)
-        loo = leave_one_out(data, ids)
-        log(f"{name}: leave-one-sample-out mean IoU {loo['mean_iou_mean']}")
-        for sample_id, row in loo["per_sample"].items():
-            log(f"  {sample_id} " + " ".join(f"{k} {v['iou_mean']:.2f}" for k, v in row.items()
-                                              if isinstance(v, dict)))  # fmt: skip
-        weights = fit_weights(data)
-        variant = {
-            "bands": bands,
-            "indices": indices,
-            "weights": [float(w) for w in weights],
-            "leave_one_out": loo,
-        }
-        results["variants"][name] = variant
-        if not args.no_bundle:
-            config = {"gain": gain, "rgb_model": results["rgb_model"], "l2": L2_WEIGHT}
-            metrics = {"leave_one_sample_out": loo["mean_iou_mean"]}
-            path = bundle(model, kwargs, weights, name, config, metrics)
-            variant["sha256"] = sha256_of(path)
-            (MODELS / card).write_text(render_card(results, name))
-            log(f"wrote {path} and {card}")
-    if not args.no_bundle:
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        log(f"wrote {RESULTS}")
+    for gain in gains:
+        log(f"render gain {gain:.3f}")
+        per_gain = {}
+        for name, (bands, indices, card) in VARIANTS.items():
+            model, kwargs = fusion_model(rgb_meta, rgb_state, bands, indices, gain)
+            data = evidence(model, samples)
+            loo = leave_one_out(data, ids)
+            log(f"{name}: leave-one-sample-out mean IoU {loo['mean_iou_mean']}")
+            for sample_id, row in loo["per_sample"].items():
+                log(f"  {sample_id} " + " ".join(f"{k} {v['iou_mean']:.2f}" for k, v in row.items()
+                                                  if isinstance(v, dict)))  # fmt: skip
+            weights = fit_weights(data)
+            variant = {
+                "bands": bands,
+                "indices": indices,
+                "weights": [float(w) for w in weights],
+                "leave_one_out": loo,
+            }
+            per_gain[name] = variant
+            if gain == gains[0]:
+                results["variants"][name] = variant
+            if args.bundle and gain == gains[0]:
+                config = {"gain": gain, "rgb_model": results["rgb_model"], "l2": L2_WEIGHT}
+                metrics = {"leave_one_sample_out": loo["mean_iou_mean"]}
+                path = bundle(model, kwargs, weights, name, config, metrics)
+                variant["sha256"] = sha256_of(path)
+                (MODELS / card).write_text(render_card(results, name))
+                log(f"wrote {path} and {card}")
+        results["gains"][f"{gain:.3f}"] = per_gain
+    out = RESULTS if args.bundle else VALIDATION
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    log(f"wrote {out}")
     return 0
 
 

@@ -28,6 +28,7 @@ from backend.segment.plan import (
     index_choice,
     make_plan,
     read_raster,
+    resolve_method,
 )
 from backend.segment.progress import make_reporter
 from backend.segment.tiling import check_overlap
@@ -238,7 +239,7 @@ def _index_predictor(args, inputs, explicit, reporter):
     """--method ndwi|mndwi|...: a classical index, numpy on the CPU -> (predictor, spec, name)."""
     from backend.segment.indices import IndexPredictor, index_spec
 
-    choice = index_choice(args.method)
+    choice = index_choice(args.method, args.method_reason)
     if args.model is not None:
         reporter.log(f"--model ignored: --method {args.method} uses no model")
     for p in inputs:  # every input has the index's bands, before the first run
@@ -279,6 +280,9 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
                 + "; pass --overwrite or choose another --out-dir"
             )
+    args.method, args.method_reason = resolve_method(
+        args.method, [read_raster(p)[0] for p in inputs], args.model, explicit
+    )
     if args.method != MODEL:
         predictor, spec, model_path = _index_predictor(args, inputs, explicit, reporter)
     else:

@@ -36,6 +36,14 @@ from backend.segment.bands import (
 )
 
 MODEL = "model"  # --method: the checkpoint; any other value is a classical water index
+AUTO = "auto"  # --method: chosen from the raster's bands by resolve_method
+# What --method auto uses for a multispectral raster, in order of preference. On scenes the
+# learned multispectral models never saw, MNDWI > 0 and NDWI > 0 do better than they do
+# (README, "How good is it?"); true-colour rasters get the RGB model.
+AUTO_INDICES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("mndwi", ("B3", "B11")),
+    ("ndwi", ("B3", "B8")),
+)
 
 
 @dataclass(frozen=True)
@@ -165,13 +173,38 @@ def _choice(
     return ModelChoice(str(paths.MODELS_DIR / entry.file), entry.key, list(entry.bands), why)
 
 
-def index_choice(method: str) -> ModelChoice:
+def index_choice(method: str, reason: str = "") -> ModelChoice:
     """``--method ndwi`` (or another classical index): no checkpoint, the index's bands."""
     from backend.baselines import INDEX_BANDS
 
     bands = list(INDEX_BANDS[method])
     why = f"Using the classical index {method} ({' '.join(bands)}; water where it is > 0), no model"
-    return ModelChoice("", None, bands, why)
+    return ModelChoice("", None, bands, f"{why}: {reason}" if reason else why)
+
+
+def resolve_method(
+    method: str,
+    rasters: list[RasterBands],
+    model: Path | None = None,
+    explicit: list[int] | None = None,
+) -> tuple[str, str]:
+    """``--method auto`` -> (the method, one line why); any other method is returned as is.
+
+    With ``--model`` or ``--bands`` the user has chosen a model: "model". Otherwise the first
+    of :data:`AUTO_INDICES` whose bands every raster holds, else "model" (a true-colour raster
+    then gets the bundled RGB model)."""
+    if method != AUTO:
+        return method, ""
+    if model is not None or explicit is not None:
+        return MODEL, ""
+    for name, bands in AUTO_INDICES:
+        if rasters and all(set(bands) <= set(r.held()[0]) for r in rasters):
+            return name, (
+                f"chosen automatically, the raster has {' and '.join(bands)}; on scenes the "
+                "learned multispectral models never saw it is the more accurate "
+                "(--method model runs the bundled model instead)"
+            )
+    return MODEL, ""
 
 
 def model_for(model: Path) -> ModelChoice:
@@ -298,8 +331,9 @@ def main(argv: list[str]) -> int:
         colours = [c.strip() for c in args.colour_interp.split(",") if c.strip()]
         raster, nodata = RasterBands(len(names), tuple(names), tuple(colours), args.dtype), None
     explicit = parse_bands_option(args.bands) if args.bands else None
-    if args.method != MODEL:
-        model = index_choice(args.method)
+    method, reason = resolve_method(args.method, [raster], args.model, explicit)
+    if method != MODEL:
+        model = index_choice(method, reason)
     else:
         model = model_for(args.model) if args.model else None
     plan = make_plan(
@@ -310,8 +344,8 @@ def main(argv: list[str]) -> int:
         nodata=nodata,
         input_path=str(args.raster) if args.raster else None,
     )
-    if args.method != MODEL and args.model:
-        plan.warnings.append(f"--model ignored: --method {args.method} uses no model")
+    if method != MODEL and args.model:
+        plan.warnings.append(f"--model ignored: --method {method} uses no model")
     if args.json:
         print(json.dumps(plan.to_json()))
         return 0
