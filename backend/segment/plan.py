@@ -200,9 +200,9 @@ def resolve_method(
     for name, bands in AUTO_INDICES:
         if rasters and all(set(bands) <= set(r.held()[0]) for r in rasters):
             return name, (
-                f"chosen automatically, the raster has {' and '.join(bands)}; on scenes the "
-                "learned multispectral models never saw it is the more accurate "
-                "(--method model runs the bundled model instead)"
+                f"chosen automatically, the raster has {' and '.join(bands)}; on real scenes "
+                "from other sources the learned multispectral models did worse than the water "
+                "indices (README, 'How good is it?'); --method model runs the bundled model"
             )
     return MODEL, ""
 
