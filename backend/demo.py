@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.contract import contract
+from backend.contract import contract, option
 from backend.errors import UserError
 
 DEFAULT_OUT = Path("out") / "demo"
@@ -25,7 +25,7 @@ DEFAULT_OUT = Path("out") / "demo"
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m backend demo",
-        description="Segment the synthetic demo scene (or --scene PATH) with the bundled model; "
+        description="Segment the synthetic demo scene (or --scene PATH) as segment does by default; "
         "writes the water mask, the shoreline and a quicklook PNG.",
     )
     p.add_argument(
@@ -34,7 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})"
     )
-    p.add_argument("--model", type=Path, help="checkpoint (default: the bundled default model)")
+    p.add_argument("--model", type=Path, help="checkpoint (default: as segment chooses)")
+    method = option("method")
+    p.add_argument(
+        "--method",
+        default=method["default"],
+        choices=method["choices"],
+        help=f"as segment's --method (default {method['default']})",
+    )
     p.add_argument("--device", default="auto", choices=list(contract()["devices"]))
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic scene (default 0)")
     p.add_argument(
@@ -135,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.model is not None:
         seg_argv += ["--model", str(args.model)]
-    rc = int(segment_main(seg_argv) or 0)
+    rc = int(segment_main([*seg_argv, "--method", args.method]) or 0)
     if rc != 0:
         return rc
     seg_s = time.perf_counter() - t_seg
@@ -154,17 +161,26 @@ def main(argv: list[str] | None = None) -> int:
 
     if truth_path is not None:
         truth = _read_band(truth_path)
-        model_scores = score_masks(_read_band(outputs["water mask"]), truth)
-        rows = [("WaterSeg model", model_scores)]
+        rows = [
+            (f"WaterSeg ({args.method})", score_masks(_read_band(outputs["water mask"]), truth))
+        ]
+        if args.method == "auto" and args.model is None:  # the learned model, for comparison
+            learned = out / "learned-model"
+            learned.mkdir(exist_ok=True)
+            seg_model = [str(scene), "--out-dir", str(learned), "--method", "model"]
+            seg_model += ["--shoreline", "none", "--overwrite", "--progress", "none"]
+            if int(segment_main([*seg_model, "--device", args.device]) or 0) == 0:
+                learned_mask = _read_band(learned / f"{stem}_water.tif")
+                rows.append(("learned model", score_masks(learned_mask, truth)))
         for name, other in (("NDWI > 0", "B8"), ("MNDWI > 0", "B11")):
             index_mask = _index_mask_of_raster(scene, other)
             if index_mask is not None:
                 rows.append((name, score_masks(index_mask, truth)))
         print("demo: scores against the true mask of the synthetic scene (IoU, %)")
-        print(f"  {'method':<14} {'water':>7} {'land':>7} {'mean':>7}")
+        print(f"  {'method':<16} {'water':>7} {'land':>7} {'mean':>7}")
         for name, s in rows:
             print(
-                f"  {name:<14} {100 * s['iou_water']:7.2f} {100 * s['iou_land']:7.2f} "
+                f"  {name:<16} {100 * s['iou_water']:7.2f} {100 * s['iou_land']:7.2f} "
                 f"{100 * s['iou_mean']:7.2f}"
             )
     return 0
