@@ -41,7 +41,7 @@ format: $(STAMP)  ## ruff: fix what it can
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-demo: $(STAMP)  ## segment the demo scene (or SCENE=path.tif) with the bundled model
+demo: $(STAMP)  ## segment the demo scene (or SCENE=path.tif) as segment does by default
 	$(PY) -m backend demo $(if $(SCENE),--scene "$(SCENE)")
 
 batch: $(STAMP)  ## segment many scenes on Dask: make batch INPUTS="scenes/ more/*.tif" BATCH_OUT=out BATCH_ARGS=--merge-shoreline
@@ -61,7 +61,7 @@ table1: $(STAMP)  ## train + evaluate the paper's 12 configurations, write Table
 table1-smoke: $(STAMP)  ## the Table I path on the five samples (1 epoch, tiny widths; numbers meaningless)
 	$(PY) -m backend table1 --data "$(DATA)" --out "$(OUT)/table1-smoke" --smoke
 
-bench: $(STAMP)  ## speed and memory benchmarks (segmentation, training), printed side by side
+bench: $(STAMP)  ## speed, memory and contention benchmarks (segmentation, training), side by side
 	$(PY) -m benchmarks
 
 peers: $(STAMP)  ## waterdetect, CoastSat and the classical indices vs labels (scratch venv PEERS_VENV)
