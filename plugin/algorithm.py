@@ -49,15 +49,18 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         return (
-            "Separates water from land in an optical satellite image (Sentinel-2 first) with a "
-            "U-Net-family model and draws the shoreline. Bands: the layer's band numbers in the "
+            "Separates water from land in an optical satellite image (Sentinel-2 first) and "
+            "draws the shoreline. Method: auto (default) uses MNDWI > 0 when the layer has B3 and "
+            "B11, NDWI > 0 when it has B3 and B8, and the bundled RGB model for a true-colour "
+            "image; model runs the learned model below; or one water index by name. Bands: the "
+            "layer's band numbers in the "
             "model's band order (e.g. 2,3,4,8 for B2 B3 B4 B8 of a full Sentinel-2 stack); leave "
             "empty to let the backend match bands by their names (B04, red (B4), nir, SWIR1 ...), "
             "or, for unnamed bands, by the Sentinel-2 order of a 4, 12 or 13-band raster (said in "
             "the log); names that miss a model band stop the run with the fix. A band may not be "
-            "listed twice. Model: a WaterSeg checkpoint (.pt); empty = automatic: the backend "
-            "uses the bundled B2 B3 B4 B8 B11 B12 model when the layer has B11 and B12, else the "
-            "bundled B2 B3 B4 B8 model ('python -m backend plan RASTER' shows the choice). The "
+            "listed twice. Model (with method model): a WaterSeg checkpoint (.pt); empty = the "
+            "bundled B2 B3 B4 B8 B11 B12 model when the layer has B11 and B12, else the bundled "
+            "B2 B3 B4 B8 model ('python -m backend plan RASTER' shows every choice). The "
             "backend runs in its own Python with PyTorch (see the WaterSeg dock, Backend > Check "
             "backend). The layer must be a local raster file."
         )
