@@ -1,14 +1,11 @@
-"""``python -m backend``: see backend/cli.py.
-
-The thread policy (backend/threads.py) is applied first: OpenMP reads it when torch loads.
-"""
+"""``python -m backend``: see backend/cli.py. Process settings first (backend/runtime.py)."""
 
 import sys
 
-from backend.threads import apply_policy, choose_policy
+from backend.runtime import prepare
 
-apply_policy(choose_policy(sys.argv[1:]))
+prepare(sys.argv[1:])
 
-from backend.cli import main  # noqa: E402 - after the thread policy, before torch loads
+from backend.cli import main  # noqa: E402 - after the process settings, before torch loads
 
 sys.exit(main())

@@ -1,4 +1,5 @@
-"""The CPU thread policy: count, precedence, cgroup quota, and that torch really uses it."""
+"""Process settings before heavy imports: the CPU thread policy (count, precedence, cgroup
+quota, torch really uses it) and the PROJ data folder."""
 
 from __future__ import annotations
 
@@ -113,3 +114,32 @@ def test_torch_in_a_child_uses_the_chosen_count(repo_root):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
+
+
+def test_pyproj_gets_the_system_proj_data_unless_the_user_chose(tmp_path):
+    from backend.runtime import use_system_proj_data
+
+    (tmp_path / "proj.db").write_bytes(b"")
+    env: dict[str, str] = {}
+    assert use_system_proj_data(env, tmp_path) and env["PROJ_DATA"] == str(tmp_path)
+    mine = {"PROJ_LIB": "/opt/proj"}
+    assert not use_system_proj_data(mine, tmp_path) and "PROJ_DATA" not in mine
+    assert not use_system_proj_data({}, tmp_path / "absent")
+
+
+def test_segment_prints_no_proj_data_warning(tmp_path, repo_root, backend_python):
+    import numpy as np
+
+    from .rasters import water_scene, write_raster
+
+    water = np.zeros((40, 40), bool)
+    water[10:30, 5:25] = True
+    src = write_raster(tmp_path / "lake.tif", water_scene(water))
+    env = {k: v for k, v in os.environ.items() if k not in ("PROJ_DATA", "PROJ_LIB")}
+    out = subprocess.run(
+        [backend_python, "-m", "backend", "segment", str(src), "--out-dir", str(tmp_path / "o"),
+         "--method", "ndwi", "--progress", "none"],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "PROJ data directory" not in out.stderr
