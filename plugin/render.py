@@ -1,0 +1,172 @@
+"""Rendering any map layer (XYZ, WMS, WCS, virtual rasters, even vectors) to an RGB GeoTIFF.
+
+The backend reads files of band values; a tile service has only pictures. This module draws
+the layer as QGIS shows it (``QgsMapRendererCustomPainterJob``) into an image of the requested
+extent and resolution and writes it as an 8-bit true-colour GeoTIFF: bands red, green, blue
+and alpha, where alpha 0 (nothing drawn) is nodata. The backend's ``plan`` picks the bundled RGB
+model for such a file.
+
+Pure PyQGIS and GDAL, no widgets: it may run in a task (pass a layer clone made on the main
+thread there).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsMapLayer,
+    QgsMapRendererCustomPainterJob,
+    QgsMapSettings,
+    QgsProject,
+    QgsRectangle,
+)
+from qgis.PyQt.QtCore import QSize, Qt
+from qgis.PyQt.QtGui import QColor, QImage, QPainter
+
+MAX_RENDER_SIDE = 10_000  # pixels per side; 10000 x 10000 RGBA is 400 MB in memory
+
+
+def render_size(extent: QgsRectangle, resolution: float) -> tuple[int, int]:
+    """Columns and rows that cover ``extent`` at ``resolution`` map units per pixel.
+
+    Raises ValueError (one line saying how to fix it) for an empty extent, a resolution that
+    is not positive, or an image over ``MAX_RENDER_SIDE`` pixels on a side.
+    """
+    if extent is None or extent.isEmpty() or extent.isNull():
+        raise ValueError("the extent to render is empty: zoom to the area to segment")
+    if not resolution or not math.isfinite(resolution) or resolution <= 0:
+        raise ValueError(f"render resolution {resolution} is not positive: set it above 0")
+    # the tiny tolerance keeps 1000.0000001 pixels from becoming 1001
+    cols = max(1, math.ceil(extent.width() / resolution - 1e-6))
+    rows = max(1, math.ceil(extent.height() / resolution - 1e-6))
+    if cols > MAX_RENDER_SIDE or rows > MAX_RENDER_SIDE:
+        coarser = resolution * max(cols, rows) / MAX_RENDER_SIDE
+        raise ValueError(
+            f"rendering {cols} x {rows} px is over the {MAX_RENDER_SIDE} x {MAX_RENDER_SIDE} px "
+            f"limit: choose a coarser resolution (at least {coarser:.6g} map units per pixel) "
+            "or a smaller extent (zoom in)"
+        )
+    return cols, rows
+
+
+def render_image(
+    layer: QgsMapLayer,
+    extent: QgsRectangle,
+    crs: QgsCoordinateReferenceSystem,
+    cols: int,
+    rows: int,
+) -> QImage:
+    """Draw ``layer`` over ``extent`` (in ``crs``) into a transparent ``cols`` x ``rows``
+    image, synchronously (safe in a worker thread)."""
+    settings = QgsMapSettings()
+    settings.setLayers([layer])
+    settings.setDestinationCrs(crs)
+    settings.setTransformContext(QgsProject.instance().transformContext())
+    settings.setOutputSize(QSize(cols, rows))
+    settings.setExtent(extent)
+    settings.setBackgroundColor(QColor(0, 0, 0, 0))
+    settings.setFlag(QgsMapSettings.Antialiasing, True)
+    settings.setFlag(QgsMapSettings.DrawLabeling, False)
+
+    image = QImage(cols, rows, QImage.Format_ARGB32_Premultiplied)
+    image.fill(Qt.transparent)
+    painter = QPainter(image)
+    try:
+        job = QgsMapRendererCustomPainterJob(settings, painter)
+        job.renderSynchronously()
+    finally:
+        painter.end()
+    return image
+
+
+def image_to_rgba(image: QImage) -> np.ndarray:
+    """The pixels of ``image`` as uint8 rows x cols x 4 (red, green, blue, alpha; colours not
+    premultiplied)."""
+    rgba = image.convertToFormat(QImage.Format_RGBA8888)
+    rows, cols, stride = rgba.height(), rgba.width(), rgba.bytesPerLine()
+    ptr = rgba.constBits()
+    ptr.setsize(stride * rows)
+    buf = np.frombuffer(ptr, dtype=np.uint8).reshape(rows, stride)
+    return buf[:, : cols * 4].reshape(rows, cols, 4).copy()
+
+
+def write_rgba_geotiff(
+    rgba: np.ndarray, origin: tuple[float, float], resolution: float, wkt: str, path: Path
+) -> Path:
+    """Write uint8 rows x cols x 4 ``rgba`` as a GeoTIFF (photometric RGB + alpha band) whose
+    top-left corner is ``origin`` (x, y) and pixels ``resolution`` map units square.
+
+    Written to a temporary file beside ``path`` and renamed, so ``path`` is never partial.
+    """
+    from osgeo import gdal
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows, cols = rgba.shape[:2]
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tif", dir=path.parent)
+    os.close(fd)
+    try:
+        ds = gdal.GetDriverByName("GTiff").Create(
+            tmp,
+            cols,
+            rows,
+            4,
+            gdal.GDT_Byte,
+            ["PHOTOMETRIC=RGB", "ALPHA=UNASSOCIATED", "COMPRESS=DEFLATE", "TILED=YES"],
+        )
+        if ds is None:
+            raise RuntimeError(f"cannot create {path}: {gdal.GetLastErrorMsg()}")
+        ds.SetGeoTransform((origin[0], resolution, 0.0, origin[1], 0.0, -resolution))
+        ds.SetProjection(wkt)
+        interps = (gdal.GCI_RedBand, gdal.GCI_GreenBand, gdal.GCI_BlueBand, gdal.GCI_AlphaBand)
+        for b, interp in enumerate(interps):
+            band = ds.GetRasterBand(b + 1)
+            band.SetColorInterpretation(interp)
+            band.WriteArray(rgba[:, :, b])
+        ds.FlushCache()
+        ds = None
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def render_layer_to_geotiff(
+    layer: QgsMapLayer,
+    extent: QgsRectangle,
+    crs: QgsCoordinateReferenceSystem,
+    resolution: float,
+    path,
+) -> Path:
+    """Render ``layer`` as QGIS draws it over ``extent`` (in ``crs``) at ``resolution`` map
+    units per pixel and write an 8-bit RGBA GeoTIFF at ``path``; returns the path.
+
+    The image's top-left corner is the extent's; its size is rounded up to whole pixels.
+    Pixels where nothing was drawn have alpha 0 (nodata) and colour 0. Raises ValueError for a
+    bad extent/resolution or an image over ``MAX_RENDER_SIDE`` px a side, RuntimeError when
+    the layer cannot be rendered or written.
+    """
+    if layer is None or not layer.isValid():
+        raise RuntimeError("the layer to render is not valid: check its source")
+    if crs is None or not crs.isValid():
+        raise ValueError("the render CRS is not valid: set a project CRS")
+    cols, rows = render_size(extent, resolution)
+    # whole pixels: the rendered extent has exactly the image's aspect ratio
+    snapped = QgsRectangle(
+        extent.xMinimum(),
+        extent.yMaximum() - rows * resolution,
+        extent.xMinimum() + cols * resolution,
+        extent.yMaximum(),
+    )
+    rgba = image_to_rgba(render_image(layer, snapped, crs, cols, rows))
+    rgba[rgba[:, :, 3] == 0, :3] = 0
+    return write_rgba_geotiff(
+        rgba, (snapped.xMinimum(), snapped.yMaximum()), resolution, crs.toWkt(), path
+    )
