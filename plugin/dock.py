@@ -25,7 +25,7 @@ from qgis.core import (
 )
 from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMessageBar, QgsRasterBandComboBox
 from qgis.PyQt import uic
-from qgis.PyQt.QtCore import QProcess, QProcessEnvironment
+from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QStandardPaths
 from qgis.PyQt.QtWidgets import QFileDialog, QLabel, QSizePolicy
 
 from .backend_process import (
@@ -48,7 +48,7 @@ from .layers import (
     safe_stem,
 )
 from .options import configure, make_widget, on_change, widget_name, widget_value
-from .request import SegmentRequest
+from .request import SegmentRequest, unique_out_dir
 from .task import SegmentTask, log
 
 FORM_CLASS, _ = uic.loadUiType(str(Path(__file__).with_name("dock.ui")))
@@ -56,14 +56,24 @@ MODELS_DIR = PLUGIN_ROOT / "resources" / "models"
 AUTOMATIC = ""  # model picker data of "Bundled model (chosen from the layer's bands)"
 RECENT_MODELS_KEY = "waterseg/recent_models"
 OUT_DIR_KEY = "waterseg/out_dir"
+DOCUMENTS_OUT_DIR_KEY = "waterseg/documents_out_dir"
 
 
 def default_out_dir() -> str:
-    """A "waterseg" folder next to the project file, or a temporary one for unsaved projects."""
+    """Where results go when the Output folder field is empty: a "waterseg" folder next to the
+    saved project; for an unsaved project a "WaterSeg" folder in the user's documents, chosen
+    once and remembered (QgsSettings ``waterseg/documents_out_dir``), never a temporary one."""
     project_dir = QgsProject.instance().absolutePath()
     if project_dir:
         return str(Path(project_dir) / "waterseg")
-    return str(Path(tempfile.gettempdir()) / "waterseg")
+    settings = QgsSettings()
+    remembered = settings.value(DOCUMENTS_OUT_DIR_KEY, "", type=str)
+    if remembered:
+        return remembered
+    docs = QStandardPaths.writableLocation(QStandardPaths.DocumentsLocation)
+    folder = str(Path(docs or Path.home() / "Documents") / "WaterSeg")
+    settings.setValue(DOCUMENTS_OUT_DIR_KEY, folder)
+    return folder
 
 
 def check_writable(folder: str) -> str | None:
@@ -160,7 +170,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.outDirWidget.setStorageMode(QgsFileWidget.GetDirectory)
         self.outDirWidget.setFilePath(settings.value(OUT_DIR_KEY, "", type=str))
         self.outDirWidget.lineEdit().setPlaceholderText(
-            "next to the project, or a temporary folder"
+            "next to the saved project, else Documents/WaterSeg"
         )
         self.outDirWidget.fileChanged.connect(lambda p: QgsSettings().setValue(OUT_DIR_KEY, p))
         self.pythonWidget.setStorageMode(QgsFileWidget.GetFile)
@@ -529,16 +539,13 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
                     Qgis.Warning,
                     10,
                 )
-            path = str(
-                Path(tempfile.mkdtemp(prefix="waterseg-export-")) / f"{safe_stem(layer.name())}.tif"
-            )
+            # the task makes the temporary folder when it exports, and removes it at the end
+            path = f"{safe_stem(layer.name())}.tif"
             provider = layer.dataProvider().clone()
             crs = layer.crs()
             context = QgsProject.instance().transformContext()
 
-            def export_job(
-                provider=provider, crs=crs, path=path, extent=extent, cols=cols, rows=rows
-            ):
+            def export_job(path, provider=provider, crs=crs, extent=extent, cols=cols, rows=rows):
                 export_raster_extent(provider, crs, path, extent, cols, rows, context)
 
         request = SegmentRequest(
@@ -551,12 +558,11 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             python=interp.path,
             temporary_input=temporary,
         )
+        # never replace earlier results (nor those of runs under way): a run whose outputs
+        # exist writes into its own sub-folder <stem>-2/, <stem>-3/, ... (no --overwrite)
         busy = {str(t.request.expected_outputs()["mask"]) for t in self.active_tasks()}
-        if str(request.expected_outputs()["mask"]) in busy:
-            self.show_message(
-                f"'{layer.name()}' is already being segmented into {out_dir}; wait or cancel it."
-            )
-            return None
+        request.out_dir = unique_out_dir(out_dir, request.stem, busy)
+        request.own_out_dir = request.out_dir != out_dir
         return request, export_job
 
     def start_run(self) -> SegmentTask | None:
@@ -607,6 +613,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.statusLabel.setText(f"done: {task.request.layer_name} ({result.elapsed_s:.1f} s)")
         elif result.cancelled:
             self.progressBar.setValue(0)
+            self.show_message(f"Cancelled: {task.request.layer_name}", Qgis.Info, 5)
             self.statusLabel.setText("cancelled")
         else:
             self.statusLabel.setText(f"failed: {result.error}")

@@ -159,6 +159,12 @@ def export_raster_extent(
     return path
 
 
+def group_name(source_name: str) -> str:
+    """The Layers panel group of a source layer's results: "water — <layer name>" (not the
+    source's own name, which would show two identical entries)."""
+    return f"water \u2014 {source_name}"
+
+
 def _group_for(name: str) -> QgsLayerTreeGroup:
     root = QgsProject.instance().layerTreeRoot()
     for child in root.children():
@@ -188,10 +194,10 @@ def _drop_layers_with_source(path: str) -> None:
 
 def add_results(source_name: str, mask_path: str | None, shoreline_path: str | None):
     """Add the mask (styled: water blue, land and nodata transparent) and the shoreline (styled
-    line) to the project, in a group named after the source layer. Returns (mask, shoreline)
-    layers (either may be None)."""
+    line) to the project, in the group "water — <source layer>" (see group_name). Returns
+    (mask, shoreline) layers (either may be None)."""
     project = QgsProject.instance()
-    group = _group_for(source_name)
+    group = _group_for(group_name(source_name))
     mask_layer = shore_layer = None
     if shoreline_path and os.path.isfile(shoreline_path):
         _drop_layers_with_source(shoreline_path)

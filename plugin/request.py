@@ -14,7 +14,7 @@ from typing import Any
 
 from .contract import option_args, output_path, ui_defaults
 
-__all__ = ["SegmentRequest", "parse_bands"]
+__all__ = ["SegmentRequest", "parse_bands", "unique_out_dir"]
 
 
 @dataclass
@@ -35,7 +35,8 @@ class SegmentRequest:
     bands: list[int]
     model_path: str | None = None
     options: dict[str, Any] = field(default_factory=ui_defaults)  # contract option -> value
-    overwrite: bool = True
+    overwrite: bool = False  # the dock never replaces earlier results: see unique_out_dir
+    own_out_dir: bool = False  # out_dir is this run's own sub-folder (removed if left empty)
     python: str = ""
     temporary_input: bool = False
     extra_args: list[str] = field(default_factory=list)
@@ -66,6 +67,25 @@ class SegmentRequest:
         if self.overwrite:
             args.append("--overwrite")
         return args + list(self.extra_args)
+
+
+def unique_out_dir(base: str | Path, stem: str, taken: set[str] | frozenset = frozenset()) -> str:
+    """A folder where a run on ``stem`` replaces nothing: ``base`` itself while none of the
+    segment command's outputs for ``stem`` exist there, else the first ``base/<stem>-2``,
+    ``base/<stem>-3``, ... without them. ``taken`` holds the masks runs still under way will
+    write (str paths), which count as existing. The names inside stay the contract's."""
+
+    def free(folder: Path) -> bool:
+        paths = [output_path(folder, stem, kind) for kind in ("mask", "shoreline_gpkg")]
+        return not any(p.exists() or str(p) in taken for p in paths)
+
+    base = Path(base)
+    if free(base):
+        return str(base)
+    n = 2
+    while not free(base / f"{stem}-{n}"):
+        n += 1
+    return str(base / f"{stem}-{n}")
 
 
 def parse_bands(text: str) -> list[int]:

@@ -9,6 +9,7 @@ progress into ``setProgress``, and stops the process promptly when the task is c
 from __future__ import annotations
 
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .request import SegmentRequest
 
 LOG_TAG = "WaterSeg"
 _one_at_a_time = threading.Lock()
+EXPORT_PREFIX = "waterseg-export-"  # temporary folders of non-file layers' GeoTIFFs
 
 
 def log(message: str, level=Qgis.Info) -> None:
@@ -45,34 +47,46 @@ class SegmentTask(QgsTask):
         self.backend: BackendRun | None = None
         self.mask_layer = None
         self.shoreline_layer = None
-        self.export_job = None  # callable(feedback) -> None, exports a non-file layer first
+        # callable(path) -> None: exports a non-file layer to ``path`` (a GeoTIFF in a
+        # temporary folder that run() makes and removes) before the backend starts
+        self.export_job = None
 
     def run(self) -> bool:
+        # A cancelled run returns True: QGIS 3.22 reports every task whose run() returns False
+        # as "Task failed" (a red "terminated" entry and system notification), so a cancel ends
+        # as a completed task whose description says "cancelled" (see cancel()); finished()
+        # then reads self.result.cancelled, not ``ok``.
         # Wait for the previous WaterSeg run (still cancellable while waiting).
         self.message.emit("waiting for the previous WaterSeg run")
         while not _one_at_a_time.acquire(timeout=0.2):
             if self.isCanceled():
                 self.result.cancelled = True
-                return False
+                return True
+        export_dir = None
         try:
             if self.export_job is not None and not self.isCanceled():
                 self.message.emit("exporting the layer to a temporary GeoTIFF")
+                # the task owns the temporary folder: made here, removed below whatever happens
+                export_dir = tempfile.mkdtemp(prefix=EXPORT_PREFIX)
+                self.request.input_path = str(Path(export_dir) / Path(self.request.input_path).name)
                 try:
-                    self.export_job()
+                    self.export_job(self.request.input_path)
                 except Exception as exc:  # noqa: BLE001 - reported in finished()
                     self.result.error = str(exc)
                     return False
             if self.isCanceled():
                 self.result.cancelled = True
-                return False
+                return True
             argv = backend_command(self.request.python, *self.request.backend_args())
             self.message.emit("starting the backend")
             self.backend = BackendRun(argv)
             self.result = self.backend.run(
                 on_event=self._on_event, is_canceled=self.isCanceled, grace_s=self.grace_s
             )
-            return self.result.ok
+            return self.result.ok or self.result.cancelled
         finally:
+            if export_dir is not None:
+                shutil.rmtree(export_dir, ignore_errors=True)
             _one_at_a_time.release()
 
     def _on_event(self, event: dict) -> None:
@@ -84,14 +98,19 @@ class SegmentTask(QgsTask):
 
     def cancel(self) -> None:
         log(f"cancelling the run on {self.request.layer_name}")
+        if self.status() not in (QgsTask.Complete, QgsTask.Terminated):
+            self.setDescription(f"{self.description()} (cancelled)")
         super().cancel()
+
+    @property
+    def was_cancelled(self) -> bool:
+        """True when the run ended (or will end) because of a cancel."""
+        return bool(self.result.cancelled or (self.isCanceled() and not self.result.ok))
 
     def finished(self, ok: bool) -> None:
         req = self.request
         res = self.result
-        if req.temporary_input:
-            shutil.rmtree(Path(req.input_path).parent, ignore_errors=True)
-        if ok:
+        if ok and not self.was_cancelled:
             outputs = {**{k: str(v) for k, v in req.expected_outputs().items()}, **res.outputs}
             self.mask_layer, self.shoreline_layer = add_results(
                 req.layer_name, outputs.get("mask"), outputs.get("shoreline_gpkg")
@@ -107,9 +126,15 @@ class SegmentTask(QgsTask):
         # the backend removes partial outputs itself; this also covers a killed backend
         for path in res.outputs.values():
             Path(path).unlink(missing_ok=True)
-        if res.cancelled or self.isCanceled():
+        if req.own_out_dir:  # this run's own sub-folder, left empty: remove it
+            try:
+                Path(req.out_dir).rmdir()
+            except OSError:
+                pass
+        if self.was_cancelled:
+            res.cancelled = True
             log(f"run on {req.layer_name} cancelled; no results were written")
-            self._push(f"run on {req.layer_name} cancelled", Qgis.Info, 5)
+            self._push(f"Cancelled: {req.layer_name} (no results were written)", Qgis.Info, 5)
         else:
             message = res.error or "the backend stopped unexpectedly"
             details = (

@@ -44,7 +44,7 @@ def test_backend_args_follow_the_segment_contract(tmp_path):
     assert pairs["--smooth"] == "2"
     assert pairs["--progress"] == "json"
     assert pairs["--model"] == "/m/a.pt"
-    assert "--overwrite" in args
+    assert "--overwrite" not in args  # never replace results silently (issue 11)
     assert req.expected_outputs() == {
         "mask": tmp_path / "s2 scene_water.tif",
         "shoreline_gpkg": tmp_path / "s2 scene_shoreline.gpkg",
