@@ -79,7 +79,7 @@ def test_segment_water_adds_styled_layers_and_queues_runs(
         assert shore.isValid() and shore.geometryType() == QgsWkbTypes.LineGeometry
         assert shore.crs().authid() == f"EPSG:{EPSG}"
         assert "length_m" in shore.fields().names()
-        group = QgsProject.instance().layerTreeRoot().findGroup(source.name())
+        group = QgsProject.instance().layerTreeRoot().findGroup(f"water \u2014 {source.name()}")
         assert isinstance(group, QgsLayerTreeGroup)
         assert {n.layerId() for n in group.findLayers()} == {mask.id(), shore.id()}
     assert plugin.dock.progressBar.value() == 100
