@@ -192,7 +192,7 @@ class SegmentOptions:
     threshold: float = 0.5
     probability: bool = False
     shoreline: str = "gpkg"  # gpkg | shp | both | none
-    min_length: float = 0.0  # metres
+    min_length: float = 20.0  # metres (two 10 m pixels)
     smooth: int = 0  # Chaikin iterations
     simplify: float = 0.0  # map units
     polygons: bool = False
