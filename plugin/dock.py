@@ -10,6 +10,7 @@ and pre-fills its band mapping and the "Using the bundled ... model" line from t
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -18,15 +19,25 @@ from pathlib import Path
 from qgis.core import (
     Qgis,
     QgsApplication,
+    QgsCoordinateReferenceSystem,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsRasterLayer,
+    QgsRectangle,
     QgsSettings,
 )
 from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMessageBar, QgsRasterBandComboBox
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QStandardPaths
-from qgis.PyQt.QtWidgets import QFileDialog, QLabel, QSizePolicy
+from qgis.PyQt.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QWidget,
+)
 
 from .backend_process import (
     PLUGIN_ROOT,
@@ -48,6 +59,12 @@ from .layers import (
     safe_stem,
 )
 from .options import configure, make_widget, on_change, widget_name, widget_value
+from .render import (
+    RENDERED_BAND_FACTS,
+    render_layer_to_geotiff,
+    render_size,
+    renders_by_default,
+)
 from .request import SegmentRequest, unique_out_dir
 from .task import SegmentTask, log
 
@@ -151,6 +168,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.layerCombo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layerCombo.setAllowEmptyLayer(True)
         self.layerCombo.layerChanged.connect(self._on_layer_changed)
+        self._add_input_row()
         self.shorelineCombo.setFilters(QgsMapLayerProxyModel.LineLayer)
         self.shorelineCombo.setAllowEmptyLayer(True)
 
@@ -198,6 +216,96 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
 
         self._rebuild_band_rows()
         self._on_layer_changed(self.layerCombo.currentLayer())
+
+    # ---- non-file layers: render or export ------------------------------------------------
+
+    def _add_input_row(self) -> None:
+        """The "Input" row under the layer, shown for layers without a local file: render the
+        visible map extent (RGB, at a resolution) or export the layer's band values."""
+        self.inputModeCombo = QComboBox()
+        self.inputModeCombo.addItem("Render: visible map extent", "render")
+        self.inputModeCombo.addItem("Export band values: visible extent", "export")
+        self.inputModeCombo.setToolTip(
+            "The layer is not a local file. Render draws it as shown on the map (XYZ, WMS: "
+            "the bundled RGB model); export copies its band values."
+        )
+        self.resolutionSpin = QDoubleSpinBox()
+        self.resolutionSpin.setDecimals(6)
+        self.resolutionSpin.setRange(1e-6, 1e7)
+        self.resolutionSpin.setToolTip("Rendered pixel size, in map units of the map's CRS")
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.inputModeCombo, 1)
+        row.addWidget(self.resolutionSpin)
+        self.inputModeRow = QWidget()
+        self.inputModeRow.setLayout(row)
+        self.inputModeLabel = QLabel("Input")
+        self.inputForm.insertRow(1, self.inputModeLabel, self.inputModeRow)
+        self._input_row_layer = None
+        self.inputModeCombo.currentIndexChanged.connect(
+            lambda _i: self._on_layer_changed(self.layerCombo.currentLayer())
+        )
+
+    def _update_input_row(self, layer) -> None:
+        """Show the row for non-file layers; default to render for picture providers and to
+        the canvas's map units per pixel (10 map units without a canvas)."""
+        shown = isinstance(layer, QgsRasterLayer) and local_raster_path(layer) is None
+        self.inputModeLabel.setVisible(shown)
+        self.inputModeRow.setVisible(shown)
+        if shown and layer.id() != self._input_row_layer:
+            self._input_row_layer = layer.id()
+            self.inputModeCombo.blockSignals(True)
+            self.inputModeCombo.setCurrentIndex(0 if renders_by_default(layer) else 1)
+            self.inputModeCombo.blockSignals(False)
+            canvas = self.iface.mapCanvas() if self.iface is not None else None
+            upp = canvas.mapUnitsPerPixel() if canvas is not None else 0.0
+            self.resolutionSpin.setValue(upp if upp > 0 else 10.0)
+        self.resolutionSpin.setEnabled(self.rendering())
+
+    def rendering(self) -> bool:
+        """True when the run renders the layer (not a local file, "Render" chosen)."""
+        layer = self.layerCombo.currentLayer()
+        return (
+            isinstance(layer, QgsRasterLayer)
+            and local_raster_path(layer) is None
+            and self.inputModeCombo.currentData() == "render"
+        )
+
+    def input_band_count(self, layer) -> int:
+        """Bands of what the backend reads: 4 (RGBA) when rendering, else the layer's."""
+        return len(RENDERED_BAND_FACTS["names"]) if self.rendering() else layer.bandCount()
+
+    def _band_layer(self):
+        """The layer the band combos list (None when rendering: bands are typed numbers)."""
+        return None if self.rendering() else self.layerCombo.currentLayer()
+
+    def _render_job(self, layer):
+        """A job(path) rendering the visible map extent of ``layer`` (in the map's CRS, at
+        the Input row's resolution) to a GeoTIFF, or None after saying why it cannot."""
+        canvas = self.iface.mapCanvas() if self.iface is not None else None
+        if canvas is not None and not canvas.extent().isEmpty():
+            extent, crs = canvas.extent(), canvas.mapSettings().destinationCrs()
+        else:
+            extent, crs = layer.extent(), layer.crs()
+        resolution = self.resolutionSpin.value()
+        try:
+            cols, rows = render_size(extent, resolution)
+        except ValueError as exc:
+            self.show_message(f"Layer '{layer.name()}': {exc}.")
+            return None
+        if cols * rows > EXPORT_WARN_PIXELS:
+            self.show_message(
+                f"Rendering {cols} x {rows} px of '{layer.name()}'; this may take a while.",
+                Qgis.Warning,
+                10,
+            )
+        return functools.partial(
+            render_layer_to_geotiff,
+            layer.clone(),  # made here, on the main thread; the task renders it
+            QgsRectangle(extent),
+            QgsCoordinateReferenceSystem(crs),
+            resolution,
+        )
 
     # ---- messages -------------------------------------------------------------------------
 
@@ -305,7 +413,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if path:
             args = ["plan", path]
         else:
-            facts = layer_band_facts(layer)
+            facts = RENDERED_BAND_FACTS if self.rendering() else layer_band_facts(layer)
             args = ["plan", "--band-names", json.dumps(facts["names"]), "--dtype", facts["dtype"]]
             if facts["colour_interp"]:
                 args += ["--colour-interp", ",".join(facts["colour_interp"])]
@@ -352,7 +460,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.band_combos = []
         for name in self.model_bands:
             combo = QgsRasterBandComboBox()
-            combo.setLayer(self.layerCombo.currentLayer())
+            combo.setLayer(self._band_layer())
             self.bandsForm.addRow(QLabel(name), combo)
             self.band_combos.append(combo)
         self._fill_band_mapping()
@@ -368,11 +476,12 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             mapping = []
         for i, combo in enumerate(self.band_combos):
             band = mapping[i] if i < len(mapping) else -1
-            combo.setBand(band if band <= layer.bandCount() else -1)
+            combo.setBand(band if band <= self.input_band_count(layer) else -1)
 
     def _on_layer_changed(self, layer) -> None:
+        self._update_input_row(layer)
         for combo in self.band_combos:
-            combo.setLayer(layer)
+            combo.setLayer(self._band_layer())
         self.request_plan()
 
     def band_mapping(self) -> list[int]:
@@ -479,7 +588,8 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.show_message(f"Layer '{layer.name()}': {self.plan_error or 'no plan yet'}")
             return None
         need = len(self.model_bands)
-        if layer.bandCount() < need:
+        band_count = self.input_band_count(layer)
+        if band_count < need:
             fix = "choose a multispectral image"
             if bundled_key(self.model_path()) and layer.bandCount() >= 3:
                 fix += " or the automatic bundled model"  # e.g. the SWIR model on 4 bands
@@ -489,7 +599,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             )
             return None
         bands = self.band_mapping()
-        if any(b < 1 or b > layer.bandCount() for b in bands):
+        if any(b < 1 or b > band_count for b in bands):
             self.show_message("Map every model band to a band of the layer (Band mapping).")
             return None
         # a plan without a model file (a classical --method) needs no checkpoint
@@ -518,7 +628,12 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         export_job = None
         path = local_raster_path(layer)
         temporary = path is None
-        if temporary:
+        if temporary and self.rendering():
+            export_job = self._render_job(layer)  # the task calls it with a temporary path
+            if export_job is None:
+                return None
+            path = f"{safe_stem(layer.name())}.tif"
+        elif temporary:
             canvas = self.iface.mapCanvas() if self.iface is not None else None
             extent, cols, rows = export_extent(
                 layer,

@@ -170,3 +170,19 @@ def render_layer_to_geotiff(
     return write_rgba_geotiff(
         rgba, (snapped.xMinimum(), snapped.yMaximum()), resolution, crs.toWkt(), path
     )
+
+
+# What ``plan --band-names`` needs about a file written by render_layer_to_geotiff (see
+# layers.layer_band_facts): four 8-bit bands, red green blue alpha, no descriptions.
+RENDERED_BAND_FACTS = {
+    "names": [f"Band {b}" for b in range(1, 5)],
+    "dtype": "uint8",
+    "colour_interp": ["red", "green", "blue", "alpha"],
+}
+
+
+def renders_by_default(layer: QgsMapLayer) -> bool:
+    """True for layers whose provider serves pictures or has no GDAL source to export band
+    values from (XYZ, WMS, WMTS, WCS, ArcGIS, virtual rasters): the dock renders them. GDAL
+    layers that are not a local file (/vsimem, subdatasets) keep their band values."""
+    return layer is not None and layer.providerType() != "gdal"

@@ -208,3 +208,40 @@ def test_backend_plan_chooses_the_rgb_model(qgis_new_project, tmp_path, backend_
     plan = json.loads(done.stdout)
     assert plan["model"]["key"] == "rgb", plan
     assert plan["bands"] == [1, 2, 3]
+
+
+def test_dock_renders_an_xyz_layer_for_the_rgb_model(plugin, tmp_path, qtbot):
+    """An XYZ layer in the dock: the Input row offers "Render: visible map extent" (chosen),
+    the plan picks the bundled RGB model for the rendered RGBA file, the request's job renders
+    the visible extent in the map's CRS, and too fine a resolution says how to fix it."""
+    from qgis.core import QgsProject
+
+    rgb = BUNDLED_MODELS["rgb"]
+    if not (REPO / "resources" / "models" / rgb.file).is_file():
+        pytest.skip(f"resources/models/{rgb.file} is not installed")
+    dock = plugin.dock
+    layer = _xyz_layer(tmp_path / "tiles")
+    QgsProject.instance().addMapLayer(layer)
+    canvas = plugin.iface.mapCanvas()
+    canvas.setDestinationCrs(WEB_MERCATOR)
+    canvas.setExtent(QgsRectangle(0, 0, HALF_WORLD, HALF_WORLD))
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    dock.layerCombo.setLayer(layer)
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
+
+    assert not dock.inputModeRow.isHidden()
+    assert dock.inputModeCombo.currentData() == "render" and dock.rendering()
+    assert dock.auto_choice == "rgb", dock.modelInfoLabel.text()
+    assert dock.band_mapping() == [1, 2, 3]
+    dock.resolutionSpin.setValue(2 * HALF_WORLD / 512)
+    request, job = dock.build_request()
+    assert request.temporary_input and request.bands == [1, 2, 3]
+    out = job(str(tmp_path / "rendered.tif"))
+    rgba, gt, epsg, interps = _read(out)
+    assert epsg == 3857 and interps == ["red", "green", "blue", "alpha"]
+    assert gt[1] == pytest.approx(2 * HALF_WORLD / 512)
+    assert ((rgba == [0, 255, 0, 255]).all(axis=-1)).sum() > 200 * 200  # tile (1, 0)
+
+    dock.resolutionSpin.setValue(1.0)
+    assert dock.build_request() is None
+    assert "coarser resolution" in dock.last_message()
