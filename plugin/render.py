@@ -118,7 +118,7 @@ def write_rgba_geotiff(
             rows,
             4,
             gdal.GDT_Byte,
-            ["PHOTOMETRIC=RGB", "ALPHA=UNASSOCIATED", "COMPRESS=DEFLATE", "TILED=YES"],
+            ["PHOTOMETRIC=RGB", "ALPHA=YES", "COMPRESS=DEFLATE", "TILED=YES"],
         )
         if ds is None:
             raise RuntimeError(f"cannot create {path}: {gdal.GetLastErrorMsg()}")
