@@ -15,12 +15,18 @@ from plugin.dock import DOCUMENTS_OUT_DIR_KEY, default_out_dir
 from plugin.layers import group_name
 from plugin.request import unique_out_dir
 
-from .conftest import backend_segment_ready, set_method, write_raster
+from .conftest import backend_segment_ready, write_raster
 
 pytestmark = pytest.mark.qgis
 needs_backend = pytest.mark.skipif(
     not backend_segment_ready(), reason="backend segment command not written yet"
 )
+
+
+def _set_method(dock, method: str) -> None:
+    combo = dock.option_widgets["method"]
+    combo.setCurrentIndex(combo.findData(method))
+    assert combo.currentData() == method
 
 
 def _add(path, name: str) -> QgsRasterLayer:
@@ -138,7 +144,7 @@ def test_export_folders_are_removed_after_success_and_failure(plugin, tmp_path, 
     monkeypatch.setattr(tempfile, "tempdir", str(temp))  # where mkdtemp makes them
     try:
         dock = plugin.dock
-        set_method(dock, "ndwi")
+        _set_method(dock, "ndwi")
         dock.layerCombo.setLayer(_non_file_layer(tmp_path))
         dock.outDirWidget.setFilePath(str(tmp_path / "out"))
         _settle(dock, qtbot)
