@@ -98,9 +98,10 @@ def test_unique_out_dir_never_reuses_existing_or_busy_outputs(tmp_path):
 @pytest.mark.slow
 @needs_backend
 def test_second_run_does_not_overwrite_the_first(plugin, tmp_path, qtbot):
-    """Default method (NDWI on a 4-band layer, no model: fast), the same layer twice."""
+    """NDWI on a 4-band layer (no model: fast), the same layer twice."""
     layer = _add(write_raster(tmp_path / "four.tif", size=(48, 64)), "four")
     dock = plugin.dock
+    _set_method(dock, "ndwi")
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     _settle(dock, qtbot)
