@@ -259,7 +259,12 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
     t0 = time.monotonic()
     opts = _options(args)
     explicit = parse_bands_option(args.bands) if args.bands else None
-    inputs = [Path(p) for p in args.inputs]
+    inputs = []
+    for p in map(Path, args.inputs):  # the same file twice is processed once
+        if any(p.resolve() == q.resolve() for q in inputs):
+            reporter.log(f"{p} is given more than once; segmenting it once")
+        else:
+            inputs.append(p)
     stems: dict[str, Path] = {}
     for p in inputs:
         if p.stem in stems and stems[p.stem] != p:

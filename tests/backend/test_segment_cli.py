@@ -213,3 +213,20 @@ def test_info_and_model_info_json(ckpt, repo_root, backend_python):
     assert mi["arch"] == "unet" and mi["width"] == 0.125 and mi["tile_size"] == 64
     assert mi["bands"] == ["B2", "B3", "B4", "B8"] and mi["parameters"] > 1000
     assert mi["scale"] == pytest.approx(1e-4)
+
+
+def test_the_same_input_twice_is_segmented_once(tmp_path, repo_root, backend_python):
+    water = np.zeros((40, 40), bool)
+    water[5:25, 5:30] = True
+    src = write_raster(tmp_path / "lake.tif", water_scene(water))
+    again = tmp_path / "sub" / ".." / "lake.tif"  # the same file, spelled differently
+    (tmp_path / "sub").mkdir()
+    r = _segment(
+        repo_root,
+        backend_python,
+        [src, again, "--out-dir", tmp_path / "o", "--method", "ndwi", "--progress", "json"],
+    )
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["event"] for e in events].count("done") == 1
+    assert "given more than once; segmenting it once" in r.stderr
