@@ -430,6 +430,7 @@ def render_card(results: dict) -> str:
         "scene_mean_iou": f"{100 * cv['summary']['mean_over_scenes']['iou_mean']:.2f}",
         "pixel_iou": f"{100 * cv['summary']['all_pixels']['iou_mean']:.2f}",
         "command": results["command"],
+        "notes": "".join(f"- {n}\n" for n in results.get("notes", [])),
         "protocol_note": PROTOCOL_NOTE if cfg["folds"] else "",
         "final_command_note": (
             "That command ran the cross-validation; the bundled model was trained with the same"
