@@ -663,13 +663,19 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             def export_job(path, provider=provider, crs=crs, extent=extent, cols=cols, rows=rows):
                 export_raster_extent(provider, crs, path, extent, cols, rows, context)
 
+        options = {name: widget_value(w) for name, w in self.option_widgets.items()}
+        planned_method = (self.plan or {}).get("method")
+        if options.get("method") == "auto" and planned_method:
+            # the plan resolved auto for this layer; sent as is, "auto" with the explicit
+            # --bands below would make segment run a model on the index's bands
+            options["method"] = planned_method
         request = SegmentRequest(
             layer_name=layer.name(),
             input_path=path,
             out_dir=out_dir,
             bands=bands,
             model_path=model,  # a concrete file, bundled ones included (the backend checks them)
-            options={name: widget_value(w) for name, w in self.option_widgets.items()},
+            options=options,
             python=interp.path,
             temporary_input=temporary,
         )

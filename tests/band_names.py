@@ -8,3 +8,7 @@ NAMED = {
     "band-n-colour": (["Band 1 (blue)", "Band 2 (green)", "Band 4 (red)", "nir"], [1, 2, 3, 4]),
     "words": (["nir", "Red", "green", "blue"], [4, 3, 2, 1]),
 }
+
+# `segment --method` defaults to auto (an index where the raster has its bands): tests about
+# the bundled-model choice and the model's band mapping ask for the model explicitly.
+MODEL_METHOD = ["--method", "model"]

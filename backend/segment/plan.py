@@ -69,10 +69,12 @@ class Plan:
     mapping: BandMapping
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    method: str = MODEL  # --method as resolved (auto -> an index or "model")
 
     def to_json(self) -> dict[str, Any]:
         return {
             "input": self.input,
+            "method": self.method,
             "band_count": self.raster.count,
             "band_descriptions": list(self.raster.descriptions),
             "colour_interp": list(self.raster.colour_interp),
@@ -344,6 +346,7 @@ def main(argv: list[str]) -> int:
         nodata=nodata,
         input_path=str(args.raster) if args.raster else None,
     )
+    plan.method = method
     if method != MODEL and args.model:
         plan.warnings.append(f"--model ignored: --method {method} uses no model")
     if args.json:

@@ -23,6 +23,7 @@ from backend.checkpoint import (
 )
 from backend.errors import UserError
 from backend.synthetic_scene import SPECTRA, generate_scene, make_demo_scene
+from tests.band_names import MODEL_METHOD
 
 # --- NDWI baseline ---------------------------------------------------------------------
 
@@ -241,6 +242,7 @@ def test_segment_checks_the_bundled_model_checksum(tiny_checkpoint, tmp_path, mo
     image, _ = make_demo_scene(tmp_path / "scene", size=256)
 
     argv = ["segment", str(image), "--out-dir", str(tmp_path / "ok"), "--progress", "none"]
+    argv += MODEL_METHOD
     assert cli.main(argv) == 0  # intact: runs
     assert (tmp_path / "ok" / "synthetic_s2_scene_water.tif").is_file()
 
@@ -249,6 +251,7 @@ def test_segment_checks_the_bundled_model_checksum(tiny_checkpoint, tmp_path, mo
     bundled.write_bytes(bytes(raw))
     capsys.readouterr()
     argv = ["segment", str(image), "--out-dir", str(tmp_path / "bad"), "--progress", "none"]
+    argv += MODEL_METHOD
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert "corrupt" in err and "SHA-256" in err and "Traceback" not in err
@@ -326,6 +329,7 @@ def test_segment_without_model_picks_the_bundled_model_the_bands_allow(
         image = _four_band_copy(image, tmp_path / "four.tif")
     out = tmp_path / "out"
     argv = ["segment", str(image), "--out-dir", str(out), "--progress", "text", *extra]
+    argv += MODEL_METHOD
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     chosen = [line for line in err.splitlines() if "model: bundled model" in line]

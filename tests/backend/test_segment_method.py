@@ -1,27 +1,32 @@
 """``segment --method``: a classical water index through the same engine as a model (mask,
-shoreline at the index's zero), numpy only; the option's choices are the indices the engine
-knows."""
+shoreline at the index's zero), numpy only; the option's choices are auto, model and the
+indices the engine knows; auto (the default) picks MNDWI, NDWI or the model from the bands."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from rasterio.crs import CRS
 
+from backend import paths
 from backend.baselines import INDEX_BANDS, ndwi
 from backend.contract import option
+from backend.segment.plan import AUTO, AUTO_INDICES, MODEL
 
-from .rasters import run_backend, water_scene, write_raster
+from .rasters import run_backend, tiny_checkpoint, water_scene, write_raster
 
 UTM33 = CRS.from_epsg(32633)
 
 
 def test_method_choices_are_the_engine_indices():
-    assert option("method")["choices"] == ["model", *INDEX_BANDS]
-    assert option("method")["default"] == "model"
+    """auto and model are the only choices that are not an index the engine knows."""
+    assert option("method")["choices"] == [AUTO, MODEL, *INDEX_BANDS]
+    assert option("method")["default"] == AUTO
+    assert {name for name, _ in AUTO_INDICES} <= set(INDEX_BANDS)
 
 
 def test_ndwi_method_writes_the_index_mask_and_shoreline(tmp_path):
@@ -64,3 +69,110 @@ def test_every_index_runs_on_a_swir_stack(tmp_path, method):
     )
     assert done.returncode == 0, done.stderr
     assert "--model ignored" in done.stderr
+
+
+# ---- --method auto (the default) ------------------------------------------------------------
+
+SIX = ["B2", "B3", "B4", "B8", "B11", "B12"]
+
+
+def _six_band_scene(path):
+    """A B2 B3 B4 B8 B11 B12 uint16 GeoTIFF (UTM 33N) -> (path, data). B11 is below B3 on a
+    lake and on scattered wet pixels, above it elsewhere; B8 is drawn independently, so MNDWI
+    and NDWI disagree on many pixels. No pixel has B3 == B11 or B3 == B8 (no index of 0)."""
+    rng = np.random.default_rng(0)
+    h, w = 40, 56
+    yy, xx = np.mgrid[0:h, 0:w]
+    wet = ((xx - 36) ** 2 + (yy - 20) ** 2 < 14**2) | (rng.random((h, w)) < 0.2)
+    b3 = rng.integers(600, 1400, (h, w)).astype(np.float64)
+    b11 = b3 * np.where(wet, rng.uniform(0.2, 0.8, (h, w)), rng.uniform(1.25, 3.0, (h, w)))
+    b8 = b3 * np.where(rng.random((h, w)) < 0.5, 0.5, 2.0)
+    data = np.rint(np.stack([0.9 * b3, b3, 1.1 * b3, b8, b11, 0.7 * b11])).astype(np.uint16)
+    return write_raster(path, data, crs=UTM33, descriptions=SIX), data
+
+
+def _normalised_difference_mask(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    return ((a - b) / (a + b) > 0).astype(np.uint8)
+
+
+def _mask(path):
+    with rasterio.open(path) as src:
+        assert src.crs == UTM33
+        return src.read(1)
+
+
+def test_auto_runs_mndwi_on_a_raster_with_b3_and_b11(tmp_path):
+    raster, data = _six_band_scene(tmp_path / "six.tif")
+    plan = json.loads(run_backend("plan", raster, "--json").stdout)  # default method
+    assert plan["method"] == "mndwi" and plan["model"]["file"] == ""
+    assert plan["model"]["bands"] == ["B3", "B11"] and plan["bands"] == [2, 5]
+    assert plan["band_rule"] == "descriptions"
+    why = "Using the classical index mndwi (B3 B11; water where it is > 0), no model: chosen "
+    assert plan["model"]["why"].startswith(why + "automatically, the raster has B3 and B11")
+    text = run_backend("plan", raster)
+    assert text.returncode == 0 and f"why        {why}" in text.stdout
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
+    assert done.returncode == 0, done.stderr
+    assert f"method: {why}" in done.stderr and "waterseg: model: " not in done.stderr
+    assert "bands [2, 5] (descriptions)" in done.stderr
+    expected = _normalised_difference_mask(data[1], data[4])  # MNDWI = (B3 - B11) / (B3 + B11)
+    np.testing.assert_array_equal(_mask(tmp_path / "out" / "six_water.tif"), expected)
+    assert (expected != _normalised_difference_mask(data[1], data[3])).mean() > 0.2  # not NDWI
+
+
+def test_auto_runs_ndwi_on_a_raster_with_b3_and_b8_but_no_b11(tmp_path):
+    yy, xx = np.mgrid[0:48, 0:64]
+    scene = water_scene((xx - 40) ** 2 + (yy - 24) ** 2 < 16**2)
+    raster = write_raster(tmp_path / "four.tif", scene, crs=UTM33, descriptions=SIX[:4])
+    plan = json.loads(run_backend("plan", raster, "--json").stdout)
+    assert plan["method"] == "ndwi" and plan["model"]["file"] == ""
+    assert plan["model"]["bands"] == ["B3", "B8"] and plan["bands"] == [2, 4]
+    assert "chosen automatically, the raster has B3 and B8" in plan["model"]["why"]
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
+    assert done.returncode == 0, done.stderr
+    assert "method: Using the classical index ndwi (B3 B8" in done.stderr
+    expected = _normalised_difference_mask(scene[1], scene[3])
+    assert 0 < expected.mean() < 1
+    np.testing.assert_array_equal(_mask(tmp_path / "out" / "four_water.tif"), expected)
+
+
+@pytest.mark.parametrize("how", ["model", "bands"])
+def test_auto_keeps_the_model_when_model_or_bands_is_given(tmp_path, how):
+    raster, _ = _six_band_scene(tmp_path / "six.tif")
+    if how == "model":
+        extra = ["--model", tiny_checkpoint(tmp_path / "tiny.pt")]  # bands B2 B3 B4 B8
+        key, file = None, str(tmp_path / "tiny.pt")
+    else:
+        if not paths.RGBN_MODEL.is_file():
+            pytest.skip(f"bundled model {paths.RGBN_MODEL.name} not installed")
+        extra = ["--bands", "1,2,3,4"]
+        key, file = "rgbn", str(paths.RGBN_MODEL)
+    plan = json.loads(run_backend("plan", raster, "--json", *extra).stdout)
+    assert plan["method"] == "model" and plan["model"]["key"] == key
+    assert plan["model"]["file"] == file and plan["model"]["bands"] == SIX[:4]
+    assert plan["bands"] == [1, 2, 3, 4]
+    done = run_backend(
+        "segment", raster, "--out-dir", tmp_path / "out", "--progress", "text", *extra
+    )
+    assert done.returncode == 0, done.stderr
+    assert "classical index" not in done.stderr
+    model_line = next(x for x in done.stderr.splitlines() if x.startswith("waterseg: model: "))
+    assert Path(file).name in model_line
+    assert (tmp_path / "out" / "six_water.tif").is_file()
+
+
+def test_auto_gives_a_true_colour_image_the_bundled_rgb_model(tmp_path):
+    rgb_model = paths.MODELS_DIR / "waterseg-rgb.pt"
+    if not rgb_model.is_file():
+        pytest.skip(f"{rgb_model} not installed (scripts/train_rgb.py builds it)")
+    image = (np.arange(3 * 40 * 50) % 251).reshape(3, 40, 50).astype(np.uint8)
+    raster = write_raster(tmp_path / "photo.tif", image, crs=UTM33)
+    plan = json.loads(run_backend("plan", raster, "--json").stdout)
+    assert plan["method"] == "model" and plan["model"]["key"] == "rgb"
+    assert plan["model"]["file"] == str(rgb_model) and plan["bands"] == [1, 2, 3]
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
+    assert done.returncode == 0, done.stderr
+    assert "Using the bundled 3-band model (red green blue)" in done.stderr
+    assert "classical index" not in done.stderr
+    assert _mask(tmp_path / "out" / "photo_water.tif").shape == (40, 50)

@@ -20,7 +20,7 @@ from backend.errors import UserError
 from backend.models import create_model
 from backend.segment.bands import RasterBands, map_bands, normalise_band_name
 from backend.segment.plan import choose_bundled_model, make_plan
-from tests.band_names import NAMED
+from tests.band_names import MODEL_METHOD, NAMED
 
 from .rasters import run_backend, water_scene, write_raster
 
@@ -71,24 +71,26 @@ def test_plan_and_segment_map_named_bands_the_same(tmp_path, case):
     """The issue's bug: ``red (B4) ...`` must not be read as B2 B3 B4 B8 by position."""
     names, expected = NAMED[case]
     raster = _scene(tmp_path / f"{case}.tif", names)
-    plan = run_backend("plan", raster, "--json")
+    plan = run_backend("plan", raster, "--json", *MODEL_METHOD)
     assert plan.returncode == 0, plan.stderr
     answer = json.loads(plan.stdout)
     assert answer["bands"] == expected and answer["band_rule"] == "descriptions"
     assert answer["model"]["key"] == "rgbn" and answer["model"]["why"].startswith("Using")
     if not (paths.MODELS_DIR / "waterseg-rgbn.pt").is_file():
         pytest.skip("bundled rgbn model not installed")
-    seg = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
+    seg = run_backend(
+        "segment", raster, "--out-dir", tmp_path / "out", "--progress", "text", *MODEL_METHOD
+    )
     assert seg.returncode == 0, seg.stderr
     assert f"bands {expected} (descriptions)" in seg.stderr
-    names_only = run_backend("plan", "--band-names", json.dumps(names), "--json")
+    names_only = run_backend("plan", "--band-names", json.dumps(names), "--json", *MODEL_METHOD)
     assert json.loads(names_only.stdout)["bands"] == expected
 
 
 def test_swir_names_choose_the_swir_model(tmp_path):
     names = ["blue", "green", "red", "nir", "SWIR1", "SWIR2"]
     raster = _scene(tmp_path / "six.tif", names, bands=6)
-    answer = json.loads(run_backend("plan", raster, "--json").stdout)
+    answer = json.loads(run_backend("plan", raster, "--json", *MODEL_METHOD).stdout)
     assert answer["model"]["key"] == "default" and answer["bands"] == [1, 2, 3, 4, 5, 6]
 
 
@@ -133,10 +135,12 @@ def test_names_that_miss_a_model_band_stop_with_the_fix():
 
 def test_unnamed_bands_are_guessed_by_layout_and_said(tmp_path):
     raster = _scene(tmp_path / "plain.tif", None)
-    answer = json.loads(run_backend("plan", raster, "--json").stdout)
+    answer = json.loads(run_backend("plan", raster, "--json", *MODEL_METHOD).stdout)
     assert answer["bands"] == [1, 2, 3, 4] and answer["band_rule"] == "layout-4"
     assert "no band descriptions: assuming" in answer["band_note"]
-    seg = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
+    seg = run_backend(
+        "segment", raster, "--out-dir", tmp_path / "out", "--progress", "text", *MODEL_METHOD
+    )
     assert seg.returncode == 0, seg.stderr
     assert "no band descriptions: assuming the 10 m Sentinel-2 order" in seg.stderr
     twelve = map_bands(SWIR, 12, [None] * 12)
@@ -157,12 +161,12 @@ def test_a_band_used_twice_is_refused_unless_allowed(tmp_path):
     assert seg.returncode == 2 and "more than once" in seg.stderr
 
 
-def test_plan_never_imports_torch(tmp_path):
-    raster = _scene(tmp_path / "a.tif", NAMED["zero-padded"][0])
+def _plan_without_torch(*args) -> dict:
+    """``plan ARGS --json`` in a Python where ``import torch`` fails; its JSON answer."""
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from backend.cli import main\n"
-        f"rc = main(['plan', {str(raster)!r}, '--json'])\n"
+        f"rc = main(['plan', *{[str(a) for a in args]!r}, '--json'])\n"
         "assert rc == 0 and sys.modules['torch'] is None\n"
         "assert not [m for m in sys.modules if m.startswith('torch.')]\n"
     )
@@ -170,7 +174,16 @@ def test_plan_never_imports_torch(tmp_path):
         [sys.executable, "-c", code], cwd=paths.REPO_ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["bands"] == [3, 2, 1, 4]
+    return json.loads(done.stdout)
+
+
+def test_plan_never_imports_torch(tmp_path):
+    raster = _scene(tmp_path / "a.tif", NAMED["zero-padded"][0])
+    model = _plan_without_torch(raster, *MODEL_METHOD)  # the bundled model's band mapping
+    assert model["method"] == "model" and model["model"]["key"] == "rgbn"
+    assert model["bands"] == [3, 2, 1, 4]
+    auto = _plan_without_torch(raster)  # the default, auto: NDWI on the same raster
+    assert auto["method"] == "ndwi" and auto["bands"] == [2, 4]
 
 
 # ---- the third bundled model (RGB), with a fake checkpoint ------------------------------------

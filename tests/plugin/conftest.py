@@ -131,6 +131,20 @@ def clean_settings(monkeypatch):
         settings.setValue(k, v)
 
 
+def set_method(dock, method: str) -> None:
+    """Choose ``method`` in the dock's generated --method combo (the default is auto)."""
+    combo = dock.option_widgets["method"]
+    combo.setCurrentIndex(combo.findData(method))
+    assert combo.currentData() == method
+
+
+def model_method_param() -> dict:
+    """The Processing METHOD parameter (an enum: the choice's index) for --method model."""
+    from plugin.contract import OPTIONS
+
+    return {"METHOD": OPTIONS["method"]["choices"].index("model")}
+
+
 @pytest.fixture()
 def plugin(qgis_iface, qgis_new_project, recording_iface, clean_settings, qtbot):
     """A loaded WaterSegPlugin (initGui done); unloaded and the project cleared afterwards."""
@@ -149,6 +163,14 @@ def plugin(qgis_iface, qgis_new_project, recording_iface, clean_settings, qtbot)
     finally:
         p.unload()
         QgsProject.instance().removeAllMapLayers()
+
+
+@pytest.fixture()
+def model_dock(plugin):
+    """The loaded plugin's dock with --method model: the bundled-model choice and the model's
+    band mapping, as before auto became the default."""
+    set_method(plugin.dock, "model")
+    return plugin.dock
 
 
 # The start of a Python script run in a subprocess to load the plugin as QGIS would, in a

@@ -20,7 +20,7 @@ from plugin.contract import BUNDLED_MODELS
 from plugin.dock import MODELS_DIR
 from tests.band_names import NAMED  # the namings the backend tests map too
 
-from .conftest import EPSG, ORIGIN, PIXEL, write_raster
+from .conftest import EPSG, ORIGIN, PIXEL, set_method, write_raster
 
 pytestmark = pytest.mark.qgis
 
@@ -285,8 +285,8 @@ def test_model_picker_offers_automatic_then_both_bundled_models(plugin):
     assert "once you pick a raster layer" in dock.modelInfoLabel.text()
 
 
-def test_automatic_mode_uses_the_4_band_model_for_a_4_band_layer(plugin, tmp_path, qtbot):
-    dock = plugin.dock
+def test_automatic_mode_uses_the_4_band_model_for_a_4_band_layer(model_dock, tmp_path, qtbot):
+    dock = model_dock
     layer = _add_raster(write_raster(tmp_path / "rgbn.tif", bands=4, size=(16, 16)), "rgbn")
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
@@ -309,8 +309,8 @@ def _six_band_layer(tmp_path, descriptions):
     return _add_raster(path, "six")
 
 
-def test_automatic_mode_follows_the_layer_and_uses_the_swir_model(plugin, tmp_path, qtbot):
-    dock = plugin.dock
+def test_automatic_mode_follows_the_layer_and_uses_the_swir_model(model_dock, tmp_path, qtbot):
+    dock = model_dock
     swir = _six_band_layer(tmp_path, ["B8", "B2", "B3", "B4", "B12", "B11"])
     four = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
@@ -335,8 +335,8 @@ def test_automatic_mode_follows_the_layer_and_uses_the_swir_model(plugin, tmp_pa
     assert dock.auto_choice == "rgbn" and dock.band_mapping() == [1, 2, 3, 4]
 
 
-def test_unnamed_sentinel2_stack_gets_the_swir_model(plugin, tmp_path, qtbot):
-    dock = plugin.dock
+def test_unnamed_sentinel2_stack_gets_the_swir_model(model_dock, tmp_path, qtbot):
+    dock = model_dock
     layer = _add_raster(write_raster(tmp_path / "l2a.tif", bands=12, size=(8, 8)), "l2a")
     dock.layerCombo.setLayer(layer)
     _settle(dock, qtbot)
@@ -345,8 +345,8 @@ def test_unnamed_sentinel2_stack_gets_the_swir_model(plugin, tmp_path, qtbot):
     assert "12 unnamed bands read as the Sentinel-2 L2A order" in dock.modelInfoLabel.text()
 
 
-def test_a_bundled_model_picked_by_hand_overrides_automatic(plugin, tmp_path, qtbot):
-    dock = plugin.dock
+def test_a_bundled_model_picked_by_hand_overrides_automatic(model_dock, tmp_path, qtbot):
+    dock = model_dock
     layer = _six_band_layer(tmp_path, ["B2", "B3", "B4", "B8", "B11", "B12"])
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
@@ -404,10 +404,10 @@ def test_three_band_layer_is_refused_in_automatic_mode(plugin, tmp_path, qtbot):
     _assert_nothing_started(dock, before)
 
 
-def test_missing_bundled_model_is_one_line_with_the_fix(plugin, tmp_path, monkeypatch, qtbot):
+def test_missing_bundled_model_is_one_line_with_the_fix(model_dock, tmp_path, monkeypatch, qtbot):
     empty = tmp_path / "no-models"
     monkeypatch.setattr("plugin.dock.MODELS_DIR", empty)
-    dock = plugin.dock
+    dock = model_dock
     layer = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
@@ -424,9 +424,9 @@ def test_missing_bundled_model_is_one_line_with_the_fix(plugin, tmp_path, monkey
 
 
 @pytest.mark.parametrize("case", sorted(NAMED))
-def test_dock_maps_named_bands_like_the_backend(plugin, tmp_path, qtbot, case):
+def test_dock_maps_named_bands_like_the_backend(model_dock, tmp_path, qtbot, case):
     names, expected = NAMED[case]
-    dock = plugin.dock
+    dock = model_dock
     layer = _add_raster(write_raster(tmp_path / "n.tif", size=(16, 16), descriptions=names))
     dock.layerCombo.setLayer(layer)
     _settle(dock, qtbot)
@@ -437,6 +437,7 @@ def test_dock_maps_named_bands_like_the_backend(plugin, tmp_path, qtbot, case):
 def test_dock_asks_with_band_names_for_a_layer_without_a_file(plugin, tmp_path, qtbot):
     from osgeo import gdal
 
+    set_method(plugin.dock, "model")  # the bundled model's mapping of the four named bands
     src = write_raster(tmp_path / "src.tif", size=(16, 16), descriptions=NAMED["words"][0])
     gdal.Translate("/vsimem/waterseg-named.tif", str(src))
     try:
@@ -454,7 +455,7 @@ def test_method_option_is_generated_and_replans(plugin, tmp_path, qtbot):
     the backend again when it changes."""
     dock = plugin.dock
     combo = dock.option_widgets["method"]
-    assert combo.objectName() == "methodCombo" and combo.currentData() == "model"
+    assert combo.objectName() == "methodCombo" and combo.currentData() == "auto"
     layer = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
@@ -467,3 +468,26 @@ def test_method_option_is_generated_and_replans(plugin, tmp_path, qtbot):
     args = request.backend_args()
     assert request.model_path is None and "--model" not in args
     assert args[args.index("--method") + 1] == "ndwi"
+
+
+def test_default_method_on_a_6_band_layer_shows_mndwi_and_sends_it(plugin, tmp_path, qtbot):
+    """--method auto (the default): the plan's why line says MNDWI; the request names the
+    resolved index (auto with explicit --bands would make segment run a model on 2 bands)."""
+    dock = plugin.dock
+    assert dock.option_widgets["method"].currentData() == "auto" and dock.is_automatic()
+    layer = _six_band_layer(tmp_path, ["B2", "B3", "B4", "B8", "B11", "B12"])
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    _settle(dock, qtbot)
+    assert dock.modelInfoLabel.text().startswith(
+        "Using the classical index mndwi (B3 B11; water where it is > 0), no model: chosen "
+        "automatically, the raster has B3 and B11"
+    )
+    assert dock.auto_choice is None and dock.model_path() == ""
+    assert _rows(dock) == ["B3", "B11"] and dock.band_mapping() == [2, 5]
+    built = dock.build_request()
+    assert built is not None, dock.last_message()
+    args = built[0].backend_args()
+    assert built[0].model_path is None and "--model" not in args
+    assert args[args.index("--method") + 1] == "mndwi"
+    assert args[args.index("--bands") + 1] == "2,5"

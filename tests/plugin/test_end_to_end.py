@@ -20,7 +20,7 @@ from qgis.core import (
 
 from tests.band_names import NAMED  # the namings the backend and dock tests map too
 
-from .conftest import EPSG, backend_segment_ready, write_raster
+from .conftest import EPSG, backend_segment_ready, model_method_param, write_raster
 
 pytestmark = [
     pytest.mark.qgis,
@@ -178,12 +178,12 @@ def _bundled(name: str) -> Path:
     return path
 
 
-def test_automatic_dock_run_uses_the_bundled_4_band_model(plugin, tmp_path, qtbot):
-    """No model picked: the dock sends the bundled B2 B3 B4 B8 model (which the backend checks
-    against its SHA-256) and explicit bands for a 4-band layer."""
+def test_automatic_dock_run_uses_the_bundled_4_band_model(model_dock, tmp_path, qtbot):
+    """No model picked, --method model: the dock sends the bundled B2 B3 B4 B8 model (which
+    the backend checks against its SHA-256) and explicit bands for a 4-band layer."""
     model = _bundled("waterseg-rgbn.pt")
     layer = _add(write_raster(tmp_path / "four.tif", size=(48, 64)), "four")
-    dock = plugin.dock
+    dock = model_dock
     dock.layerCombo.setLayer(layer)
     dock.deviceCombo.setCurrentIndex(dock.deviceCombo.findData("cpu"))
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
@@ -199,6 +199,27 @@ def test_automatic_dock_run_uses_the_bundled_4_band_model(plugin, tmp_path, qtbo
     assert task.request.model_path == str(model) and task.request.bands == [1, 2, 3, 4]
     start = next(e for e in result.events if e.get("event") == "start")
     assert Path(start["model"]).resolve() == model.resolve()
+    assert (tmp_path / "out" / "four_water.tif").is_file()
+
+
+def test_dock_run_with_the_default_method_runs_the_index_it_shows(plugin, tmp_path, qtbot):
+    """Default method (auto), no model picked, a 4-band layer: the dock shows NDWI and the
+    backend runs NDWI on the bands the dock mapped."""
+    layer = _add(write_raster(tmp_path / "four.tif", size=(48, 64)), "four")
+    dock = plugin.dock
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
+    assert dock.modelInfoLabel.text().startswith("Using the classical index ndwi (B3 B8")
+    done = []
+    task = dock.start_run()
+    assert task is not None, dock.last_message()
+    task.completed.connect(lambda *args: done.append(args))
+    qtbot.waitUntil(lambda: bool(done), timeout=120000)
+    result = done[0][1]
+    assert result.ok, (result.error, result.stderr_tail)
+    assert task.request.model_path is None and task.request.bands == [2, 4]
+    assert task.request.options["method"] == "ndwi"
     assert (tmp_path / "out" / "four_water.tif").is_file()
 
 
@@ -234,6 +255,7 @@ def test_processing_without_model_lets_the_backend_choose(
             "INPUT": layer,
             "MODEL": "",
             "DEVICE": 1,  # cpu
+            **model_method_param(),
             "OUTPUT_MASK": str(tmp_path / "result" / "mask.tif"),
             "OUTPUT_SHORELINE": str(tmp_path / "result" / "coast.gpkg"),
         },
@@ -261,6 +283,7 @@ def test_processing_with_empty_bands_maps_names_like_the_backend(
             "INPUT": layer,
             "BANDS": "",
             "DEVICE": 1,  # cpu
+            **model_method_param(),
             "OUTPUT_MASK": str(tmp_path / "result" / "mask.tif"),
             "OUTPUT_SHORELINE": str(tmp_path / "result" / "coast.gpkg"),
         },
