@@ -172,6 +172,8 @@ def _choice(
         reason = f"the raster has {' '.join(canonical_bands(entry.bands))}"
     source = _source_text(rasters[0], explicit) if len(rasters) == 1 else "every input"
     why = f"Using the bundled {len(entry.bands)}-band model ({bands}): {reason} ({source})"
+    if entry.key == "rgb":  # its cross-acquisition accuracy is modest: say so where it is used
+        why += "; true colour alone is a first draft, check the mask (MODEL_CARD-rgb.md)"
     return ModelChoice(str(paths.MODELS_DIR / entry.file), entry.key, list(entry.bands), why)
 
 
