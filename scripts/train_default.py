@@ -949,12 +949,16 @@ def write_model_card(path: Path, model_path: Path, cv: dict, args: argparse.Name
     )
     swir = "B11" in bands
     role = (
-        "The model WaterSeg uses when no other checkpoint is chosen (plugin and\n"
-        "`python -m backend segment` without `--model`) and the input has the bands below."
+        "The learned model `segment --method model` uses when the input has the bands below.\n"
+        "**Read first:** the leave-one-sample-out figures below are on the five SNOWED samples\n"
+        "it learned from; on real scenes from other sources it did worse than NDWI, so\n"
+        "`--method auto` (the default) uses the water indices instead. Cross-source figures\n"
+        'and peers: README, "How good is it?".'
         if swir
-        else "The model WaterSeg uses when no other checkpoint is chosen and the input lacks the\n"
-        "short-wave infrared bands B11 and B12 that the default model (`waterseg-default.pt`,\n"
-        "`MODEL_CARD.md`) needs, e.g. a stack of the 10 m bands only."
+        else "The learned model `segment --method model` uses when the input lacks the\n"
+        "short-wave infrared bands B11 and B12 that `waterseg-default.pt` (`MODEL_CARD.md`)\n"
+        "needs. **Read first:** it is no better than NDWI > 0 on unseen scenes, which\n"
+        '`--method auto` (the default) uses; README, "How good is it?".'
     )
     text = f"""# WaterSeg bundled model `{model_path.name}`
 
