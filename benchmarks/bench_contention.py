@@ -1,6 +1,6 @@
 """``segment`` on a busy machine: quiet vs beside N busy processes, under two wait policies.
 
-Each run is the real command line (``python -m backend segment``, bundled default model, a
+Each run is the real command line (``python -m backend segment --method model``, the bundled learned model, a
 generated 6-band Sentinel-2-like scene). Settings are interleaved (quiet, busy, quiet, busy,
 ...) so drift of the machine hits all of them alike. The busy processes are plain Python
 loops, one core each, that stop by themselves after ``--busy-limit`` seconds at the latest
@@ -55,7 +55,8 @@ def _segment_s(image: Path, out: Path, env_extra: dict[str, str], busy: int, lim
         t0 = time.perf_counter()
         res = subprocess.run(
             [sys.executable, "-m", "backend", "segment", str(image), "--out-dir", str(out),
-             "--overwrite", "--progress", "none", "--shoreline", "none", "--device", "cpu"],
+             "--method", "model", "--overwrite", "--progress", "none", "--shoreline", "none",
+             "--device", "cpu"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=limit,
         )  # fmt: skip
         wall = time.perf_counter() - t0
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = choose_policy([], {}).threads
     fair = (args.busy + threads) / threads
     print(
-        f"segment, {args.size} x {args.size} px, 6 bands, bundled default model, {threads} "
+        f"segment, {args.size} x {args.size} px, 6 bands, --method model, {threads} "
         f"thread(s); busy = beside {args.busy} busy processes; fair-share slowdown {fair:.2f}x"
     )
     times: dict[tuple[str, bool], list[float]] = {}
