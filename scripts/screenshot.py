@@ -1,5 +1,5 @@
 """Take the README's screenshot: a QGIS main window (offscreen) with the WaterSeg dock, after a
-real "Segment water" run of the bundled model on a raster layer.
+real "Segment water" run with the default method on a raster layer.
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py SCENE.tif docs/images/qgis.png \
         [docs/images/dock.png]
