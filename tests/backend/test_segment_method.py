@@ -176,3 +176,21 @@ def test_auto_gives_a_true_colour_image_the_bundled_rgb_model(tmp_path):
     assert "Using the bundled 3-band model (red green blue)" in done.stderr
     assert "classical index" not in done.stderr
     assert _mask(tmp_path / "out" / "photo_water.tif").shape == (40, 50)
+
+
+def test_auto_mask_does_not_move_with_the_l2a_offset(tmp_path):
+    """Water where MNDWI > 0 is water where B3 > B11: adding the +1000 offset of newer L2A
+    products to every band (a forgotten --l2a-offset) leaves the mask as it is."""
+    raster, data = _six_band_scene(tmp_path / "six.tif")
+    with rasterio.open(raster) as src:
+        profile, descriptions = src.profile, src.descriptions
+    shifted = tmp_path / "shifted.tif"
+    with rasterio.open(shifted, "w", **profile) as dst:
+        dst.write((data.astype(np.float64) + 1000).astype(profile["dtype"]))
+        dst.descriptions = descriptions
+    for name in (raster, shifted):
+        done = run_backend("segment", name, "--out-dir", tmp_path / "out", "--progress", "none")
+        assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(
+        _mask(tmp_path / "out" / "six_water.tif"), _mask(tmp_path / "out" / "shifted_water.tif")
+    )
