@@ -10,7 +10,8 @@ before torch is imported:
 - the thread count is chosen once, in this order: ``--threads N`` on the command line, the
   ``WATERSEG_THREADS`` variable (the plugin sets it), ``OMP_NUM_THREADS`` when the user set it,
   else one thread per physical core among the CPUs this process may run on (CPU affinity),
-  capped by the cgroup CPU quota (containers, systemd slices).
+  capped by the cgroup CPU quota (containers, systemd slices), less ``WATERSEG_RESERVE_CORES``
+  on machines with more than 2 cores (the plugin sets 1, so QGIS's UI keeps a core).
 
 Stdlib only: it runs before torch and numpy are imported.
 """
@@ -24,6 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 THREADS_ENV = "WATERSEG_THREADS"
+# Cores to leave free when the count comes from the machine (the plugin sets 1: QGIS's UI keeps
+# a core). Only on machines with more than 2 cores.
+RESERVE_ENV = "WATERSEG_RESERVE_CORES"
 # Variables that size the OpenMP / BLAS pools torch and numpy use.
 POOL_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _applied: ThreadPolicy | None = None
@@ -125,7 +129,12 @@ def choose_policy(
             return ThreadPolicy(value, source, wait, len(cpus), quota)
     cores = physical_cores(cpus)
     source = "cores" if cores <= limit else "cgroup quota"
-    return ThreadPolicy(min(cores, limit), source, wait, len(cpus), quota)
+    threads = min(cores, limit)
+    reserve = _positive_int(env.get(RESERVE_ENV)) or 0
+    if reserve and threads > 2:
+        threads = max(2, threads - reserve)
+        source += f", {reserve} left free"
+    return ThreadPolicy(threads, source, wait, len(cpus), quota)
 
 
 def apply_policy(policy: ThreadPolicy, env: MutableMapping[str, str] | None = None) -> None:

@@ -159,7 +159,8 @@ def find_interpreter(
 
 
 def backend_env(root: Path = PLUGIN_ROOT) -> dict[str, str]:
-    """Environment for the backend subprocess: PYTHONPATH = the plugin root, unbuffered.
+    """Environment for the backend subprocess: PYTHONPATH = the plugin root, unbuffered, one
+    core left for QGIS's UI (``WATERSEG_RESERVE_CORES``, backend/threads.py).
 
     QGIS's own PYTHONPATH/PYTHONHOME are dropped: they point at QGIS's Python, which may be a
     different version than the backend's.
@@ -168,6 +169,8 @@ def backend_env(root: Path = PLUGIN_ROOT) -> dict[str, str]:
     env["PYTHONPATH"] = str(root)
     env["PYTHONUNBUFFERED"] = "1"
     env.pop("QT_QPA_PLATFORM_PLUGIN_PATH", None)
+    # the backend's thread policy leaves one core for QGIS's UI on machines with more than 2
+    env.setdefault("WATERSEG_RESERVE_CORES", "1")
     return env
 
 

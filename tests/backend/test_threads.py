@@ -143,3 +143,14 @@ def test_segment_prints_no_proj_data_warning(tmp_path, repo_root, backend_python
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert "PROJ data directory" not in out.stderr
+
+
+def test_a_reserved_core_is_left_free_only_above_2_cores(monkeypatch):
+    monkeypatch.setattr("backend.threads.physical_cores", lambda cpus: len(cpus))
+    reserve = {"WATERSEG_RESERVE_CORES": "1"}
+    eight = choose_policy([], reserve, range(8), None)
+    assert eight.threads == 7 and "1 left free" in eight.source
+    assert choose_policy([], reserve, range(2), None).threads == 2  # 2 cores: use both
+    assert choose_policy([], reserve, range(3), None).threads == 2
+    # an explicit count is taken as it is
+    assert choose_policy(["--threads", "8"], reserve, range(8), None).threads == 8

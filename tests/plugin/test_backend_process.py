@@ -136,3 +136,30 @@ def test_parse_json_object_takes_the_last_object():
         "torch": "2.13.0",
         "cuda_available": False,
     }
+
+
+def test_backend_leaves_a_core_for_qgis_unless_the_user_chose(monkeypatch, repo_root):
+    import json
+    import subprocess
+
+    from plugin.backend_process import backend_env
+
+    monkeypatch.delenv("WATERSEG_RESERVE_CORES", raising=False)
+    for name in ("WATERSEG_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    env = backend_env()
+    assert env["WATERSEG_RESERVE_CORES"] == "1"
+    monkeypatch.setenv("WATERSEG_RESERVE_CORES", "0")
+    assert backend_env()["WATERSEG_RESERVE_CORES"] == "0"
+    # the real backend reads it (on this 2-core machine nothing is reserved: the rule is > 2)
+    out = subprocess.run(
+        [sys.executable, "-m", "backend", "info", "--json"],
+        cwd=repo_root, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    cores = len(os.sched_getaffinity(0))
+    if cores > 2:
+        assert "left free" in info["thread_policy"]
+    else:
+        assert info["threads"] >= 1 and "left free" not in info["thread_policy"]
