@@ -76,6 +76,12 @@ def progress_percent(event: dict) -> float | None:
     return low + (high - low) * frac
 
 
+def _eta(seconds) -> str:
+    """12 -> "12 s", 130 -> "2 min 10 s"."""
+    seconds = int(round(float(seconds)))
+    return f"{seconds // 60} min {seconds % 60} s" if seconds >= 60 else f"{seconds} s"
+
+
 def describe_event(event: dict) -> str | None:
     """One status line for a backend event (None: nothing to show). Handles every event of
     the contract; an unknown one is shown as its name."""
@@ -88,10 +94,13 @@ def describe_event(event: dict) -> str | None:
         )
     if kind == "progress":
         if event.get("stage") == "infer":
-            return (
+            line = (
                 f"{event.get('tiles_done', 0)}/{event.get('tiles_total', '?')} tiles "
                 f"on {event.get('device', '?')}"
             )
+            if event.get("eta_s") is not None and event.get("tiles_per_s") is not None:
+                line += f", {float(event['tiles_per_s']):.1f} tiles/s, {_eta(event['eta_s'])} left"
+            return line
         return f"{event.get('stage', '')}..."
     if kind == "output":
         return f"wrote {event.get('path')}"

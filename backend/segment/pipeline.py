@@ -284,6 +284,15 @@ def _owner_alive(owner_file: Path) -> bool:
     return True
 
 
+def tile_rate_and_eta(done: int, total: int, elapsed_s: float) -> tuple[float | None, float | None]:
+    """Tiles per second so far and the seconds left for the rest at that rate, rounded; (None,
+    None) before the first tile is done."""
+    if done <= 0 or elapsed_s <= 0:
+        return None, None
+    rate = done / elapsed_s
+    return round(rate, 2), round(max(total - done, 0) / rate, 1)
+
+
 # A result beyond these water fractions is more often a wrong input than a real scene.
 MOSTLY_WATER = 0.95
 
@@ -345,6 +354,8 @@ def segment_source(
     extra = L2A_OFFSET if opts.l2a_offset else 0.0
 
     def report(stage: str, fraction: float, done: int, total: int, force: bool) -> None:
+        elapsed = time.monotonic() - t0
+        rate, eta = tile_rate_and_eta(done, total, elapsed)
         reporter.progress(
             force=force,
             input=str(source.path),
@@ -352,7 +363,9 @@ def segment_source(
             fraction=round(fraction, 4),
             tiles_done=done,
             tiles_total=total,
-            elapsed_s=round(time.monotonic() - t0, 3),
+            elapsed_s=round(elapsed, 3),
+            tiles_per_s=rate,
+            eta_s=eta,
             device=device,
         )
 

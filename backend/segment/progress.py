@@ -43,13 +43,17 @@ class JsonReporter(Reporter):
 
 
 class TextReporter(Reporter):
-    """A bar redrawn in place on a terminal; on a pipe or log file, one line per 10 %."""
+    """A bar redrawn in place on a terminal; on a pipe or log file, one line per 10 % and at
+    least one every ``log_interval_s`` seconds (a 10 % step of a full tile takes minutes)."""
+
+    log_interval_s = 10.0
 
     def __init__(self, out: TextIO | None = None, err: TextIO | None = None):
         super().__init__(out, err)
         self._tty = bool(getattr(self.err, "isatty", lambda: False)())
         self._bar_open = False
         self._last_step: tuple[str, int] | None = None
+        self._last_line = 0.0
 
     def _close_bar(self) -> None:
         if self._bar_open:
@@ -76,14 +80,17 @@ class TextReporter(Reporter):
                 f"{fields.get('tiles_done', 0)}/{fields.get('tiles_total', 0)} tiles "
                 f"{fields.get('elapsed_s', 0):.1f}s"
             )
+            if stage == "infer" and fields.get("tiles_per_s") is not None:
+                line += f", {fields['tiles_per_s']:.1f} tiles/s, ETA {fields['eta_s']:.0f}s"
             if self._tty:
                 self.err.write("\r" + line)
                 self._bar_open = True
-            else:
+            else:  # a log file: a line per 10 %, and at least every 10 s while it runs
                 step = (stage, int(frac * 10))
-                if step == self._last_step:
+                now = time.monotonic()
+                if step == self._last_step and now - self._last_line < self.log_interval_s:
                     return
-                self._last_step = step
+                self._last_step, self._last_line = step, now
                 self.err.write(line + "\n")
             self.err.flush()
         elif name == "output":

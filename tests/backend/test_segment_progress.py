@@ -59,3 +59,27 @@ def test_json_is_one_object_per_line_on_stdout_only():
         "shoreline_features": 3,
     }
     assert err.getvalue() == ""
+
+
+def test_text_shows_rate_and_eta_and_a_line_every_interval_in_a_log(monkeypatch):
+    clock = iter(range(0, 1000, 3))  # 2 clock reads per event (throttle, log): 6 s apart
+    monkeypatch.setattr("backend.segment.progress.time.monotonic", lambda: float(next(clock)))
+    err = io.StringIO()
+    rep = TextReporter(out=io.StringIO(), err=err)
+    rep.min_interval_s = 0.0
+    for done in (1, 2, 3):  # all within the first 10 % of 100 tiles
+        rep.progress(
+            stage="infer", fraction=done / 100, tiles_done=done, tiles_total=100,
+            elapsed_s=6.0 * done, tiles_per_s=round(1 / 6, 2), eta_s=6.0 * (100 - done),
+        )  # fmt: skip
+    lines = [ln for ln in err.getvalue().splitlines() if ln.startswith("  infer")]
+    assert len(lines) == 2  # events 1 and 3: event 2 is 6 s after a line, event 3 is 12 s
+    assert lines[0].endswith(", 0.2 tiles/s, ETA 594s")
+
+
+def test_rate_and_eta_by_hand():
+    from backend.segment.pipeline import tile_rate_and_eta
+
+    assert tile_rate_and_eta(0, 10, 5.0) == (None, None)
+    assert tile_rate_and_eta(4, 10, 2.0) == (2.0, 3.0)  # 2 tiles/s, 6 tiles left
+    assert tile_rate_and_eta(10, 10, 4.0) == (2.5, 0.0)

@@ -81,3 +81,13 @@ def test_backend_run_records_outputs_like_the_plugin_expects(tmp_path, backend_p
     result = BackendRun(argv).run()
     assert result.ok, result.stderr_tail
     assert result.outputs["mask"] == str(output_path(tmp_path, "lake", "mask"))
+
+
+def test_the_dock_line_for_inference_shows_rate_and_time_left():
+    event = {
+        "event": "progress", "stage": "infer", "tiles_done": 40, "tiles_total": 100,
+        "device": "cpu", "tiles_per_s": 0.5, "eta_s": 120.0,
+    }  # fmt: skip
+    assert describe_event(event) == "40/100 tiles on cpu, 0.5 tiles/s, 2 min 0 s left"
+    event.update(tiles_done=0, tiles_per_s=None, eta_s=None)
+    assert describe_event(event) == "0/100 tiles on cpu"
