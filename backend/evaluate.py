@@ -190,6 +190,12 @@ def evaluate_checkpoint(
     baseline: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a checkpoint on a split -> JSON-ready dict (see module docstring)."""
+    if not Path(checkpoint).is_file():
+        raise UserError(
+            f"checkpoint not found: {checkpoint}; train one first (make train, which writes "
+            "runs/<model>-<width>-<loss>/best.pt) or pass the path of a WaterSeg .pt file "
+            "(make evaluate CHECKPOINT=path/to/best.pt)"
+        )
     model, spec, meta = load_model(checkpoint)
     ids = split_ids(meta, str(data), split, split_file)
     dev = torch.device(choose_device(device))

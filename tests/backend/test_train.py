@@ -318,3 +318,14 @@ def test_brightness_option_is_checked_and_stored(snowed_sample, tmp_path):
     out = tmp_path / "bright"
     train(_config(snowed_sample, out, epochs=1, loss="ce", brightness=[0.5, 2]))
     assert read_checkpoint(out / "last.pt")["config"]["brightness"] == [0.5, 2.0]
+
+
+def test_evaluate_without_a_checkpoint_says_how_to_get_one(tmp_path, backend_python, repo_root):
+    r = subprocess.run(
+        [backend_python, "-m", "backend", "evaluate", str(tmp_path / "runs" / "best.pt"),
+         "--data", str(tmp_path)],
+        cwd=repo_root, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "checkpoint not found" in r.stderr and "make train" in r.stderr
+    assert "--model" not in r.stderr  # evaluate has no --model option
