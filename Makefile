@@ -28,10 +28,10 @@ setup:  ## install Debian packages and the .venv (idempotent; seconds when done)
 	bash scripts/setup.sh
 
 test: $(STAMP)  ## run the whole test suite headless (real QGIS, real backend subprocesses)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 test-fast: $(STAMP)  ## the suite without tests marked slow
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -rs -m "not slow"
 
 lint: $(STAMP)  ## ruff: imports sorted, pyupgrade, bugbear
 	$(PY) -m ruff check .
