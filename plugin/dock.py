@@ -74,6 +74,14 @@ AUTOMATIC = ""  # model picker data of "Bundled model (chosen from the layer's b
 RECENT_MODELS_KEY = "waterseg/recent_models"
 OUT_DIR_KEY = "waterseg/out_dir"
 DOCUMENTS_OUT_DIR_KEY = "waterseg/documents_out_dir"
+COMBO_MIN_CHARS = 14  # a combo box shrinks to this many characters; its text elides beyond
+
+
+def make_shrinkable(combo: QComboBox) -> None:
+    """Let ``combo`` shrink below its longest item, so that a long layer name or model label
+    never widens the dock past a horizontal scrollbar."""
+    combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(COMBO_MIN_CHARS)
 
 
 def default_out_dir() -> str:
@@ -162,12 +170,13 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self._shown_once = False
 
         self.message_bar = QgsMessageBar(self)
-        self.message_bar.setSizePolicy(QSizePolicy.Minimum, QSizePolicy.Fixed)
+        self.message_bar.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)  # may shrink
         self.messageBarLayout.addWidget(self.message_bar)
 
         self.layerCombo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layerCombo.setAllowEmptyLayer(True)
         self.layerCombo.layerChanged.connect(self._on_layer_changed)
+        QgsProject.instance().layersAdded.connect(self._on_layers_added)
         self._add_input_row()
         self.shorelineCombo.setFilters(QgsMapLayerProxyModel.LineLayer)
         self.shorelineCombo.setAllowEmptyLayer(True)
@@ -215,7 +224,29 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.backendGroup.setCollapsed(True)
 
         self._rebuild_band_rows()
+        self.layerCombo.blockSignals(True)
+        self.layerCombo.setLayer(None)  # not whichever raster the combo listed first
+        self.pick_default_layer()
+        self.layerCombo.blockSignals(False)
         self._on_layer_changed(self.layerCombo.currentLayer())
+        self._fit_width()
+
+    def _fit_width(self) -> None:
+        """A minimum width at which nothing is clipped: the scroll area is at least as wide as
+        its contents' minimum (combo boxes made shrinkable first) plus a vertical scrollbar,
+        so the dock never opens with a horizontal scrollbar."""
+        for combo in self.scrollContents.findChildren(QComboBox):
+            make_shrinkable(combo)
+        for label in (self.statusLabel, self.modelInfoLabel):  # a long file name never widens
+            policy = label.sizePolicy()
+            policy.setHorizontalPolicy(QSizePolicy.Ignored)
+            label.setSizePolicy(policy)
+        needed = (
+            self.scrollContents.minimumSizeHint().width()
+            + self.scrollArea.verticalScrollBar().sizeHint().width()
+            + 2 * self.scrollArea.frameWidth()
+        )
+        self.scrollArea.setMinimumWidth(max(self.scrollArea.minimumWidth(), needed))
 
     # ---- non-file layers: render or export ------------------------------------------------
 
@@ -315,6 +346,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.message_bar.pushMessage("WaterSeg", text, level, duration)
         self.statusLabel.setText(text)
         log(text, level)
+
+    def clear_messages(self) -> None:
+        """Remove the dock's own messages (earlier warnings no longer apply)."""
+        self.message_bar.clearWidgets()
 
     def last_message(self) -> str:
         item = self.message_bar.currentItem()
@@ -460,6 +495,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.band_combos = []
         for name in self.model_bands:
             combo = QgsRasterBandComboBox()
+            make_shrinkable(combo)
             combo.setLayer(self._band_layer())
             self.bandsForm.addRow(QLabel(name), combo)
             self.band_combos.append(combo)
@@ -478,7 +514,33 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             band = mapping[i] if i < len(mapping) else -1
             combo.setBand(band if band <= self.input_band_count(layer) else -1)
 
+    def pick_default_layer(self) -> bool:
+        """When no raster layer is chosen, choose the active layer if it is a raster, else the
+        project's only raster layer. True when a layer was chosen."""
+        if self.layerCombo.currentLayer() is not None:
+            return False
+        active_layer = getattr(self.iface, "activeLayer", None)
+        layer = active_layer() if active_layer is not None else None
+        if not (isinstance(layer, QgsRasterLayer) and layer.isValid()):
+            rasters = [
+                lyr
+                for lyr in QgsProject.instance().mapLayers().values()
+                if isinstance(lyr, QgsRasterLayer)
+            ]
+            if len(rasters) != 1:
+                return False
+            layer = rasters[0]
+        self.layerCombo.setLayer(layer)
+        return self.layerCombo.currentLayer() is layer
+
+    def _on_layers_added(self, layers) -> None:
+        """A raster added while none is chosen (the first one of a project): choose it."""
+        if any(isinstance(lyr, QgsRasterLayer) for lyr in layers):
+            self.pick_default_layer()
+
     def _on_layer_changed(self, layer) -> None:
+        if isinstance(layer, QgsRasterLayer):
+            self.clear_messages()  # a valid choice: "Choose a raster layer…" no longer applies
         self._update_input_row(layer)
         for combo in self.band_combos:
             combo.setLayer(self._band_layer())
@@ -688,6 +750,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
 
     def start_run(self) -> SegmentTask | None:
         """Validate, then queue a SegmentTask. Returns the task, or None when nothing started."""
+        self.clear_messages()  # earlier warnings: this attempt says again what still applies
         built = self.build_request()
         if built is None:
             return None
@@ -730,6 +793,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if shoreline_layer is not None:
             self.shorelineCombo.setLayer(shoreline_layer)
         if result.ok:
+            self.clear_messages()
             self.progressBar.setValue(100)
             self.statusLabel.setText(f"done: {task.request.layer_name} ({result.elapsed_s:.1f} s)")
         elif result.cancelled:
@@ -780,9 +844,14 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if not self._shown_once:
             self._shown_once = True
             self.refresh_model_info()
+        self.pick_default_layer()
 
     def shutdown(self) -> None:
         """Stop helper processes and cancel runs (plugin unload)."""
+        try:
+            QgsProject.instance().layersAdded.disconnect(self._on_layers_added)
+        except TypeError:  # already disconnected
+            pass
         for proc in list(self._processes.values()):
             proc.finished.disconnect()
             proc.kill()

@@ -1,0 +1,169 @@
+"""The dock in real QGIS (offscreen): the raster layer it picks by itself (issue 11, item 13),
+warnings that go once they no longer apply (item 14), and a default width at which nothing is
+clipped (item 12)."""
+
+from pathlib import Path
+
+import pytest
+from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+from qgis.PyQt.QtCore import QRect, Qt
+from qgis.PyQt.QtWidgets import QMainWindow, QWidget
+
+from .conftest import write_raster
+
+pytestmark = pytest.mark.qgis
+
+
+def _raster(path: Path, name: str) -> QgsRasterLayer:
+    layer = QgsRasterLayer(str(path), name)
+    assert layer.isValid()
+    return layer
+
+
+@pytest.fixture()
+def dock_in_window(qgis_iface, qgis_new_project, clean_settings, qtbot):
+    """A factory: a WaterSegDock docked on the right of a fresh 1280 x 800 main window with a
+    central widget (as in QGIS), created when called, so that a test can load layers first."""
+    from plugin.dock import WaterSegDock
+
+    made = []
+
+    def make():
+        window = QMainWindow()
+        window.setCentralWidget(QWidget())
+        window.resize(1280, 800)
+        dock = WaterSegDock(qgis_iface, window)
+        window.addDockWidget(Qt.RightDockWidgetArea, dock)
+        made.append((window, dock))
+        return window, dock
+
+    yield make
+    for window, dock in made:
+        dock.shutdown()
+        qtbot.waitUntil(lambda dock=dock: not dock.active_tasks(), timeout=30000)
+        window.close()
+        window.deleteLater()
+    QgsProject.instance().removeAllMapLayers()
+
+
+# ---- item 13: the raster layer is chosen ----------------------------------------------------
+
+
+def test_the_only_raster_is_chosen_when_the_dock_opens(dock_in_window, tmp_path, qtbot):
+    raster = _raster(write_raster(tmp_path / "only.tif"), "only")
+    lines = QgsVectorLayer("LineString?crs=EPSG:4326", "lines", "memory")
+    QgsProject.instance().addMapLayers([lines, raster])
+    _window, dock = dock_in_window()
+    assert dock.layerCombo.currentLayer() is raster
+
+
+def test_the_active_raster_is_chosen_among_several(
+    dock_in_window, qgis_iface, tmp_path, monkeypatch
+):
+    a = _raster(write_raster(tmp_path / "a.tif"), "a")
+    b = _raster(write_raster(tmp_path / "b.tif"), "b")
+    QgsProject.instance().addMapLayers([a, b])
+    monkeypatch.setattr(qgis_iface, "activeLayer", lambda: b)
+    _window, dock = dock_in_window()
+    assert dock.layerCombo.currentLayer() is b
+
+
+def test_no_choice_among_several_rasters_without_an_active_one(
+    dock_in_window, qgis_iface, tmp_path, monkeypatch
+):
+    a = _raster(write_raster(tmp_path / "a.tif"), "a")
+    b = _raster(write_raster(tmp_path / "b.tif"), "b")
+    QgsProject.instance().addMapLayers([a, b])
+    monkeypatch.setattr(qgis_iface, "activeLayer", lambda: None)
+    _window, dock = dock_in_window()
+    assert dock.layerCombo.currentLayer() is None  # a guess between two would be wrong
+
+
+def test_the_first_raster_added_to_an_empty_project_is_chosen(
+    dock_in_window, qgis_iface, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(qgis_iface, "activeLayer", lambda: None)
+    _window, dock = dock_in_window()
+    assert dock.layerCombo.currentLayer() is None
+    QgsProject.instance().addMapLayer(QgsVectorLayer("Point?crs=EPSG:4326", "pts", "memory"))
+    assert dock.layerCombo.currentLayer() is None
+    first = _raster(write_raster(tmp_path / "first.tif"), "first")
+    QgsProject.instance().addMapLayer(first)
+    assert dock.layerCombo.currentLayer() is first
+    second = _raster(write_raster(tmp_path / "second.tif"), "second")
+    QgsProject.instance().addMapLayer(second)
+    assert dock.layerCombo.currentLayer() is first  # a later raster never replaces the choice
+
+
+# ---- item 14: the warning goes once a layer is chosen ----------------------------------------
+
+
+def test_the_warning_goes_when_a_layer_is_chosen(dock_in_window, qgis_iface, tmp_path, monkeypatch):
+    monkeypatch.setattr(qgis_iface, "activeLayer", lambda: None)
+    _window, dock = dock_in_window()
+    assert dock.start_run() is None
+    assert "Choose a raster layer" in dock.last_message()
+    a = _raster(write_raster(tmp_path / "a.tif"), "a")
+    b = _raster(write_raster(tmp_path / "b.tif"), "b")
+    QgsProject.instance().addMapLayers([a, b])  # two at once: the dock leaves the choice open
+    assert dock.layerCombo.currentLayer() is None
+    assert "Choose a raster layer" in dock.last_message()
+    dock.layerCombo.setLayer(b)
+    assert dock.last_message() == ""
+    assert dock.message_bar.items() == []
+
+
+# ---- item 12: nothing is clipped at the default width -----------------------------------------
+
+
+def _inside(widget, viewport) -> bool:
+    top_left = widget.mapTo(viewport, widget.rect().topLeft())
+    return viewport.rect().contains(QRect(top_left, widget.size()))
+
+
+def test_default_width_shows_everything_without_a_horizontal_scrollbar(
+    dock_in_window, tmp_path, qtbot
+):
+    long_name = "S2B_MSIL2A_20240715T100559_N0510_R022_T32TQM_20240715T130124 (Bracciano)"
+    QgsProject.instance().addMapLayer(_raster(write_raster(tmp_path / "s.tif"), long_name))
+    window, dock = dock_in_window()
+    window.show()
+    dock.show()
+    qtbot.waitExposed(window)
+    qtbot.wait(50)
+    area = dock.scrollArea
+    viewport = area.viewport()
+    # the width QMainWindow gives a new dock: its size hint, never less than its minimum
+    assert dock.width() <= max(dock.sizeHint().width(), dock.minimumSizeHint().width()) + 2
+    assert dock.layerCombo.currentText().startswith("S2B_MSIL2A")  # the long name is there
+    assert not area.horizontalScrollBar().isVisible()
+    assert area.horizontalScrollBar().maximum() == 0
+    for widget in (
+        dock.runButton,
+        dock.cancelButton,
+        dock.exportButton,
+        dock.shorelineCombo,
+        dock.layerCombo,
+        dock.modelCombo,
+        dock.browseModelButton,
+        dock.outDirWidget,
+    ):
+        assert _inside(widget, viewport), (widget.objectName(), widget.geometry(), viewport.size())
+    for combo in dock.option_widgets.values():
+        if combo.isVisible():
+            assert _inside(combo, viewport), combo.objectName()
+
+
+def test_a_long_message_or_file_name_adds_no_horizontal_scrollbar(dock_in_window, qtbot):
+    window, dock = dock_in_window()
+    window.show()
+    dock.show()
+    qtbot.waitExposed(window)
+    width = dock.width()
+    stem = "S2B_MSIL2A_20240715T100559_N0510_R022_T32TQM_20240715T130124"
+    dock.show_message(f"Layer '{stem}': has 1 band(s) but the model needs 4")  # + status line
+    dock.modelInfoLabel.setText(f"/data/checkpoints/{stem}-unet-final-best.pt")
+    dock.backendGroup.setCollapsed(False)
+    qtbot.wait(50)
+    assert dock.width() == width
+    assert dock.scrollArea.horizontalScrollBar().maximum() == 0
