@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from backend.errors import UserError
 
@@ -101,6 +102,28 @@ def parse_bands_option(text: str) -> list[int]:
     return values
 
 
+_FILE_NAME_BANDS = re.compile(r"(?:^|[_\-. ])((?:B0?\d{1,2}A?){2,13})$", re.IGNORECASE)
+
+
+def bands_in_file_name(path: str, count: int) -> tuple[str, ...]:
+    """Band names a file name lists in order, as exports often do ("scene_B2B3B4.jpg",
+    "tile_B04B03B02.tif"): canonical names when there are exactly ``count`` of them, else ()."""
+    stem = Path(str(path)).stem
+    match = _FILE_NAME_BANDS.search(stem)
+    if not match:
+        return ()
+    names = [
+        f"B{int(n)}{a.upper()}" for n, a in re.findall(r"B0?(\d{1,2})(A?)", match.group(1), re.I)
+    ]
+    if (
+        len(names) != count
+        or len(set(names)) != count
+        or any(not 1 <= int(n[1:].rstrip("A")) <= 12 for n in names)
+    ):
+        return ()
+    return tuple(names)
+
+
 @dataclass(frozen=True)
 class RasterBands:
     """What band mapping needs to know about a raster (from the file or from the dock).
@@ -113,6 +136,7 @@ class RasterBands:
     descriptions: tuple[str | None, ...] = ()
     colour_interp: tuple[str, ...] = ()
     dtype: str = ""
+    file_name_bands: tuple[str, ...] = ()  # from the file name, e.g. "x_B2B3B4.jpg"
 
     def names(self) -> dict[str, int]:
         """Canonical band name -> first raster band (1-based) whose description names it."""
@@ -144,6 +168,8 @@ class RasterBands:
         descriptions, colour interpretation, then the layout of this band count."""
         if self.has_descriptions():
             return self.names(), "descriptions"
+        if self.file_name_bands:
+            return {b: i for i, b in enumerate(self.file_name_bands, start=1)}, "file-name"
         colours = self.colour_names()
         if colours:
             return colours, "colour-interpretation"
@@ -159,7 +185,7 @@ class BandMapping:
     for the log when the mapping is a guess ("" otherwise)."""
 
     indexes: list[int]
-    rule: str  # "explicit" | "descriptions" | "colour-interpretation" | "layout-<n>"
+    rule: str  # "explicit" | "descriptions" | "file-name" | "colour-interpretation" | "layout-<n>"
     note: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -232,6 +258,12 @@ def map_raster_bands(
                 "that order"
             )
         return BandMapping([held[w] for w in wanted], rule)
+    if rule == "file-name" and not missing:
+        note = (
+            f"no band descriptions: the file name lists its bands as "
+            f"{' '.join(raster.file_name_bands)}; pass --bands if that is wrong"
+        )
+        return BandMapping([held[w] for w in wanted], rule, note)
     if rule == "colour-interpretation" and not missing:
         return BandMapping([held[w] for w in wanted], rule)
     if rule.startswith("layout-") and not missing:

@@ -97,6 +97,8 @@ def _source_text(raster: RasterBands, explicit: list[int] | None) -> str:
         return "by its band descriptions"
     if rule == "colour-interpretation":
         return "by its red/green/blue colour interpretation"
+    if rule == "file-name":
+        return f"by its file name: {' '.join(raster.file_name_bands)}"
     if rule.startswith("layout-"):
         return f"{raster.count} unnamed bands read as {LAYOUTS[raster.count][1]}"
     return "no band names"

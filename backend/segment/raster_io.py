@@ -20,6 +20,7 @@ from backend.errors import UserError
 from backend.segment.bands import (  # noqa: F401 - re-exported for the engine and tests
     BandMapping,
     RasterBands,
+    bands_in_file_name,
     map_bands,
     map_raster_bands,
     normalise_band_name,
@@ -125,11 +126,14 @@ def _first_line(exc: BaseException) -> str:
 
 def raster_bands(ds) -> RasterBands:
     """What band mapping needs to know about an open rasterio dataset."""
+    colours = tuple(c.name for c in ds.colorinterp)
+    data_bands = ds.count - sum(1 for c in colours if c == "alpha")
     return RasterBands(
         ds.count,
         tuple(ds.descriptions),
-        tuple(c.name for c in ds.colorinterp),
+        colours,
         str(ds.dtypes[0]),
+        bands_in_file_name(ds.name, data_bands) if data_bands == ds.count else (),
     )
 
 

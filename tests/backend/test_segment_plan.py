@@ -253,3 +253,41 @@ def test_segment_runs_the_rgb_model_on_an_8_bit_image(with_rgb_model, tmp_path, 
     assert "bands [1, 2, 3] (colour-interpretation)" in err
     assert (tmp_path / "out" / "photo_water.tif").is_file()
     shutil.rmtree(tmp_path / "out")
+
+
+def test_band_order_from_the_file_name():
+    from backend.segment.bands import bands_in_file_name
+
+    assert bands_in_file_name("/x/S2B_L2A_20190620_S1_B2B3B4.jpg", 3) == ("B2", "B3", "B4")
+    assert bands_in_file_name("tile-B04B03B02.tif", 3) == ("B4", "B3", "B2")
+    assert bands_in_file_name("t_B2B3B4B8.tif", 4) == ("B2", "B3", "B4", "B8")
+    assert bands_in_file_name("t_B2B3B4B8.tif", 3) == ()  # the count must match
+    assert bands_in_file_name("mosaic_2023.tif", 3) == ()
+    assert bands_in_file_name("t_B2B2B4.tif", 3) == ()  # a band twice is no listing
+    assert bands_in_file_name("t_B2B3B14.tif", 3) == ()  # no Sentinel-2 band 14
+
+
+def test_a_true_colour_jpeg_named_b2b3b4_feeds_red_from_band_3(tmp_path):
+    """ESW-style renders store B2, B3, B4 (blue first) in a JPEG whose colour interpretation
+    says red, green, blue: the file name decides, and the log says so."""
+    import rasterio
+
+    if not (paths.MODELS_DIR / "waterseg-rgb.pt").is_file():
+        pytest.skip("bundled waterseg-rgb.pt not installed")
+    rgb = np.zeros((3, 64, 64), np.uint8)
+    rgb[0], rgb[1], rgb[2] = 200, 120, 40  # B2 blue, B3 green, B4 red
+    jpeg = tmp_path / "scene_S1_B2B3B4.jpg"
+    with rasterio.open(jpeg, "w", driver="JPEG", width=64, height=64, count=3, dtype="uint8") as ds:
+        ds.write(rgb)
+    plan = json.loads(run_backend("plan", jpeg, "--json").stdout)
+    assert plan["bands"] == [3, 2, 1] and plan["band_rule"] == "file-name"
+    assert plan["model"]["key"] == "rgb"
+    assert any("file name lists its bands as B2 B3 B4" in w for w in plan["warnings"])
+    # a GeoTIFF's own band descriptions beat its file name
+    named = write_raster(
+        tmp_path / "other_B2B3B4B8.tif",
+        water_scene(np.zeros((32, 32), bool)),
+        descriptions=["B8", "B4", "B3", "B2"],
+    )
+    plan = json.loads(run_backend("plan", named, *MODEL_METHOD, "--json").stdout)
+    assert plan["band_rule"] == "descriptions" and plan["bands"] == [4, 3, 2, 1]
