@@ -1,7 +1,7 @@
 """Run every benchmark section in one process so their figures are measured side by side.
 
-``python -m benchmarks [SECTION ...]``: sections are ``segment``, ``train`` and
-``contention`` (default: all).
+``python -m benchmarks [SECTION ...]``: sections are ``segment``, ``train``,
+``contention`` and ``batch`` (default: all).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ SECTIONS = {
     "segment": "benchmarks.bench_segment",
     "train": "benchmarks.bench_train",
     "contention": "benchmarks.bench_contention",
+    "batch": "benchmarks.bench_batch",
 }
 
 
