@@ -120,9 +120,10 @@ def prepare_out_dir(out_dir: Path) -> Path:
 
 
 def load_checkpoint_model(
-    model_path: Path | None, inputs=(), explicit=None, allow_duplicates: bool = False
+    model_path: Path | None, rasters=(), explicit=None, allow_duplicates: bool = False
 ):
-    """--model, else the bundled model that fits the inputs -> (model, spec, meta, path, why).
+    """--model, else the bundled model that fits the inputs' bands (``rasters``: their
+    :class:`RasterBands`, from :func:`read_raster`) -> (model, spec, meta, path, why).
 
     The bundled model is chosen by :func:`backend.segment.plan.choose_bundled_model`, the
     rule ``plan`` (and so the dock) uses, before any model is built. Every input is then
@@ -133,7 +134,7 @@ def load_checkpoint_model(
     """
     from backend.checkpoint import load_model
 
-    rasters = [read_raster(Path(p))[0] for p in inputs]
+    rasters = list(rasters)
     why = ""
     if model_path is None:
         choice = choose_bundled_model(rasters, explicit, allow_duplicates)
@@ -210,14 +211,14 @@ def _json_requested(argv: list[str]) -> bool:
     return any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:], strict=False))
 
 
-def _model_predictor(args, inputs, explicit, reporter):
+def _model_predictor(args, rasters, explicit, reporter):
     """--method model: the checkpoint (or the bundled model that fits) on the chosen device
     -> (predictor, input spec, model path)."""
     from backend.segment.inference import TilePredictor, choose_device, configure_cpu_threads
 
     device = choose_device(args.device)
     model, spec, meta, model_path, why = load_checkpoint_model(
-        args.model, inputs, explicit, args.allow_duplicate_bands
+        args.model, rasters, explicit, args.allow_duplicate_bands
     )
     if why:
         reporter.log(f"model: bundled model {Path(model_path).name}: {why}")
@@ -235,16 +236,16 @@ def _model_predictor(args, inputs, explicit, reporter):
     return predictor, spec, model_path
 
 
-def _index_predictor(args, inputs, explicit, reporter):
+def _index_predictor(args, rasters, explicit, reporter):
     """--method ndwi|mndwi|...: a classical index, numpy on the CPU -> (predictor, spec, name)."""
     from backend.segment.indices import IndexPredictor, index_spec
 
     choice = index_choice(args.method, args.method_reason)
     if args.model is not None:
         reporter.log(f"--model ignored: --method {args.method} uses no model")
-    for p in inputs:  # every input has the index's bands, before the first run
+    for raster in rasters:  # every input has the index's bands, before the first run
         make_plan(
-            read_raster(p)[0],
+            raster,
             model=choice,
             explicit=explicit,
             allow_duplicates=args.allow_duplicate_bands,
@@ -285,13 +286,12 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "")
                 + "; pass --overwrite or choose another --out-dir"
             )
-    args.method, args.method_reason = resolve_method(
-        args.method, [read_raster(p)[0] for p in inputs], args.model, explicit
-    )
+    rasters = [read_raster(p)[0] for p in inputs]  # band names, read once for every decision
+    args.method, args.method_reason = resolve_method(args.method, rasters, args.model, explicit)
     if args.method != MODEL:
-        predictor, spec, model_path = _index_predictor(args, inputs, explicit, reporter)
+        predictor, spec, model_path = _index_predictor(args, rasters, explicit, reporter)
     else:
-        predictor, spec, model_path = _model_predictor(args, inputs, explicit, reporter)
+        predictor, spec, model_path = _model_predictor(args, rasters, explicit, reporter)
     for i, (p, plan) in enumerate(zip(inputs, plans, strict=True)):
         if cancel():
             raise Cancelled()
