@@ -27,11 +27,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-# Normalised differences by name: (minuend, subtrahend) Sentinel-2 bands.
-INDEX_PAIRS: dict[str, tuple[str, str]] = {
-    "ndwi": ("B3", "B8"),
-    "mndwi": ("B3", "B11"),
-}
+from backend.baselines import INDEX_BANDS
+
+# Normalised differences by name: (minuend, subtrahend) Sentinel-2 bands, as the engine's
+# index methods define them (backend/baselines.py).
+INDEX_PAIRS: dict[str, tuple[str, str]] = {k: INDEX_BANDS[k] for k in ("ndwi", "mndwi")}
 TRUE_COLOUR = ("B4", "B3", "B2")  # red, green, blue
 _EPS = 1e-6
 
