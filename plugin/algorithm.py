@@ -50,9 +50,11 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
         return (
             "Separates water from land in an optical satellite image (Sentinel-2 first) and "
-            "draws the shoreline. Method: auto (default) uses MNDWI > 0 when the layer has B3 and "
-            "B11, NDWI > 0 when it has B3 and B8, and the bundled RGB model for a true-colour "
-            "image; model runs the learned model below; or one water index by name. Bands: the "
+            "draws the shoreline. Method: auto (default) uses the mean of NDWI and MNDWI when the "
+            "layer has B3, B8 and B11 (MNDWI or NDWI alone when it has only one pair), water "
+            "above a threshold set for each layer from its water/land edges, and the bundled RGB "
+            "model for a true-colour image; model runs the learned model below; or one water "
+            "index by name. Bands: the "
             "layer's band numbers in the "
             "model's band order (e.g. 2,3,4,8 for B2 B3 B4 B8 of a full Sentinel-2 stack); leave "
             "empty to let the backend match bands by their names (B04, red (B4), nir, SWIR1 ...), "

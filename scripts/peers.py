@@ -8,6 +8,9 @@ built automatically from NOAA shoreline vectors, so noisy: sample_0003 calls inl
 
 - the classical indices of ``backend/baselines.py`` at 0 (NDWI, MNDWI, AWEI_sh, WI2015) and
   NDWI / MNDWI at the scene's own Otsu threshold (clamped to ``baselines.OTSU_CLAMP``);
+- the per-scene methods ``segment --method *-adaptive`` (``--method auto`` picks one): the
+  index above its edge-Otsu threshold (``baselines.edge_otsu_threshold``), with two other edge
+  quantiles as a sensitivity check;
 - waterdetect (Cordeiro, Martinez, Pena-Luque 2021, "Automatic water detection from
   multidimensional hierarchical clustering for Sentinel-2 images and a comparison with Level 2A
   processors", Remote Sens. Environ. 253:112209), PyPI ``waterdetect``: its
@@ -165,7 +168,15 @@ def load_samples(data: Path) -> dict[str, tuple[dict[str, np.ndarray], np.ndarra
 
 def index_methods() -> list[tuple[str, Callable[[dict[str, np.ndarray]], tuple[np.ndarray, dict]]]]:
     """(name, bands -> (water mask, extra facts)) for the classical indices in the product."""
-    from backend.baselines import INDEX_BANDS, clamped_otsu_threshold, water_index
+    from backend.baselines import (
+        ADAPTIVE_INDICES,
+        EDGE_QUANTILES,
+        INDEX_BANDS,
+        clamped_otsu_threshold,
+        edge_otsu_threshold,
+        method_index,
+        water_index,
+    )
 
     def at_zero(method):
         return lambda bands: (water_index(method, bands) > 0, {})
@@ -178,9 +189,27 @@ def index_methods() -> list[tuple[str, Callable[[dict[str, np.ndarray]], tuple[n
 
         return run
 
+    def adaptive(method, quantiles=EDGE_QUANTILES):
+        def run(bands):
+            index = method_index(method, bands)
+            found = edge_otsu_threshold(index, quantiles=quantiles)
+            return index > found.threshold, {"threshold": found.threshold, "spread": found.spread}
+
+        return run
+
     names = {"ndwi": "NDWI", "mndwi": "MNDWI", "awei_sh": "AWEI_sh", "wi2015": "WI2015"}
     methods = [(f"{names[m]} > 0", at_zero(m)) for m in INDEX_BANDS]
     methods += [(f"{names[m]} > Otsu", at_otsu(m)) for m in ("ndwi", "mndwi")]
+    methods += [(f"--method {m}", adaptive(m)) for m in ADAPTIVE_INDICES]
+    # How much the edge quantiles matter (the product uses EDGE_QUANTILES; a sensitivity check).
+    for qs in ((0.9,), (0.7, 0.75, 0.8, 0.85, 0.9), (0.85, 0.9, 0.93, 0.95, 0.97)):
+        label = ", ".join(f"{q:g}" for q in qs)
+        methods.append(
+            (
+                f"--method mixed-adaptive, gradient quantiles {label} (sensitivity)",
+                adaptive("mixed-adaptive", qs),
+            )
+        )
     return methods
 
 

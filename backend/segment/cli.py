@@ -237,7 +237,8 @@ def _model_predictor(args, rasters, explicit, reporter):
 
 
 def _index_predictor(args, rasters, explicit, reporter):
-    """--method ndwi|mndwi|...: a classical index, numpy on the CPU -> (predictor, spec, name)."""
+    """--method ndwi|mndwi|...-adaptive: a water index, numpy on the CPU -> (predictor, spec,
+    name)."""
     from backend.segment.indices import IndexPredictor, index_spec
 
     choice = index_choice(args.method, args.method_reason)
@@ -255,6 +256,7 @@ def _index_predictor(args, rasters, explicit, reporter):
 
 
 def _run(args, reporter, cancel: CancelFlag) -> int:
+    from backend.segment.indices import is_adaptive, scene_threshold
     from backend.segment.raster_io import check_raster, open_raster, parse_bands_option
 
     t0 = time.monotonic()
@@ -301,6 +303,10 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
             for note in (source.mapping.note, source.nodata_note):
                 if note:
                     reporter.log(f"{p.name}: {note}")
+            if is_adaptive(args.method):
+                found, line = scene_threshold(source, args.method)
+                predictor.threshold = found.threshold
+                reporter.log(f"{p.name}: {line}")
             done = segment_source(
                 source,
                 predictor,

@@ -1,44 +1,106 @@
-"""``segment --method ndwi|mndwi|awei_sh|wi2015``: a classical water index instead of a model.
+"""``segment --method ndwi|mndwi|awei_sh|wi2015|*-adaptive``: a water index instead of a model.
 
 The index (formulas, papers and the bands each needs: :mod:`backend.baselines`) runs through
 the same engine as a model: tiles, blending, mask, shoreline. It is turned into a
-probability-like field ``p = sigmoid(k * index)``, so ``p = 0.5`` is the index's own water
-threshold (index = 0): the mask at the default threshold 0.5 is "index > 0" and the shoreline
-is the index's zero contour. Inputs are Sentinel-2 reflectance x 10000 (as for the bundled
+probability-like field ``p = sigmoid(k * (index - t))``, so ``p = 0.5`` is the index's water
+threshold ``t``: the mask at the default threshold 0.5 is "index > t" and the shoreline is the
+index's ``t`` contour. ``t`` is 0 for the fixed methods; an adaptive method
+(:data:`backend.baselines.ADAPTIVE_INDICES`) sets it per raster with :func:`scene_threshold`
+before the raster is streamed. Inputs are Sentinel-2 reflectance x 10000 (as for the bundled
 models); numpy only, no torch.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from backend.baselines import INDEX_BANDS, water_index
+from backend.baselines import (
+    ADAPTIVE_INDICES,
+    EDGE_QUANTILES,
+    EDGE_SPREAD_WARNING,
+    SceneThreshold,
+    edge_otsu_threshold,
+    method_bands,
+    method_index,
+)
 from backend.checkpoint import InputSpec
 
 # How steep the sigmoid is per index unit: the normalised differences and AWEI_sh span about
 # -1..1 on reflectance, WI2015 about -100..100.
-SHARPNESS = {"ndwi": 10.0, "mndwi": 10.0, "awei_sh": 10.0, "wi2015": 0.1}
+SHARPNESS = {"awei_sh": 10.0, "wi2015": 0.1}
+DEFAULT_SHARPNESS = 10.0
+
+OVERVIEW_PIXELS = 4_000_000
+"""An adaptive method learns its threshold from the raster read at most this many pixels
+(nearest resampling: pure pixels, no blends); a 10980 x 10980 tile is read at 1/6."""
 
 
 def index_spec(method: str) -> InputSpec:
     """The input spec of an index: its bands in formula order, reflectance = value / 10000."""
-    return InputSpec(bands=list(INDEX_BANDS[method]), scale=1e-4, offset=0.0)
+    return InputSpec(bands=list(method_bands(method)), scale=1e-4, offset=0.0)
+
+
+def is_adaptive(method: str) -> bool:
+    return method in ADAPTIVE_INDICES
 
 
 class IndexPredictor:
-    """tiles float32 (N, C, T, T) reflectance of ``INDEX_BANDS[method]`` -> probability-like
-    float32 (N, T, T) = sigmoid(k * index); 0 where the index is undefined (NaN)."""
+    """tiles float32 (N, C, T, T) reflectance of ``method_bands(method)`` -> probability-like
+    float32 (N, T, T) = sigmoid(k * (index - threshold)); 0 where the index is undefined."""
 
     device = "cpu"
 
     def __init__(self, method: str, batch_size: int | None = None):
         self.method = method
-        self.bands = INDEX_BANDS[method]
-        self.k = SHARPNESS[method]
+        self.bands = method_bands(method)
+        self.k = SHARPNESS.get(method, DEFAULT_SHARPNESS)
         self.batch_size = batch_size or 8
+        self.threshold = 0.0
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        index = water_index(self.method, {b: tiles[:, i] for i, b in enumerate(self.bands)})
-        with np.errstate(over="ignore"):
-            p = 1.0 / (1.0 + np.exp(-self.k * index))
+        index = method_index(self.method, {b: tiles[:, i] for i, b in enumerate(self.bands)})
+        with np.errstate(over="ignore", invalid="ignore"):
+            p = 1.0 / (1.0 + np.exp(-self.k * (index - np.float32(self.threshold))))
         return np.nan_to_num(p, nan=0.0).astype(np.float32, copy=False)
+
+
+def scene_threshold(source, method: str) -> tuple[SceneThreshold, str]:
+    """The adaptive threshold of one open raster (a ``RasterSource`` mapped to
+    ``method_bands(method)``) -> (what :func:`edge_otsu_threshold` found, one log line).
+
+    Reads the raster once at up to :data:`OVERVIEW_PIXELS` pixels; nodata pixels (by the
+    source's own rules) are left out."""
+    factor = max(1, math.ceil(math.sqrt(source.width * source.height / OVERVIEW_PIXELS)))
+    h, w = max(1, source.height // factor), max(1, source.width // factor)
+    raw, valid = source.read_decimated(h, w)
+    bands = method_bands(method)
+    refl = raw.astype(np.float32) * np.float32(1e-4)
+    index = method_index(method, {b: refl[i] for i, b in enumerate(bands)})
+    index[~valid] = np.nan
+    if not np.isfinite(index).any():
+        found = SceneThreshold(0.0, 0, 0.0, fallback="no valid pixels")
+    else:
+        found = edge_otsu_threshold(index)
+    names = " and ".join(i.upper() for i in ADAPTIVE_INDICES[method])
+    what = names if len(ADAPTIVE_INDICES[method]) == 1 else f"mean of {names}"
+    read = "" if factor == 1 else f" (read at 1/{factor})"
+    if found.fallback:
+        line = (
+            f"{what}: no clear water/land edge in this raster ({found.fallback}){read}; "
+            "water where the index > 0, the fixed threshold"
+        )
+    else:
+        top = f"{100 * (1 - max(EDGE_QUANTILES)):.0f}-{100 * (1 - min(EDGE_QUANTILES)):.0f} %"
+        line = (
+            f"{what}: water where the index > {found.threshold:+.3f}, this raster's Otsu "
+            f"threshold on its strongest edges (median over the top {top} of the index "
+            f"gradient; {found.pixels} edge pixels at the middle one){read}"
+        )
+        if found.spread > EDGE_SPREAD_WARNING:
+            line += (
+                f"; WARNING: those thresholds spread over {found.spread:.2f}: strong edges that "
+                "are not water/land (surf, sand, fields), check the mask or pass --method mndwi"
+            )
+    return found, line

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from backend import paths
+from backend.baselines import method_bands as _method_bands
 from backend.contract import BundledModel, bundled_models, segment_options
 from backend.errors import UserError
 from backend.segment.bands import (
@@ -35,14 +36,14 @@ from backend.segment.bands import (
     parse_bands_option,
 )
 
-MODEL = "model"  # --method: the checkpoint; any other value is a classical water index
+MODEL = "model"  # --method: the checkpoint; any other value is a water index
 AUTO = "auto"  # --method: chosen from the raster's bands by resolve_method
-# What --method auto uses for a multispectral raster, in order of preference. On scenes the
-# learned multispectral models never saw, MNDWI > 0 and NDWI > 0 do better than they do
-# (README, "How good is it?"); true-colour rasters get the RGB model.
-AUTO_INDICES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("mndwi", ("B3", "B11")),
-    ("ndwi", ("B3", "B8")),
+# What --method auto uses for a multispectral raster, in order of preference: the first whose
+# bands the raster has. On scenes the learned multispectral models never saw, the water indices
+# did better than they do, and a threshold set per scene better than a fixed one (README, "How
+# good is it?"); true-colour rasters get the RGB model.
+AUTO_INDICES: tuple[tuple[str, tuple[str, ...]], ...] = tuple(
+    (m, _method_bands(m)) for m in ("mixed-adaptive", "mndwi-adaptive", "ndwi-adaptive")
 )
 
 
@@ -180,11 +181,23 @@ def _choice(
 
 
 def index_choice(method: str, reason: str = "") -> ModelChoice:
-    """``--method ndwi`` (or another classical index): no checkpoint, the index's bands."""
-    from backend.baselines import INDEX_BANDS
+    """``--method ndwi`` (or another water index): no checkpoint, the index's bands."""
+    from backend.baselines import ADAPTIVE_INDICES
 
-    bands = list(INDEX_BANDS[method])
-    why = f"Using the classical index {method} ({' '.join(bands)}; water where it is > 0), no model"
+    bands = list(_method_bands(method))
+    if method in ADAPTIVE_INDICES:
+        parts = ADAPTIVE_INDICES[method]
+        what = (
+            parts[0].upper()
+            if len(parts) == 1
+            else "the mean of " + " and ".join(p.upper() for p in parts)
+        )
+        why = (
+            f"Using {what} ({' '.join(bands)}; water above a threshold set for each raster "
+            "from its water/land edges), no model"
+        )
+    else:
+        why = f"Using the classical index {method} ({' '.join(bands)}; water where it is > 0), no model"
     return ModelChoice("", None, bands, f"{why}: {reason}" if reason else why)
 
 

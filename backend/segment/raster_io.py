@@ -85,18 +85,26 @@ class RasterSource:
         from rasterio.windows import Window
 
         window = Window(0, row0, self.width, row1 - row0)
+        return self._read(f"rows {row0}-{row1}", window=window)
+
+    def read_decimated(self, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole raster's mapped bands resampled to (C, out_h, out_w) (nearest; overviews
+        used) and their validity by the same rules as :meth:`read_strip`."""
+        return self._read("an overview", out_shape=(len(self.indexes), out_h, out_w))
+
+    def _read(self, what: str, **where) -> tuple[np.ndarray, np.ndarray]:
         try:
-            raw = self._ds.read(self.indexes, window=window)
+            raw = self._ds.read(self.indexes, **where)
             if self._all_valid:
                 valid = np.ones(raw.shape[1:], bool)
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # NodataShadowWarning: nodata wins, fine
-                    masks = self._ds.read_masks(self.indexes, window=window)
+                    masks = self._ds.read_masks(self.indexes, **where)
                 valid = np.all(masks > 0, axis=0)
         except _READ_ERRORS as exc:
             raise UserError(
-                f"cannot read rows {row0}-{row1} of {self.path}: {_first_line(exc)}; the file is "
+                f"cannot read {what} of {self.path}: {_first_line(exc)}; the file is "
                 "truncated or corrupt, re-download or re-export it"
             ) from None
         if raw.dtype.kind == "f":

@@ -4,13 +4,20 @@ import numpy as np
 import pytest
 
 from backend.baselines import (
+    ADAPTIVE_INDICES,
+    EDGE_MIN_CONTRAST,
     INDEX_BANDS,
     OTSU_CLAMP,
     clamped_otsu_threshold,
+    edge_otsu_threshold,
+    edge_pixels,
+    method_bands,
+    method_index,
     ndwi,
     ndwi_water_mask,
     otsu_from_histogram,
     otsu_threshold,
+    sobel_magnitude,
     water_index,
 )
 
@@ -120,3 +127,72 @@ def test_legacy_ndwi_api_still_works():
     assert ndwi(np.array([3]), np.array([1]))[0] == pytest.approx(0.5)
     image = np.array([[[30, 10]], [[10, 30]]], dtype=np.uint16)  # B3, B8
     assert ndwi_water_mask(image, bands=["B3", "B8"]).tolist() == [[1, 0]]
+
+
+# ---- per-scene thresholds from the index's edges (the *-adaptive methods) ----------------------
+
+
+def test_method_bands_and_the_mixed_index_by_hand():
+    assert method_bands("ndwi") == ("B3", "B8")
+    assert method_bands("mixed-adaptive") == ("B3", "B8", "B11")
+    assert method_bands("mndwi-adaptive") == ("B3", "B11")
+    assert set(ADAPTIVE_INDICES) == {"mixed-adaptive", "mndwi-adaptive", "ndwi-adaptive"}
+    # NDWI (0.3 - 0.1) / 0.4 = 0.5, MNDWI (0.3 - 0.5) / 0.8 = -0.25: mean 0.125
+    bands = {"B3": np.array([0.3]), "B8": np.array([0.1]), "B11": np.array([0.5])}
+    np.testing.assert_allclose(method_index("mixed-adaptive", bands), [0.125], rtol=1e-6)
+    with pytest.raises(ValueError, match="mixed-adaptive"):
+        method_bands("ndwi-otsu")
+
+
+def test_sobel_magnitude_of_a_unit_step_is_half_on_each_side():
+    image = np.zeros((5, 6), np.float32)
+    image[:, 3:] = 1.0
+    grad = sobel_magnitude(image)
+    # columns 2 and 3 see (1 + 2 + 1) / 8 of the step; the rest see none (border replicated)
+    np.testing.assert_allclose(grad[:, 2:4], 0.5)
+    np.testing.assert_allclose(grad[:, [0, 1, 4, 5]], 0.0)
+
+
+def test_edge_otsu_of_a_step_is_the_middle_of_the_gap_between_the_two_sides():
+    index = np.full((80, 40), -0.5, np.float32)
+    index[:, 20:] = 0.3
+    edges = edge_pixels(index)
+    assert edges[:, 18:22].all() and not edges[:, :17].any() and not edges[:, 23:].any()
+    found = edge_otsu_threshold(index)
+    # 256 bins on -1..1 (width 1/128): -0.5 is in bin 64, 0.3 in bin 166; every cut between
+    # them ties, so the middle of edges 65 and 166: (-0.4921875 + 0.296875) / 2
+    assert found.threshold == pytest.approx(-0.09765625)
+    assert found.fallback is None and found.contrast == pytest.approx(0.8)
+    assert found.pixels == 80 * 4  # columns 18..21: the gradient columns 19, 20 grown by one
+
+
+def test_edge_otsu_finds_a_thin_river_that_whole_scene_otsu_splits_land_for():
+    rng = np.random.default_rng(1)
+    index = rng.normal(-0.35, 0.1, (200, 200)).astype(np.float32)  # textured land
+    river = np.zeros((200, 200), bool)
+    river[:, 98:101] = True  # 1.5 % water
+    index[river] = rng.normal(0.35, 0.03, river.sum())
+    found = edge_otsu_threshold(index)
+    assert found.fallback is None and -0.1 < found.threshold < 0.1
+    water = index > found.threshold
+    assert water[river].all() and (water & ~river).sum() < 0.05 * river.sum()
+    whole = clamped_otsu_threshold(index)  # no second mode of any weight: it cuts the land
+    assert whole == OTSU_CLAMP[0] and (index > whole).sum() > 10 * river.sum()
+
+
+def test_edge_otsu_falls_back_to_zero_without_a_water_land_edge():
+    rng = np.random.default_rng(2)
+    texture = rng.uniform(-0.45, -0.35, (64, 64)).astype(np.float32)  # land only
+    found = edge_otsu_threshold(texture)
+    assert found.threshold == 0.0 and found.contrast < EDGE_MIN_CONTRAST
+    assert found.fallback.startswith("edges differ by only")
+    flat = np.full((64, 64), -0.4, np.float32)  # no gradient at all
+    assert edge_otsu_threshold(flat).fallback == "only 0 edge pixels"
+    with pytest.raises(ValueError, match="no finite"):
+        edge_otsu_threshold(np.full((4, 4), np.nan, np.float32))
+
+
+def test_edge_otsu_threshold_is_clamped():
+    index = np.full((80, 40), 0.5, np.float32)
+    index[:, 20:] = 0.95  # an index whose "land" is already 0.5: Otsu ~0.72, clamped to 0.3
+    assert edge_otsu_threshold(index).threshold == OTSU_CLAMP[1]

@@ -1,6 +1,6 @@
-"""``segment --method``: a classical water index through the same engine as a model (mask,
-shoreline at the index's zero), numpy only; the option's choices are auto, model and the
-indices the engine knows; auto (the default) picks MNDWI, NDWI or the model from the bands."""
+"""``segment --method``: a water index through the same engine as a model (mask, shoreline at
+the index's threshold), numpy only; the option's choices are auto, model and the indices the
+engine knows; auto (the default) picks an adaptive index or the model from the bands."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import rasterio
 from rasterio.crs import CRS
 
 from backend import paths
-from backend.baselines import INDEX_BANDS, ndwi
+from backend.baselines import ADAPTIVE_INDICES, INDEX_BANDS, ndwi
 from backend.contract import option
 from backend.segment.plan import AUTO, AUTO_INDICES, MODEL
 
@@ -24,9 +24,9 @@ UTM33 = CRS.from_epsg(32633)
 
 def test_method_choices_are_the_engine_indices():
     """auto and model are the only choices that are not an index the engine knows."""
-    assert option("method")["choices"] == [AUTO, MODEL, *INDEX_BANDS]
+    assert option("method")["choices"] == [AUTO, MODEL, *ADAPTIVE_INDICES, *INDEX_BANDS]
     assert option("method")["default"] == AUTO
-    assert {name for name, _ in AUTO_INDICES} <= set(INDEX_BANDS)
+    assert [name for name, _ in AUTO_INDICES] == list(ADAPTIVE_INDICES)
 
 
 def test_ndwi_method_writes_the_index_mask_and_shoreline(tmp_path):
@@ -57,7 +57,7 @@ def test_index_bands_are_planned_like_a_model(tmp_path):
     assert done.returncode == 2 and "B11" in done.stderr and "--bands" in done.stderr
 
 
-@pytest.mark.parametrize("method", sorted(INDEX_BANDS))
+@pytest.mark.parametrize("method", sorted([*INDEX_BANDS, *ADAPTIVE_INDICES]))
 def test_every_index_runs_on_a_swir_stack(tmp_path, method):
     scene = water_scene(np.zeros((24, 24), bool))
     six = np.concatenate([scene, scene[2:]])  # B11, B12 stand-ins
@@ -102,36 +102,96 @@ def _mask(path):
         return src.read(1)
 
 
-def test_auto_runs_mndwi_on_a_raster_with_b3_and_b11(tmp_path):
+def test_auto_runs_the_mixed_adaptive_index_on_a_raster_with_b3_b8_and_b11(tmp_path):
     raster, data = _six_band_scene(tmp_path / "six.tif")
     plan = json.loads(run_backend("plan", raster, "--json").stdout)  # default method
-    assert plan["method"] == "mndwi" and plan["model"]["file"] == ""
-    assert plan["model"]["bands"] == ["B3", "B11"] and plan["bands"] == [2, 5]
+    assert plan["method"] == "mixed-adaptive" and plan["model"]["file"] == ""
+    assert plan["model"]["bands"] == ["B3", "B8", "B11"] and plan["bands"] == [2, 4, 5]
     assert plan["band_rule"] == "descriptions"
-    why = "Using the classical index mndwi (B3 B11; water where it is > 0), no model: chosen "
-    assert plan["model"]["why"].startswith(why + "automatically, the raster has B3 and B11")
+    why = (
+        "Using the mean of NDWI and MNDWI (B3 B8 B11; water above a threshold set for each "
+        "raster from its water/land edges), no model: chosen "
+    )
+    assert plan["model"]["why"].startswith(why + "automatically, the raster has B3 and B8 and B11")
     text = run_backend("plan", raster)
     assert text.returncode == 0 and f"why        {why}" in text.stdout
     done = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
     assert done.returncode == 0, done.stderr
     assert f"method: {why}" in done.stderr and "waterseg: model: " not in done.stderr
-    assert "bands [2, 5] (descriptions)" in done.stderr
-    expected = _normalised_difference_mask(data[1], data[4])  # MNDWI = (B3 - B11) / (B3 + B11)
-    np.testing.assert_array_equal(_mask(tmp_path / "out" / "six_water.tif"), expected)
-    assert (expected != _normalised_difference_mask(data[1], data[3])).mean() > 0.2  # not NDWI
+    assert "bands [2, 4, 5] (descriptions)" in done.stderr
+    assert "six.tif: mean of NDWI and MNDWI: water where the index > " in done.stderr
 
 
-def test_auto_runs_ndwi_on_a_raster_with_b3_and_b8_but_no_b11(tmp_path):
+def _offset_lake(path, descriptions, nodata=None, frame=0):
+    """A lake whose NDWI and MNDWI are +0.7 on water and +0.1 on land (+-0.02 noise): a scene
+    where the fixed threshold 0 calls everything water. ``frame`` px of ``nodata`` around."""
+    rng = np.random.default_rng(3)
+    h, w = 72, 88
+    yy, xx = np.mgrid[0:h, 0:w]
+    lake = (xx - 50) ** 2 + (yy - 34) ** 2 < 20**2
+    index = np.where(lake, 0.7, 0.1) + rng.uniform(-0.02, 0.02, (h, w))
+    b3 = np.full((h, w), 1000.0)
+    other = b3 * (1 - index) / (1 + index)  # (b3 - other) / (b3 + other) = index
+    bands = {"B2": 0.9 * b3, "B3": b3, "B4": 1.1 * b3, "B8": other, "B11": other, "B12": other}
+    data = np.rint(np.stack([bands[d] for d in descriptions])).astype(np.uint16)
+    if frame:
+        data[:, :frame] = data[:, -frame:] = nodata
+        data[:, :, :frame] = data[:, :, -frame:] = nodata
+    return write_raster(path, data, crs=UTM33, descriptions=descriptions, nodata=nodata), lake
+
+
+@pytest.mark.parametrize("method", ["mixed-adaptive", "mndwi-adaptive", "ndwi-adaptive"])
+def test_adaptive_methods_find_the_lake_where_the_fixed_threshold_calls_all_water(tmp_path, method):
+    raster, lake = _offset_lake(tmp_path / "lake.tif", SIX)
+    out = tmp_path / method
+    done = run_backend("segment", raster, "--out-dir", out, "--method", method)
+    assert done.returncode == 0, done.stderr
+    line = next(ln for ln in done.stderr.splitlines() if "water where the index > " in ln)
+    threshold = float(line.split("water where the index > ")[1].split(",")[0])
+    assert 0.15 < threshold <= 0.3, line
+    np.testing.assert_array_equal(_mask(out / "lake_water.tif"), lake)
+    fixed = run_backend("segment", raster, "--out-dir", tmp_path / "f", "--method", "mndwi")
+    assert fixed.returncode == 0 and "100.0% water" in fixed.stderr  # the fixed rule's answer
+    assert _mask(tmp_path / "f" / "lake_water.tif").all()
+
+
+def test_adaptive_threshold_leaves_the_nodata_frame_out(tmp_path):
+    raster, lake = _offset_lake(tmp_path / "lake.tif", SIX, nodata=0, frame=6)
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--method", "mndwi-adaptive")
+    assert done.returncode == 0, done.stderr
+    assert "water where the index > " in done.stderr
+    with rasterio.open(tmp_path / "o" / "lake_water.tif") as src:
+        mask, nodata = src.read(1), src.nodata
+    inner = np.s_[6:-6, 6:-6]
+    np.testing.assert_array_equal(mask[inner], lake[inner])
+    assert (mask[:6] == nodata).all()
+
+
+def test_adaptive_method_without_an_edge_says_so_and_uses_zero(tmp_path):
+    rng = np.random.default_rng(4)
+    b3 = np.full((40, 40), 1000.0)
+    index = -0.4 + rng.uniform(-0.02, 0.02, b3.shape)  # land only, no water edge
+    other = b3 * (1 - index) / (1 + index)
+    data = np.rint(np.stack([b3, other])).astype(np.uint16)
+    raster = write_raster(tmp_path / "dry.tif", data, crs=UTM33, descriptions=["B3", "B11"])
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--progress", "text")
+    assert done.returncode == 0, done.stderr
+    assert "MNDWI: no clear water/land edge in this raster (edges differ by only" in done.stderr
+    assert "water where the index > 0, the fixed threshold" in done.stderr
+    assert not _mask(tmp_path / "o" / "dry_water.tif").any()
+
+
+def test_auto_runs_ndwi_adaptive_on_a_raster_with_b3_and_b8_but_no_b11(tmp_path):
     yy, xx = np.mgrid[0:48, 0:64]
     scene = water_scene((xx - 40) ** 2 + (yy - 24) ** 2 < 16**2)
     raster = write_raster(tmp_path / "four.tif", scene, crs=UTM33, descriptions=SIX[:4])
     plan = json.loads(run_backend("plan", raster, "--json").stdout)
-    assert plan["method"] == "ndwi" and plan["model"]["file"] == ""
+    assert plan["method"] == "ndwi-adaptive" and plan["model"]["file"] == ""
     assert plan["model"]["bands"] == ["B3", "B8"] and plan["bands"] == [2, 4]
     assert "chosen automatically, the raster has B3 and B8" in plan["model"]["why"]
     done = run_backend("segment", raster, "--out-dir", tmp_path / "out", "--progress", "text")
     assert done.returncode == 0, done.stderr
-    assert "method: Using the classical index ndwi (B3 B8" in done.stderr
+    assert "method: Using NDWI (B3 B8; water above a threshold set for each" in done.stderr
     expected = _normalised_difference_mask(scene[1], scene[3])
     assert 0 < expected.mean() < 1
     np.testing.assert_array_equal(_mask(tmp_path / "out" / "four_water.tif"), expected)
@@ -180,7 +240,8 @@ def test_auto_gives_a_true_colour_image_the_bundled_rgb_model(tmp_path):
 
 def test_auto_mask_does_not_move_with_the_l2a_offset(tmp_path):
     """Water where MNDWI > 0 is water where B3 > B11: adding the +1000 offset of newer L2A
-    products to every band (a forgotten --l2a-offset) leaves the mask as it is."""
+    products to every band (a forgotten --l2a-offset) leaves the fixed-threshold mask as it
+    is (the adaptive methods re-learn their threshold from the shifted values instead)."""
     raster, data = _six_band_scene(tmp_path / "six.tif")
     with rasterio.open(raster) as src:
         profile, descriptions = src.profile, src.descriptions
@@ -189,7 +250,16 @@ def test_auto_mask_does_not_move_with_the_l2a_offset(tmp_path):
         dst.write((data.astype(np.float64) + 1000).astype(profile["dtype"]))
         dst.descriptions = descriptions
     for name in (raster, shifted):
-        done = run_backend("segment", name, "--out-dir", tmp_path / "out", "--progress", "none")
+        done = run_backend(
+            "segment",
+            name,
+            "--out-dir",
+            tmp_path / "out",
+            "--method",
+            "mndwi",
+            "--progress",
+            "none",
+        )
         assert done.returncode == 0, done.stderr
     np.testing.assert_array_equal(
         _mask(tmp_path / "out" / "six_water.tif"), _mask(tmp_path / "out" / "shifted_water.tif")

@@ -182,8 +182,8 @@ def test_plan_never_imports_torch(tmp_path):
     model = _plan_without_torch(raster, *MODEL_METHOD)  # the bundled model's band mapping
     assert model["method"] == "model" and model["model"]["key"] == "rgbn"
     assert model["bands"] == [3, 2, 1, 4]
-    auto = _plan_without_torch(raster)  # the default, auto: NDWI on the same raster
-    assert auto["method"] == "ndwi" and auto["bands"] == [2, 4]
+    auto = _plan_without_torch(raster)  # the default, auto: adaptive NDWI on the same raster
+    assert auto["method"] == "ndwi-adaptive" and auto["bands"] == [2, 4]
 
 
 # ---- the third bundled model (RGB), with a fake checkpoint ------------------------------------

@@ -470,9 +470,12 @@ def test_method_option_is_generated_and_replans(plugin, tmp_path, qtbot):
     assert args[args.index("--method") + 1] == "ndwi"
 
 
-def test_default_method_on_a_6_band_layer_shows_mndwi_and_sends_it(plugin, tmp_path, qtbot):
-    """--method auto (the default): the plan's why line says MNDWI; the request names the
-    resolved index (auto with explicit --bands would make segment run a model on 2 bands)."""
+def test_default_method_on_a_6_band_layer_shows_the_adaptive_index_and_sends_it(
+    plugin, tmp_path, qtbot
+):
+    """--method auto (the default): the plan's why line names the mean of NDWI and MNDWI at a
+    per-raster threshold; the request names the resolved method (auto with explicit --bands
+    would make segment run a model on 3 bands)."""
     dock = plugin.dock
     assert dock.option_widgets["method"].currentData() == "auto" and dock.is_automatic()
     layer = _six_band_layer(tmp_path, ["B2", "B3", "B4", "B8", "B11", "B12"])
@@ -480,14 +483,15 @@ def test_default_method_on_a_6_band_layer_shows_mndwi_and_sends_it(plugin, tmp_p
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     _settle(dock, qtbot)
     assert dock.modelInfoLabel.text().startswith(
-        "Using the classical index mndwi (B3 B11; water where it is > 0), no model: chosen "
-        "automatically, the raster has B3 and B11"
+        "Using the mean of NDWI and MNDWI (B3 B8 B11; water above a threshold set for each "
+        "raster from its water/land edges), no model: chosen automatically, the raster has B3 "
+        "and B8 and B11"
     )
     assert dock.auto_choice is None and dock.model_path() == ""
-    assert _rows(dock) == ["B3", "B11"] and dock.band_mapping() == [2, 5]
+    assert _rows(dock) == ["B3", "B8", "B11"] and dock.band_mapping() == [2, 4, 5]
     built = dock.build_request()
     assert built is not None, dock.last_message()
     args = built[0].backend_args()
     assert built[0].model_path is None and "--model" not in args
-    assert args[args.index("--method") + 1] == "mndwi"
-    assert args[args.index("--bands") + 1] == "2,5"
+    assert args[args.index("--method") + 1] == "mixed-adaptive"
+    assert args[args.index("--bands") + 1] == "2,4,5"

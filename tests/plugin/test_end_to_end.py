@@ -203,14 +203,14 @@ def test_automatic_dock_run_uses_the_bundled_4_band_model(model_dock, tmp_path, 
 
 
 def test_dock_run_with_the_default_method_runs_the_index_it_shows(plugin, tmp_path, qtbot):
-    """Default method (auto), no model picked, a 4-band layer: the dock shows NDWI and the
-    backend runs NDWI on the bands the dock mapped."""
+    """Default method (auto), no model picked, a 4-band layer: the dock shows NDWI at a
+    per-raster threshold and the backend runs it on the bands the dock mapped."""
     layer = _add(write_raster(tmp_path / "four.tif", size=(48, 64)), "four")
     dock = plugin.dock
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
-    assert dock.modelInfoLabel.text().startswith("Using the classical index ndwi (B3 B8")
+    assert dock.modelInfoLabel.text().startswith("Using NDWI (B3 B8; water above a threshold")
     done = []
     task = dock.start_run()
     assert task is not None, dock.last_message()
@@ -219,7 +219,7 @@ def test_dock_run_with_the_default_method_runs_the_index_it_shows(plugin, tmp_pa
     result = done[0][1]
     assert result.ok, (result.error, result.stderr_tail)
     assert task.request.model_path is None and task.request.bands == [2, 4]
-    assert task.request.options["method"] == "ndwi"
+    assert task.request.options["method"] == "ndwi-adaptive"
     assert (tmp_path / "out" / "four_water.tif").is_file()
 
 
