@@ -255,6 +255,21 @@ def _index_predictor(args, rasters, explicit, reporter):
     return IndexPredictor(args.method, args.batch_size), index_spec(args.method), args.method
 
 
+def _cloud_note(source, args) -> str | None:
+    """One log line on the cloud mask of an input (None with --cloud-mask none)."""
+    if args.cloud_mask == "none":
+        return None
+    if source.cloud is None:
+        return (
+            "no cloud mask: the raster has no SCL or QA60 band, so clouds and their shadows "
+            "are segmented as they are (shadows can read as water)"
+        )
+    return (
+        f"cloud mask from {source.cloud.describe()}: {100 * source.cloud_fraction():.1f} % of "
+        "the raster is nodata (255 in the mask, no shoreline along it; --cloud-mask none keeps it)"
+    )
+
+
 def _run(args, reporter, cancel: CancelFlag) -> int:
     from backend.segment.indices import is_adaptive, scene_threshold
     from backend.segment.raster_io import check_raster, open_raster, parse_bands_option
@@ -298,9 +313,14 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
         if cancel():
             raise Cancelled()
         with open_raster(
-            p, list(spec.bands), explicit, args.allow_duplicate_bands, args.zero_is_data
+            p,
+            list(spec.bands),
+            explicit,
+            args.allow_duplicate_bands,
+            args.zero_is_data,
+            args.cloud_mask,
         ) as source:
-            for note in (source.mapping.note, source.nodata_note):
+            for note in (source.mapping.note, source.nodata_note, _cloud_note(source, args)):
                 if note:
                     reporter.log(f"{p.name}: {note}")
             if is_adaptive(args.method):

@@ -26,6 +26,7 @@ from backend.segment.bands import (  # noqa: F401 - re-exported for the engine a
     normalise_band_name,
     parse_bands_option,
 )
+from backend.segment.clouds import CloudBand, cloud_band_for
 from backend.segment.georef import GeoRef
 
 _READ_ERRORS = (RasterioError, RasterioIOError, OSError)
@@ -39,11 +40,17 @@ class RasterSource:
     """
 
     def __init__(
-        self, path: Path, dataset, mapping: BandMapping, zero_is_nodata: bool | None = None
+        self,
+        path: Path,
+        dataset,
+        mapping: BandMapping,
+        zero_is_nodata: bool | None = None,
+        cloud: CloudBand | None = None,
     ):
         self.path = path
         self._ds = dataset
         self.mapping = mapping
+        self.cloud = cloud  # pixels it flags are nodata (backend.segment.clouds)
         self.indexes = mapping.indexes
         nodata = dataset.nodatavals[mapping.indexes[0] - 1]
         self.georef = GeoRef(dataset.crs, dataset.transform, dataset.width, dataset.height, nodata)
@@ -84,24 +91,37 @@ class RasterSource:
         """Rows [row0, row1) of the mapped bands and their validity."""
         from rasterio.windows import Window
 
-        window = Window(0, row0, self.width, row1 - row0)
-        return self._read(f"rows {row0}-{row1}", window=window)
+        return self._read(f"rows {row0}-{row1}", Window(0, row0, self.width, row1 - row0))
 
     def read_decimated(self, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:
         """The whole raster's mapped bands resampled to (C, out_h, out_w) (nearest; overviews
         used) and their validity by the same rules as :meth:`read_strip`."""
-        return self._read("an overview", out_shape=(len(self.indexes), out_h, out_w))
+        return self._read("an overview", None, (out_h, out_w))
 
-    def _read(self, what: str, **where) -> tuple[np.ndarray, np.ndarray]:
+    def cloud_fraction(self, max_pixels: int = 4_000_000) -> float:
+        """Share of the raster's pixels the cloud band flags (read at up to ``max_pixels``)."""
+        if self.cloud is None:
+            return 0.0
+        f = max(1, int(np.ceil(np.sqrt(self.width * self.height / max_pixels))))
+        h, w = max(1, self.height // f), max(1, self.width // f)
+        flags = self._ds.read([self.cloud.index], out_shape=(1, h, w))[0]
+        return float(self.cloud.flagged(flags).mean())
+
+    def _read(self, what: str, window=None, out_hw=None) -> tuple[np.ndarray, np.ndarray]:
+        def where(count: int) -> dict:
+            return {"window": window} if out_hw is None else {"out_shape": (count, *out_hw)}
+
         try:
-            raw = self._ds.read(self.indexes, **where)
+            raw = self._ds.read(self.indexes, **where(len(self.indexes)))
             if self._all_valid:
                 valid = np.ones(raw.shape[1:], bool)
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # NodataShadowWarning: nodata wins, fine
-                    masks = self._ds.read_masks(self.indexes, **where)
+                    masks = self._ds.read_masks(self.indexes, **where(len(self.indexes)))
                 valid = np.all(masks > 0, axis=0)
+            if self.cloud is not None:
+                valid &= ~self.cloud.flagged(self._ds.read([self.cloud.index], **where(1))[0])
         except _READ_ERRORS as exc:
             raise UserError(
                 f"cannot read {what} of {self.path}: {_first_line(exc)}; the file is "
@@ -151,18 +171,21 @@ def open_raster(
     explicit: list[int] | None = None,
     allow_duplicates: bool = False,
     zero_is_data: bool = False,
+    cloud_mask: str = "none",
 ) -> RasterSource:
     """Open ``path``, validate it and map its bands. Every problem is a one-line UserError.
 
     ``zero_is_data`` turns off the rule that reads pixels 0 in every band as nodata
-    (:class:`RasterSource`)."""
+    (:class:`RasterSource`); ``cloud_mask`` "auto" reads the pixels the raster's SCL or QA60
+    band flags as nodata (:mod:`backend.segment.clouds`)."""
     ds = open_checked(Path(path))
     try:
         mapping = map_raster_bands(
             list(model_bands), raster_bands(ds), explicit, allow_duplicates=allow_duplicates
         )
         _check_dtypes_and_probe(Path(path), ds, mapping.indexes)
-        return RasterSource(Path(path), ds, mapping, False if zero_is_data else None)
+        cloud = cloud_band_for(cloud_mask, ds.descriptions)
+        return RasterSource(Path(path), ds, mapping, False if zero_is_data else None, cloud)
     except BaseException:
         ds.close()
         raise
