@@ -250,7 +250,7 @@ def _grow(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def edge_pixels(index: np.ndarray, quantile: float = 0.9) -> np.ndarray:
+def strong_edges(index: np.ndarray, quantile: float = 0.9) -> np.ndarray:
     """(H, W) bool: finite pixels within one pixel of a gradient above ``quantile`` of the
     gradients. Only pixels whose 3 x 3 neighbourhood is finite have a gradient: the edge of a
     nodata frame is no water/land edge."""
@@ -303,7 +303,7 @@ def edge_otsu_threshold(
     """Per-scene threshold of a normalised-difference index from its edges.
 
     For each gradient quantile, Otsu's threshold (256 bins on -1..1) of the finite index
-    values on :func:`edge_pixels`, clamped to ``clamp``; the result is their median. Falls back
+    values on :func:`strong_edges`, clamped to ``clamp``; the result is their median. Falls back
     to 0, the index's fixed threshold, when the middle quantile's edges have fewer than
     ``min_pixels`` pixels or Otsu's two classes on them differ by less than ``min_contrast``
     in mean (no water/land boundary to learn from); ``fallback`` says which.

@@ -263,14 +263,14 @@ class PerImageMean:
         return out
 
 
-def edge_pixels(mask: np.ndarray | torch.Tensor, nodata: int = 255) -> np.ndarray:
+def edge_pixels(mask: np.ndarray | torch.Tensor) -> np.ndarray:
     """Water pixels that touch land: bool (H, W).
 
     A pixel is on the water edge when it is water (1) and at least one of its 8 neighbours
     inside the image is land (0). Nodata neighbours and the image border never make an edge.
 
     Args:
-        mask: int (H, W), 1 water / 0 land / ``nodata``.
+        mask: int (H, W), 1 water / 0 land / anything else nodata (255 by convention).
     """
     m = _as_numpy_int(mask, "mask")
     if m.ndim != 2:

@@ -19,7 +19,6 @@ from qgis.core import (
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
     QgsProcessingUtils,
-    QgsProject,
     QgsSettings,
     QgsVectorFileWriter,
     QgsVectorLayer,
@@ -176,7 +175,9 @@ def _move_raster(src: str, dest: str) -> None:
 
 
 def _convert_vector(src: str, dest: str, context) -> None:
-    """Copy the shoreline layer of ``src`` (GeoPackage) to ``dest`` in the format of its extension."""
+    """Copy the shoreline layer of ``src`` (GeoPackage) to ``dest`` in the format of its
+    extension, with the Processing context's datum transforms (not the project's: Processing
+    may run without a project, e.g. from qgis_process)."""
     layer = QgsVectorLayer(f"{src}|layername=shoreline", "shoreline", "ogr")
     if not layer.isValid():
         raise QgsProcessingException(f"the backend's shoreline file is unreadable: {src}")
@@ -184,7 +185,7 @@ def _convert_vector(src: str, dest: str, context) -> None:
     options.driverName = QgsVectorFileWriter.driverForExtension(Path(dest).suffix) or "GPKG"
     options.fileEncoding = "UTF-8"
     code, message, *_ = QgsVectorFileWriter.writeAsVectorFormatV3(
-        layer, dest, QgsProject.instance().transformContext(), options
+        layer, dest, context.transformContext(), options
     )
     if code != QgsVectorFileWriter.NoError:
         raise QgsProcessingException(f"cannot write the shoreline to {dest}: {message}")

@@ -179,24 +179,6 @@ def backend_command(python: str, *args: str) -> list[str]:
     return [python, "-m", "backend", *args]
 
 
-def run_json(python: str, args: list[str], timeout: float = 120.0) -> dict:
-    """Run a short backend command that prints one JSON object (``info --json`` etc.).
-
-    Raises RuntimeError with the backend's one-line error (or the stderr tail) on failure.
-    """
-    done = subprocess.run(
-        backend_command(python, *args),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=str(PLUGIN_ROOT),
-        env=backend_env(),
-    )
-    if done.returncode != 0:
-        raise RuntimeError(error_line(done.stderr) or f"backend exited with code {done.returncode}")
-    return parse_json_object(done.stdout)
-
-
 def parse_json_object(text: str) -> dict:
     """The last JSON object in ``text`` (a command may print a log line before it)."""
     text = text.strip()

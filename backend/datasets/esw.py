@@ -188,21 +188,8 @@ class ESW(Dataset):
 
         Needs matplotlib (not a dependency).
         """
-        import matplotlib
+        from backend.datasets.plotting import sample_figure
 
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        panels = [
-            ("image", sample["image"].numpy().transpose(1, 2, 0)),
-            ("mask", sample["mask"].numpy()),
-        ]
-        if prediction is not None:
-            panels.append(("prediction", np.asarray(prediction)))
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
-        for ax, (name, data) in zip(axes, panels, strict=True):
-            ax.imshow(data, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_title(name)
-            ax.axis("off")
-        fig.suptitle(title or str(sample.get("scene", "")))
-        return fig
+        rgb = sample["image"].numpy().transpose(1, 2, 0)
+        title = title or str(sample.get("scene", ""))
+        return sample_figure(rgb, sample["mask"].numpy(), prediction, title)

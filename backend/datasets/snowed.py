@@ -227,36 +227,21 @@ class SNOWED(Dataset):
             sample = self.transforms(sample)
         return sample
 
-    def metadata(self, index: int) -> dict[str, str | None]:
-        """Tile id and date of sample ``index`` (see :func:`read_metadata`)."""
-        return read_metadata(self.root / self.ids[index])
-
     def plot(self, sample: dict[str, Any], prediction: torch.Tensor | None = None, title: str = ""):
         """Matplotlib figure: RGB (B4 B3 B2 if loaded, else the first 3 bands), mask, prediction.
 
         ``prediction``: optional int (H, W) class map. Needs matplotlib (not a dependency).
         """
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
+        from backend.datasets.plotting import sample_figure
 
         image = sample["image"].numpy()
         rgb_idx = [self.bands.index(b) for b in ("B4", "B3", "B2") if b in self.bands]
         if len(rgb_idx) < 3:
             rgb_idx = list(range(min(3, image.shape[0])))
         rgb = image[rgb_idx].transpose(1, 2, 0)
-        rgb = np.clip(rgb / max(float(np.percentile(rgb, 98)), 1e-6), 0, 1)
-        panels = [("image", rgb), ("mask", sample["mask"].numpy())]
-        if prediction is not None:
-            panels.append(("prediction", np.asarray(prediction)))
-        fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
-        for ax, (name, data) in zip(axes, panels, strict=True):
-            ax.imshow(data, vmin=0, vmax=1, interpolation="nearest")
-            ax.set_title(name)
-            ax.axis("off")
-        fig.suptitle(title or str(sample.get("id", "")))
-        return fig
+        rgb = rgb / max(float(np.percentile(rgb, 98)), 1e-6)
+        title = title or str(sample.get("id", ""))
+        return sample_figure(rgb, sample["mask"].numpy(), prediction, title)
 
 
 def split_sizes(n: int) -> dict[str, int]:

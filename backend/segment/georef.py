@@ -45,6 +45,3 @@ class GeoRef:
         cols = np.asarray(cols, np.float64)
         rows = np.asarray(rows, np.float64)
         return t.a * cols + t.b * rows + t.c, t.d * cols + t.e * rows + t.f
-
-    def window_transform(self, row0: int, col0: int = 0) -> Affine:
-        return self.transform * Affine.translation(col0, row0)

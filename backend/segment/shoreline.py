@@ -188,10 +188,6 @@ class ContourBuilder:
         self._last = np.array(prob[-1], copy=True)
         self._last_row = row0 + prob.shape[0] - 1
 
-    @property
-    def segment_count(self) -> int:
-        return sum(p[0].size for p in self._parts)
-
     def lines(self) -> list[np.ndarray]:
         if not self._parts:
             return []
@@ -239,7 +235,8 @@ def lengths_m(lines: list[np.ndarray], georef: GeoRef) -> list[float]:
     geod = crs.get_geod()
     allxy = np.concatenate(lines)
     if crs.is_geographic:
-        lon, lat = _lonlat_order(crs, allxy)
+        # GDAL rasters in a geographic CRS use x = longitude, y = latitude (GIS order)
+        lon, lat = allxy[:, 0], allxy[:, 1]
     else:
         tr = Transformer.from_crs(crs, crs.geodetic_crs, always_xy=True)
         lon, lat = tr.transform(allxy[:, 0], allxy[:, 1])
@@ -249,11 +246,6 @@ def lengths_m(lines: list[np.ndarray], georef: GeoRef) -> list[float]:
         out.append(float(geod.line_length(lon[i : i + n], lat[i : i + n])))
         i += n
     return out
-
-
-def _lonlat_order(crs, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    # GDAL rasters in EPSG:4326 use x = longitude, y = latitude (traditional GIS order).
-    return xy[:, 0], xy[:, 1]
 
 
 @dataclass

@@ -10,7 +10,6 @@ from backend.baselines import (
     OTSU_CLAMP,
     clamped_otsu_threshold,
     edge_otsu_threshold,
-    edge_pixels,
     method_bands,
     method_index,
     ndwi,
@@ -18,6 +17,7 @@ from backend.baselines import (
     otsu_from_histogram,
     otsu_threshold,
     sobel_magnitude,
+    strong_edges,
     water_index,
 )
 
@@ -156,7 +156,7 @@ def test_sobel_magnitude_of_a_unit_step_is_half_on_each_side():
 def test_edge_otsu_of_a_step_is_the_middle_of_the_gap_between_the_two_sides():
     index = np.full((80, 40), -0.5, np.float32)
     index[:, 20:] = 0.3
-    edges = edge_pixels(index)
+    edges = strong_edges(index)
     assert edges[:, 18:22].all() and not edges[:, :17].any() and not edges[:, 23:].any()
     found = edge_otsu_threshold(index)
     # 256 bins on -1..1 (width 1/128): -0.5 is in bin 64, 0.3 in bin 166; every cut between

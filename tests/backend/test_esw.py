@@ -106,3 +106,16 @@ def test_bad_scene_name_is_a_user_error():
     assert acquisition_of("S2B_L2A_20190831_N0213_R082_S3") == "S2B_20190831_N0213_R082"
     with pytest.raises(UserError, match="is not S2x_L2A_"):
         acquisition_of("scene_7")
+
+
+def test_plot_shows_the_true_colour_the_mask_and_the_prediction(esw_root):
+    pytest.importorskip("matplotlib")
+    ds = ESW(esw_root)
+    sample = ds[0]
+    fig = ds.plot(sample, prediction=1 - sample["mask"])
+    assert [ax.get_title() for ax in fig.axes] == ["image", "mask", "prediction"]
+    shown = fig.axes[0].images[0].get_array()
+    np.testing.assert_allclose(shown, sample["image"].numpy().transpose(1, 2, 0))
+    np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), 1 - sample["mask"].numpy())
+    assert fig._suptitle.get_text() == SCENES[0]
+    assert [ax.get_title() for ax in ds.plot(sample).axes] == ["image", "mask"]

@@ -191,3 +191,19 @@ def test_augment_moves_image_and_mask_together(snowed_sample):
     ratio = jitter["image"] / sample["image"]
     assert not torch.allclose(ratio, torch.ones_like(ratio))
     assert torch.equal(jitter["mask"], sample["mask"])
+
+
+def test_plot_shows_red_green_blue_stretched_and_the_mask(snowed_sample):
+    pytest.importorskip("matplotlib")
+    ds = SNOWED(snowed_sample)
+    sample = ds[0]
+    fig = ds.plot(sample, title="first")
+    assert [ax.get_title() for ax in fig.axes] == ["image", "mask"]
+    rgb = np.asarray(fig.axes[0].images[0].get_array())
+    # bands B2 B3 B4 B8 are loaded: the image is B4 B3 B2, divided by its 98th percentile
+    image = sample["image"].numpy()
+    expected = image[[2, 1, 0]].transpose(1, 2, 0)
+    expected = np.clip(expected / np.percentile(expected, 98), 0, 1)
+    np.testing.assert_allclose(rgb, expected, rtol=1e-6)
+    np.testing.assert_array_equal(fig.axes[1].images[0].get_array(), sample["mask"].numpy())
+    assert fig._suptitle.get_text() == "first"
