@@ -28,7 +28,7 @@ from qgis.core import (
 )
 from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMessageBar, QgsRasterBandComboBox
 from qgis.PyQt import uic
-from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QStandardPaths
+from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QStandardPaths, Qt
 from qgis.PyQt.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
@@ -36,6 +36,7 @@ from qgis.PyQt.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QSizePolicy,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -171,7 +172,16 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
 
         self.message_bar = QgsMessageBar(self)
         self.message_bar.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)  # may shrink
-        self.messageBarLayout.addWidget(self.message_bar)
+        # The bar hides itself when empty; its slot keeps the height of one message, so a
+        # message that comes or goes never moves a widget under the cursor.
+        slot = QWidget(self)
+        slot_layout = QVBoxLayout(slot)
+        slot_layout.setContentsMargins(0, 0, 0, 0)
+        slot_layout.addWidget(self.message_bar)
+        self.message_bar.pushMessage("WaterSeg", "-", Qgis.Info, 0)
+        slot.setFixedHeight(self.message_bar.sizeHint().height())
+        self.message_bar.clearWidgets()
+        self.messageBarLayout.addWidget(slot)
 
         self.layerCombo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layerCombo.setAllowEmptyLayer(True)
@@ -247,6 +257,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             + 2 * self.scrollArea.frameWidth()
         )
         self.scrollArea.setMinimumWidth(max(self.scrollArea.minimumWidth(), needed))
+        # The scrollbar's room is always kept: a message or a group that opens or closes
+        # changes the content's height, and a scrollbar coming and going with it would shift
+        # every button sideways under the cursor.
+        self.scrollArea.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)
 
     # ---- non-file layers: render or export ------------------------------------------------
 

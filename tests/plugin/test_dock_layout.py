@@ -167,3 +167,28 @@ def test_a_long_message_or_file_name_adds_no_horizontal_scrollbar(dock_in_window
     qtbot.wait(50)
     assert dock.width() == width
     assert dock.scrollArea.horizontalScrollBar().maximum() == 0
+
+
+def test_buttons_stay_put_when_a_message_comes_and_goes(dock_in_window, qtbot):
+    """Item 14: a message coming or going moves no button: the message bar sits below them in
+    a slot of fixed height, and the scrollbar's room is kept."""
+    window, dock = dock_in_window()
+    window.show()
+    dock.show()
+    qtbot.waitExposed(window)
+    buttons = (dock.runButton, dock.cancelButton, dock.exportButton)
+
+    def places():
+        qtbot.wait(50)
+        return [b.mapTo(dock, b.rect().topLeft()) for b in buttons]
+
+    quiet = places()
+    dock.show_message("Choose a raster layer")
+    assert dock.message_bar.items() and dock.message_bar.isVisible()
+    shown = places()
+    assert shown == quiet
+    assert dock.message_bar.mapTo(dock, dock.message_bar.rect().topLeft()).y() > shown[2].y()
+    dock.clear_messages()  # the bar closes: nothing the cursor may be on moves
+    assert not dock.message_bar.items()
+
+    assert places() == shown
