@@ -2,9 +2,10 @@
 
 The zip holds one folder, ``waterseg/``, with only what the plugin needs at run time:
 metadata.txt, __init__.py, plugin/, backend/, resources/ (icons, styles, bundled models),
-requirements.txt/constraints.txt/Makefile/scripts/setup.sh (so ``make setup`` works in the
-installed folder), LICENSE and README when present. No tests, caches, virtual environments
-or training runs.
+the runtime requirements.txt and constraints.txt, scripts/setup.sh, a user's Makefile
+(packaging/Makefile: setup, info, demo; so ``make setup`` in the installed folder installs
+the runtime requirements only), LICENSE and README when present. No tests, development
+requirements, the development Makefile, caches, virtual environments or training runs.
 
     python scripts/package.py [--out dist]
 """
@@ -26,9 +27,9 @@ FILES = [
     "README.md",
     "requirements.txt",
     "constraints.txt",
-    "Makefile",
     "scripts/setup.sh",
 ]
+RENAMED = {"packaging/Makefile": "Makefile"}  # repository path -> path in the plugin folder
 TREES = ["plugin", "backend", "resources"]
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".venv", "runs", "tests"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".tmp", ".orig", ".rej"}
@@ -63,6 +64,8 @@ def build(out_dir: Path) -> Path:
     with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for rel in plugin_files():
             zf.write(ROOT / rel, f"{FOLDER}/{rel.as_posix()}")
+        for src, dest in RENAMED.items():
+            zf.write(ROOT / src, f"{FOLDER}/{dest}")
     tmp.replace(target)
     return target
 

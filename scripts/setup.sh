@@ -5,6 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A development checkout has requirements-dev.txt (tests, lint); the installed plugin folder
+# (the zip of scripts/package.py) has only the runtime requirements.
+REQS=requirements.txt
+if [ -f requirements-dev.txt ]; then REQS=requirements-dev.txt; fi
+if [ "${1:-}" = "--print-requirements" ]; then echo "$REQS"; exit 0; fi
+
 APT_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-numpy
               python3-rasterio python3.11-venv)
 SUDO=""
@@ -28,15 +34,15 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import sys; sys.exit(0 if
 fi
 
 stamp=.venv/.requirements.sha256
-want=$(cat requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+want=$(cat "$REQS" requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "setup: installing Python requirements into .venv"
+  echo "setup: installing Python requirements ($REQS) into .venv"
   # TORCH_INDEX_URL lets a CUDA user pick PyTorch's CUDA wheels, e.g.
   #   make setup TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
   extra=()
   if [ -n "${TORCH_INDEX_URL:-}" ]; then extra=(--extra-index-url "$TORCH_INDEX_URL"); fi
   .venv/bin/python -m pip install -q --disable-pip-version-check "${extra[@]}" \
-      -c constraints.txt -r requirements.txt
+      -c constraints.txt -r "$REQS"
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c "import torch, rasterio, numpy, shapely; from osgeo import gdal_array; import qgis.core" \

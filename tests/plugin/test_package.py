@@ -67,6 +67,30 @@ def test_package_zip_installs_and_loads(tmp_path):
                 assert f"waterseg/resources/models/{model}{suffix}" in names
     for forbidden in ("tests/", "__pycache__", ".venv/", "runs/", ".pyc", ".git/", "dist/"):
         assert not [n for n in names if forbidden in n], forbidden
+    # Only what a user runs (issue 11, item 21): a Makefile without the developer's targets,
+    # runtime requirements only, and setup.sh installs those in the installed folder.
+    folder = tmp_path / "profile" / "python" / "plugins" / "waterseg"
+    assert "waterseg/requirements-dev.txt" not in names
+    runtime = (folder / "requirements.txt").read_text()
+    assert "torch==" in runtime and not any(t in runtime for t in ("pytest", "ruff"))
+    targets = subprocess.run(
+        ["make", "help"], cwd=folder, capture_output=True, text=True, timeout=60
+    ).stdout.split()
+    assert {"setup", "info", "demo"} <= set(targets)
+    assert not {"test", "lint", "package", "train", "bench"} & set(targets)
+    dry = subprocess.run(["make", "-n", "setup"], cwd=folder, capture_output=True, text=True)
+    assert dry.returncode == 0 and "bash scripts/setup.sh" in dry.stdout
+    which = [
+        subprocess.run(
+            ["bash", "scripts/setup.sh", "--print-requirements"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout.strip()
+        for where in (folder, REPO)
+    ]
+    assert which == ["requirements.txt", "requirements-dev.txt"]
 
     plugins_dir = tmp_path / "profile" / "python" / "plugins"
     script = tmp_path / "load.py"
