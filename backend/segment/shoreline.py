@@ -26,7 +26,9 @@ def marching_squares(
 
     Returns ``(key_a, key_b, xy_a, xy_b)``: int64 (S,) edge keys of both ends of each segment
     and float64 (S, 2) their pixel coordinates (col, row) in the whole raster (``row_offset``
-    = raster row of ``prob[0]``; ``width`` = raster width, used for the keys).
+    = raster row of ``prob[0]``; ``width`` = raster width, used for the keys). Every segment
+    runs from a to b with the water on its right in pixel coordinates (rows down), that is on
+    its left on a north-up map, so segments chain head to tail (:func:`join_segments`).
     """
     p = np.asarray(prob, np.float64)
     h, w = p.shape
@@ -74,21 +76,40 @@ def marching_squares(
             xy = np.stack([c + 0.5, gr + f + 0.5], axis=1)
         return key, xy
 
+    # (edge, edge, cells, the corner whose side tells the orientation: the corner the two
+    # edges cut off, or for a straight crossing the top-left one; then the point to use when
+    # the crossing lies on that corner (a corner exactly at the threshold): the other corner
+    # of a straight crossing, the cell centre, which is on the far side, for a cut corner)
+    corners = {"tl": (tl, 0, 0), "tr": (tr, 1, 0), "bl": (bl, 0, 1), "br": (br, 1, 1)}
     combos = [
-        ("t", "b", two & ct & cb),
-        ("l", "r", two & cl & cr),
-        ("t", "l", (two & ct & cl) | pairs_tl_rb),
-        ("r", "b", (two & cr & cb) | pairs_tl_rb),
-        ("t", "r", (two & ct & cr) | pairs_tr_lb),
-        ("l", "b", (two & cl & cb) | pairs_tr_lb),
+        ("t", "b", two & ct & cb, "tl", "tr"),
+        ("l", "r", two & cl & cr, "tl", "bl"),
+        ("t", "l", (two & ct & cl) | pairs_tl_rb, "tl", "centre"),
+        ("r", "b", (two & cr & cb) | pairs_tl_rb, "br", "centre"),
+        ("t", "r", (two & ct & cr) | pairs_tr_lb, "tr", "centre"),
+        ("l", "b", (two & cl & cb) | pairs_tr_lb, "bl", "centre"),
     ]
     ka, kb, xa, xb = [], [], [], []
-    for e1, e2, sel in combos:
+    for e1, e2, sel, corner, spare in combos:
         ii, jj = np.nonzero(sel)
         if ii.size == 0:
             continue
         k1, p1 = edge(e1, ii, jj)
         k2, p2 = edge(e2, ii, jj)
+        wet_map, dc, dr = corners[corner]
+        wet = wet_map[ii, jj]
+        col, row = jj + 0.5, ii + row_offset + 0.5
+        side = _side(p1, p2, col + dc, row + dr)
+        if spare == "centre":
+            spare_side, spare_wet = _side(p1, p2, col + 0.5, row + 0.5), ~wet
+        else:
+            spare_map, sc, sr = corners[spare]
+            spare_side, spare_wet = _side(p1, p2, col + sc, row + sr), spare_map[ii, jj]
+        on_corner = side == 0
+        right = np.where(on_corner, spare_side > 0, side > 0)  # right of a -> b, rows down
+        flip = right != np.where(on_corner, spare_wet, wet)
+        k1, k2 = np.where(flip, k2, k1), np.where(flip, k1, k2)
+        p1, p2 = np.where(flip[:, None], p2, p1), np.where(flip[:, None], p1, p2)
         ka.append(k1)
         kb.append(k2)
         xa.append(p1)
@@ -98,13 +119,22 @@ def marching_squares(
     return np.concatenate(ka), np.concatenate(kb), np.concatenate(xa), np.concatenate(xb)
 
 
+def _side(a: np.ndarray, b: np.ndarray, col, row) -> np.ndarray:
+    """Cross product (b - a) x (point - a) per segment: > 0 when the point (col, row) is on
+    the right of a -> b in pixel coordinates (rows down), 0 on the line."""
+    d = b - a
+    return d[:, 0] * (row - a[:, 1]) - d[:, 1] * (col - a[:, 0])
+
+
 def join_segments(
     key_a: np.ndarray, key_b: np.ndarray, xy_a: np.ndarray, xy_b: np.ndarray
 ) -> list[np.ndarray]:
     """Chain segments sharing edge keys into polylines: list of float64 (n, 2) arrays.
 
     Every key joins at most two segments, so chains are open paths or closed rings (a closed
-    ring repeats its first point at the end).
+    ring repeats its first point at the end). Segments oriented head to tail, as
+    :func:`marching_squares` emits them, are chained in numpy by pointer jumping; any other
+    input (a key that two segments leave or two enter) is chained by walking.
     """
     s = key_a.size
     if s == 0:
@@ -113,19 +143,69 @@ def join_segments(
     coords = np.empty((keys.size, 2))
     coords[inv] = np.concatenate([xy_a, xy_b])
     u, v = inv[:s], inv[s:]
+    n = keys.size
+    if np.bincount(u, minlength=n).max() > 1 or np.bincount(v, minlength=n).max() > 1:
+        return _join_by_walking(u, v, coords)
+    return _join_oriented(u, v, coords)
+
+
+def _chain_ends(nxt: np.ndarray, value: np.ndarray, combine) -> tuple[np.ndarray, np.ndarray]:
+    """Pointer jumping: fold ``value`` along ``nxt`` (-1 = end) with ``combine`` until every
+    node has seen the rest of its chain (on a ring: the whole ring) -> (value, last node)."""
+    ptr = np.where(nxt < 0, np.arange(nxt.size, dtype=nxt.dtype), nxt)
+    for _ in range(max(1, int(np.ceil(np.log2(nxt.size))) + 1)):
+        value = combine(value, value.take(ptr))
+        ptr = ptr.take(ptr)
+    return value, ptr
+
+
+def _join_oriented(u: np.ndarray, v: np.ndarray, coords: np.ndarray) -> list[np.ndarray]:
+    n = coords.shape[0]
+    idx = np.arange(n, dtype=np.int32)
+    nxt = np.full(n, -1, np.int32)
+    nxt[u] = v
+    # Rings have no end: cut each at its smallest node, which becomes its head. A node whose
+    # chain ends has, after the jumps, a last node without successor; on a ring it has not.
+    smallest, last = _chain_ends(nxt, idx, np.minimum)
+    ring_head = (nxt.take(last) >= 0) & (smallest == idx)
+    prv = np.full(n, -1, np.int32)
+    prv[v] = u
+    nxt[prv[ring_head]] = -1
+    # Distance of every node to the end of its chain, and that end: order within a chain.
+    dist, tail = _chain_ends(nxt, (nxt >= 0).astype(np.int32), np.add)
+    order = np.lexsort((-dist, tail))
+    tail = tail[order]
+    first = np.r_[True, tail[1:] != tail[:-1]]
+    pts = coords[order]
+    keep = first.copy()  # drop a point equal to the one before it in its chain
+    keep[1:] |= np.any(np.abs(np.diff(pts, axis=0)) > 1e-12, axis=1)
+    chain = np.cumsum(first)[keep] - 1
+    pts, heads = pts[keep], order[first]
+    bounds = np.r_[np.flatnonzero(np.diff(chain)) + 1, len(chain)]
+    begins = np.r_[0, bounds[:-1]]
+    # close each ring: its first point again at its end
+    closed = ring_head[heads] & (bounds - begins > 2)
+    pts = np.insert(pts, bounds[closed], pts[begins[closed]], axis=0)
+    ends = (bounds + np.cumsum(closed)).tolist()
+    return [pts[a:b] for a, b in zip([0, *ends[:-1]], ends, strict=True) if b - a >= 2]
+
+
+def _join_by_walking(u: np.ndarray, v: np.ndarray, coords: np.ndarray) -> list[np.ndarray]:
+    """Chains of segments of any orientation, node by node (a Python loop)."""
+    n = coords.shape[0]
     node = np.concatenate([u, v])
     other = np.concatenate([v, u])
     order = np.argsort(node, kind="stable")
     node, other = node[order], other[order]
     first = np.ones(node.size, bool)
     first[1:] = node[1:] != node[:-1]
-    nb = np.full((keys.size, 2), -1, np.int64)
+    nb = np.full((n, 2), -1, np.int64)
     nb[node[first], 0] = other[first]
     nb[node[~first], 1] = other[~first]
     degree = (nb >= 0).sum(axis=1)
 
     nb_l = nb.tolist()
-    visited = np.zeros(keys.size, bool)
+    visited = np.zeros(n, bool)
     lines: list[np.ndarray] = []
 
     def walk(start: int) -> list[int]:

@@ -148,3 +148,91 @@ def test_join_segments_rings_and_paths():
     assert lens == [3, 4]  # path of 3 points; ring of 3 points + closing point
     path = next(ln for ln in lines if len(ln) == 3)
     assert {tuple(path[0]), tuple(path[-1])} == {(0.0, 0.0), (2.0, 0.0)}
+
+
+# ---- oriented segments, chained in numpy (issue 14: the shoreline stage vectorised) ----------
+
+
+def _canonical(lines):
+    """Lines as comparable values, whatever their direction and a ring's starting point."""
+    out = []
+    for line in lines:
+        pts = [tuple(p) for p in np.round(line, 9)]
+        if len(pts) > 2 and pts[0] == pts[-1]:
+            ring = pts[:-1]
+            i = ring.index(min(ring))
+            ring = ring[i:] + ring[:i]
+            out.append(("ring", min(tuple(ring), tuple([ring[0], *ring[1:][::-1]]))))
+        else:
+            out.append(("path", min(tuple(pts), tuple(pts[::-1]))))
+    return sorted(out)
+
+
+def _walked(ka, kb, xa, xb):
+    from backend.segment.shoreline import _join_by_walking
+
+    keys, inv = np.unique(np.concatenate([ka, kb]), return_inverse=True)
+    coords = np.empty((keys.size, 2))
+    coords[inv] = np.concatenate([xa, xb])
+    return _join_by_walking(inv[: ka.size], inv[ka.size :], coords)
+
+
+def test_segments_have_the_water_on_their_right_in_pixel_coordinates():
+    # a lake with an island: the outer ring runs one way round, the island's the other
+    prob = _circle_prob(60, 70, 35.3, 30.6, 20.4) - _circle_prob(60, 70, 33.1, 29.2, 7.7)
+    ka, kb, xa, xb = marching_squares(prob, 0.5, 0, 70)
+    d = xb - xa
+    mid = (xa + xb) / 2
+    normal = np.stack([-d[:, 1], d[:, 0]], axis=1) / np.hypot(d[:, 0], d[:, 1])[:, None]
+    for side, wet in ((1, True), (-1, False)):  # right of a -> b (rows down) is water
+        c, r = (mid + side * 0.1 * normal).T - 0.5
+        c0, r0 = np.floor(c).astype(int), np.floor(r).astype(int)
+        fc, fr = c - c0, r - r0
+        val = (
+            prob[r0, c0] * (1 - fc) * (1 - fr)
+            + prob[r0, c0 + 1] * fc * (1 - fr)
+            + prob[r0 + 1, c0] * (1 - fc) * fr
+            + prob[r0 + 1, c0 + 1] * fc * fr
+        )
+        assert ((val > 0.5) == wet).all()
+    lines = join_segments(ka, kb, xa, xb)
+    assert len(lines) == 2 and all(np.array_equal(ln[0], ln[-1]) for ln in lines)
+
+
+def test_noisy_map_chains_in_numpy_to_the_same_lines_as_walking(monkeypatch):
+    import backend.segment.shoreline as shoreline
+
+    rng = np.random.default_rng(3)
+    prob = rng.random((96, 128)).astype(np.float32)  # the worst case: noise around 0.5
+    prob[40:60] = np.nan  # nodata rows: chains end there
+    segments = marching_squares(prob, 0.5, 0, 128)
+
+    def no_walking(*args):
+        raise AssertionError("oriented segments must not need the Python walk")
+
+    monkeypatch.setattr(shoreline, "_join_by_walking", no_walking)
+    lines = join_segments(*segments)
+    monkeypatch.undo()
+    assert len(lines) > 500
+    assert _canonical(lines) == _canonical(_walked(*segments))
+    rings = [ln for ln in lines if np.array_equal(ln[0], ln[-1])]
+    assert rings and all(len(ln) >= 4 for ln in rings)
+
+
+def test_values_exactly_at_the_threshold_still_chain_like_walking():
+    rng = np.random.default_rng(4)
+    prob = np.round(rng.random((64, 64)) * 4) / 4  # a quarter of the pixels are exactly 0.5
+    segments = marching_squares(prob, 0.5, 0, 64)
+    assert _canonical(join_segments(*segments)) == _canonical(_walked(*segments))
+
+
+def test_the_shoreline_bench_row_counts_what_it_chained():
+    from benchmarks.bench_segment import shoreline_rows
+
+    ticks = iter(range(100))
+    (row,) = shoreline_rows(repeats=2, size=48, clock=lambda: float(next(ticks)))
+    prob = np.random.default_rng(0).random((48, 48)).astype(np.float32)
+    segments = marching_squares(prob, 0.5, 0, 48)
+    assert row["segments"] == segments[0].size and row["lines"] == len(join_segments(*segments))
+    assert row["march_s"] == row["numpy_s"] == 1.0  # each stage is one tick of the fake clock
+    assert row["walk_s"] == 1.0
