@@ -17,6 +17,7 @@ from qgis.PyQt.QtWidgets import QCheckBox, QComboBox, QDoubleSpinBox, QLineEdit,
 from .contract import UI_OPTIONS
 
 BIG = 1e9  # the upper end of a spin box for an option without a maximum
+AUTO_TEXT = "auto"  # an int option without a default: the spin box's lowest value, sends nothing
 
 
 def widget_name(opt: dict) -> str:
@@ -57,6 +58,13 @@ def configure(widget, opt: dict) -> None:
         if isinstance(widget, QDoubleSpinBox):
             widget.setDecimals(int(opt.get("decimals", 2)))
         low, high = opt.get("min"), opt.get("max")
+        if default is None and isinstance(widget, QSpinBox) and low is not None:
+            # no default: the value below the minimum reads "auto" and sends nothing
+            widget.setRange(low - 1, BIG if high is None else high)
+            widget.setSpecialValueText(AUTO_TEXT)
+            widget.setSingleStep(opt.get("step", 1))
+            widget.setValue(low - 1)
+            return
         widget.setRange(-BIG if low is None else low, BIG if high is None else high)
         widget.setSingleStep(opt.get("step", 1))
         widget.setValue(default or 0)
@@ -82,6 +90,8 @@ def widget_value(widget) -> Any:
     """The value an option widget holds."""
     if isinstance(widget, QComboBox):
         return widget.currentData()
+    if isinstance(widget, QSpinBox) and widget.specialValueText():
+        return None if widget.value() == widget.minimum() else widget.value()
     if isinstance(widget, QDoubleSpinBox | QSpinBox):
         return widget.value()
     if isinstance(widget, QCheckBox):
@@ -118,7 +128,9 @@ def processing_parameters() -> list:
                 if opt["type"] == "float"
                 else QgsProcessingParameterNumber.Integer
             )
-            param = QgsProcessingParameterNumber(name, label, kind, defaultValue=default)
+            param = QgsProcessingParameterNumber(
+                name, label, kind, defaultValue=default, optional=default is None
+            )
             if opt.get("min") is not None:
                 param.setMinimum(opt["min"])
             if opt.get("max") is not None:
@@ -146,7 +158,10 @@ def processing_values(algorithm, parameters, context) -> dict[str, Any]:
         elif opt["type"] == "float":
             values[opt["name"]] = algorithm.parameterAsDouble(parameters, name, context)
         elif opt["type"] == "int":
-            values[opt["name"]] = algorithm.parameterAsInt(parameters, name, context)
+            unset = opt.get("default") is None and parameters.get(name) in (None, "")
+            values[opt["name"]] = (
+                None if unset else algorithm.parameterAsInt(parameters, name, context)
+            )
         elif opt["type"] == "bool":
             values[opt["name"]] = algorithm.parameterAsBool(parameters, name, context)
         else:
