@@ -24,7 +24,7 @@ about 5 minutes on a 2-core CPU. Sections:
    reaches is limit time x tiles / end-to-end time. Layers a model cannot do faster than a
    bare conv of the same shape bound it; what is left (pooling, upsampling, concatenation,
    norms that could not be folded, attention, blending, contours) is overhead.
-3. Peak memory (ru_maxrss of a child process running the real ``segment`` CLI) for a
+3. Peak memory (VmHWM of a child process running the real ``segment`` CLI) for a
    2048 x 2048 and an 8192 x 8192 GeoTIFF, side by side. A tiny SeNet (width 0.125) keeps
    the 8192 case short; memory of the streaming buffers does not depend on the model, only
    the model's own activations do (one batch of tiles).
@@ -406,11 +406,28 @@ def throughput_rows(models, repeats: int = 2) -> list[dict]:
     return rows
 
 
+def peak_rss_kb() -> int:
+    """Peak resident memory of this process image in kB: ``VmHWM`` of /proc/self/status,
+    which starts afresh at exec. (``ru_maxrss`` does not: on Linux a child started by a big
+    parent reports the parent's peak, e.g. 1457 MB for a 13 MB child.) ``ru_maxrss`` where
+    /proc is missing."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 _CHILD = r"""
-import json, resource, sys
+import json, sys
+from benchmarks.bench_segment import peak_rss_kb
 from backend.cli import main
 rc = main(sys.argv[1:])
-print(json.dumps({"rc": rc, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"rc": rc, "maxrss_kb": peak_rss_kb()}))
 """
 
 
@@ -539,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.no_memory:
         print(
-            "\n[3] peak memory of the segment CLI (child ru_maxrss), tiny SeNet (width 0.125);"
+            "\n[3] peak memory of the segment CLI (child VmHWM), tiny SeNet (width 0.125);"
             f" {_load()}"
         )
         mem = memory_rows()
