@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from backend.augment import random_crop
 from backend.checkpoint import load_model
 from backend.datasets.snowed import SNOWED, list_samples, read_split
+from backend.datasets.transforms import CenterCrop
 from backend.device import choose_device
 from backend.errors import UserError
 from backend.metrics import (
@@ -44,23 +44,6 @@ LABELS = {
     "iou_mean": "IoU mean",
     "accuracy": "accuracy",
 }
-
-
-class CenterCrop(Dataset):
-    """A dataset whose samples are centre-cropped to ``size`` x ``size`` (None: unchanged)."""
-
-    def __init__(self, base: Dataset, size: int | None):
-        self.base, self.size = base, size
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.base[index]
-        if self.size:
-            image, mask = random_crop(sample["image"], sample["mask"], self.size, None)
-            sample = {**sample, "image": image, "mask": mask}
-        return sample
 
 
 def _distributed() -> bool:

@@ -1,7 +1,10 @@
 """Train a water/land model on SNOWED: ``python -m backend train --data DIR --model NAME ...``.
 
-Reads top to bottom like nanoGPT's train.py: a typed config, a few helpers, then one visible
-loop (epoch -> train steps -> validate -> checkpoint -> log).
+Reads top to bottom like nanoGPT's train.py: a typed config (whose fields are also the
+command-line options), the steps of a run as small functions over a few dataclasses (``Run``:
+config, rank and device; ``Learner``: model, loss, optimizer; ``Data``: datasets and loaders;
+``Progress``: epochs done and the best so far), then :func:`train`, which shows the loop
+(epoch -> train steps -> validate -> log -> checkpoint) on one screen.
 
 - Defaults per model come from Table II of the paper (Adam, constant learning rate); the
   plain U-Net, which the paper does not train, gets 100 epochs, batch 8, lr 1e-4.
@@ -32,16 +35,17 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+import typing
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from backend.augment import Augment, random_crop
+from backend.augment import Augment
 from backend.checkpoint import (
     DEFAULT_BANDS,
     InputSpec,
@@ -58,9 +62,10 @@ from backend.datasets.snowed import (
     tile_groups,
     write_split,
 )
+from backend.datasets.transforms import CenterCrop, TrainSet
 from backend.device import check_device_name, choose_device
 from backend.errors import Cancelled, UserError
-from backend.evaluate import CenterCrop, evaluate_model
+from backend.evaluate import evaluate_model
 
 # Table II of the paper (epochs, batch size, learning rate; Adam). U-Net: our choice.
 MODEL_DEFAULTS: dict[str, tuple[int, int, float]] = {
@@ -84,6 +89,20 @@ CSV_FIELDS = [
     "best",
 ]
 NOT_IN_CHECKPOINT_CONFIG = ("split",)  # stored under ckpt["split"] instead
+SPECTRAL_INDEX_CHOICES = [True, "only", "residual", "ndwi-init", "ndwi-anchored", "anchored"]
+
+
+def option(
+    default: Any = MISSING, help: str = "", *, default_factory: Any = MISSING, **cli: Any
+) -> Any:
+    """A :class:`TrainConfig` field that is also an option of ``python -m backend train``.
+
+    The option is ``--field-name`` with the field's default; ``int``/``float`` fields get
+    ``type=int``/``float`` and ``bool`` fields ``store_true``. ``cli`` overrides or adds
+    argparse keywords (``type``, ``action``, ``required``, ...; ``flag``: another spelling).
+    """
+    metadata = {"help": help, "cli": cli}
+    return field(default=default, default_factory=default_factory, metadata=metadata)
 
 
 @dataclass
@@ -94,8 +113,6 @@ class TrainConfig:
     ``batch_size`` is per process under DDP. ``limit`` keeps the first N samples of each
     subset (quick runs). ``crop`` trains on random crops of crop x crop pixels and validates
     on the centre crop (tests and smoke runs; the paper uses full 256 x 256 tiles).
-    ``split``: a split dict (as :func:`backend.datasets.make_split` returns) that overrides
-    ``split_file`` and the seeded split -- for cross-validation loops in Python.
     ``spectral_indices``: put the fixed normalised-difference input layer of
     backend/models/spectral.py in front of the model (True: appended to the bands; "only":
     instead of them); stored in the checkpoint's arch kwargs. ``brightness`` [lo, hi]: multiply
@@ -103,37 +120,77 @@ class TrainConfig:
     ``anchor_bound``: with ``spectral_indices="ndwi-anchored"``, the most the net may move each
     logit away from the fixed NDWI decision (default ``spectral.DEFAULT_ANCHOR_BOUND``);
     ``anchor_bands`` [a, b]: anchor on (a - b) / (a + b) instead of NDWI (["B3", "B11"]: MNDWI).
+
+    Fields made with :func:`option` are the command-line options, in this order; the last two
+    are for Python callers only: ``loss_kwargs`` for the loss, and ``split``, a split dict (as
+    :func:`backend.datasets.make_split` returns) that overrides ``split_file`` and the seeded
+    split -- for cross-validation loops in Python.
     """
 
-    data: str
-    model: str = "munet"
-    width: str | float = "half"
-    loss: str = "seg+edge"
-    out: str = "runs/train"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    seed: int = 0
-    device: str = "auto"
-    workers: int | None = None
-    resume: bool = False
-    bands: list[str] = field(default_factory=lambda: list(DEFAULT_BANDS))
-    augment: bool = True
-    spectral_gain: float = 0.0
-    spectral_offset: float = 0.0
-    tensorboard: bool = False
-    split_file: str | None = None
-    group_by_tile: bool = False
-    limit: int | None = None
-    crop: int | None = None
-    amp: bool = True
+    data: str = option(help="the SNOWED folder (holding <id>/sample_2A.npy)")
+    model: str = option("munet", "senet, deepunet, munet or unet (default munet)")
+    width: str | float = option("half", "base, half or a multiplier of base (default half)")
+    loss: str = option("seg+edge", "ce, sd, ce+sd, seg, edge or seg+edge (default seg+edge)")
+    out: str = option("runs/train", "output folder of the run", required=True)
+    epochs: int | None = option(None, "default: Table II (senet 1000, others 100)")
+    batch_size: int | None = option(None, "per process; default: Table II (4/11/10, unet 8)")
+    lr: float | None = option(None, "Adam learning rate; default: Table II")
+    seed: int = option(0, "seed of split, init, shuffling, augmentation")
+    device: str = option("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    workers: int | None = option(None, "DataLoader workers (default 0 on CPU, up to 8 on CUDA)")
+    resume: bool = option(False, "continue the run in --out from last.pt")
+    bands: list[str] = option(
+        help="input bands, e.g. B2,B3,B4,B8",
+        default_factory=lambda: list(DEFAULT_BANDS),
+        type=lambda t: [b for b in t.split(",") if b.strip()],
+    )
+    augment: bool = option(
+        True,
+        "random flips and 90-degree rotations (default on)",
+        action=argparse.BooleanOptionalAction,
+    )
+    spectral_gain: float = option(0.0, "per-band gain jitter, e.g. 0.05 (default off)")
+    spectral_offset: float = option(
+        0.0, "per-band offset jitter in reflectance, e.g. 0.01 (default off)"
+    )
+    brightness: list[float] | None = option(
+        None,
+        "multiply each training crop by a factor drawn log-uniformly from LO,HI, e.g. "
+        "0.3,2 (all bands alike; default off)",
+        type=lambda t: [float(v) for v in t.split(",")],
+    )
+    tensorboard: bool = option(False, "also log to OUT/tensorboard (needs the tensorboard package)")
+    split_file: str | None = option(None, "a split.json to use instead of a new seeded split")
+    group_by_tile: bool = option(False, "split by Sentinel-2 tile (needs metadata.pkl)")
+    limit: int | None = option(None, "use at most N samples of each subset (quick runs)")
+    crop: int | None = option(None, "train on random NxN crops, validate on the centre crop")
+    spectral_indices: bool | str = option(
+        False,
+        "append fixed normalised differences of all band pairs (NDWI, ...) to the input "
+        "bands; 'only': the indices instead of the bands; 'residual': appended, plus a learned "
+        "per-pixel linear map of them added to the logits; 'ndwi-init': 'residual' started so "
+        "that the untrained model predicts NDWI > 0; 'ndwi-anchored': fixed NDWI decision plus "
+        "the net's bounded correction; 'anchored': the same with a logistic regression on all "
+        "the indices, fitted on the training tiles first",
+        nargs="?",
+        const=True,
+        choices=SPECTRAL_INDEX_CHOICES,
+    )
+    anchor_bound: float | None = option(
+        None,
+        "with --spectral-indices ndwi-anchored: the most the net may move each logit "
+        "(default 1.5: it can overrule NDWI only where |NDWI| < 0.3)",
+    )
+    anchor_bands: list[str] | None = option(
+        None,
+        "with --spectral-indices ndwi-anchored: the two bands of the anchoring index "
+        "(default B3,B8 = NDWI; B3,B11 = MNDWI)",
+        type=lambda t: t.split(","),
+    )
+    amp: bool = option(True, "no mixed precision on CUDA", flag="--no-amp", action="store_false")
+    quiet: bool = option(False, "no per-epoch lines")
     loss_kwargs: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] | None = None
-    quiet: bool = False
-    spectral_indices: bool | str = False
-    brightness: list[float] | None = None
-    anchor_bound: float | None = None
-    anchor_bands: list[str] | None = None
 
     def resolved(self) -> TrainConfig:
         """A copy with the model's Table II defaults filled in and values checked."""
@@ -252,34 +309,6 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-class TrainSet(Dataset):
-    """A SNOWED subset with per-sample randomness drawn from (seed, epoch, index).
-
-    Random crop (when ``crop``) then ``augment``; the same sample gets the same random
-    transform in a given epoch whatever the worker count, process count or resume point.
-    """
-
-    def __init__(self, base: SNOWED, augment: Augment | None, crop: int | None, seed: int):
-        self.base, self.augment, self.crop, self.seed = base, augment, crop, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        sample = self.base[index]
-        rng = np.random.default_rng([self.seed, self.epoch, index])
-        if self.crop:
-            image, mask = random_crop(sample["image"], sample["mask"], self.crop, rng)
-            sample = {**sample, "image": image, "mask": mask}
-        if self.augment is not None and self.augment.active:
-            sample = self.augment(sample, rng)
-        return sample
-
-
 class ShardSampler(Sampler[int]):
     """Indices rank, rank + world, ... in order: every sample exactly once over all ranks
     (unlike DistributedSampler, which pads), so summed metrics equal one-process metrics."""
@@ -395,17 +424,355 @@ def _check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, path: Path) -> None
         raise UserError(f"{path} has no optimizer/RNG state; it cannot be resumed")
 
 
-def _fit_anchor(model, dataset, cfg: TrainConfig, rank: int, quiet: bool) -> None:
+# ----------------------------------------------------------------------------- the run's state
+
+
+@dataclass
+class Run:
+    """Where a run happens: its (resolved) config, this process's rank of ``world`` and its
+    device; the output files."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def out(self) -> Path:
+        return Path(self.cfg.out)
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.pt"
+
+    @property
+    def show_bar(self) -> bool:
+        return self.rank == 0 and not self.cfg.quiet and sys.stderr.isatty()
+
+    def log(self, msg: str) -> None:
+        _log(msg, self.rank, self.cfg.quiet)
+
+
+@dataclass
+class Learner:
+    """The model and what trains it. ``ddp_model`` is the model to train (the model itself,
+    or its DistributedDataParallel wrapper); ``model`` is what is validated and saved."""
+
+    model: torch.nn.Module
+    criterion: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    amp_dtype: torch.dtype | None
+    arch_kwargs: dict[str, Any]
+    input_spec: InputSpec
+    ddp_model: torch.nn.Module | None = None
+
+    def __post_init__(self) -> None:
+        if self.ddp_model is None:
+            self.ddp_model = self.model
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Forward pass (autocast when AMP is on), then the loss in fp32."""
+        with torch.autocast(
+            x.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        ):
+            outputs = self.ddp_model(x)
+        return self.criterion(_float_outputs(outputs), y, x)
+
+    def step(self, loss: torch.Tensor) -> None:
+        """One optimizer step on ``loss`` (through the GradScaler when there is one)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+
+
+@dataclass
+class Data:
+    """The training and validation subsets and their loaders (this process's share)."""
+
+    train_base: SNOWED  # the training tiles, neither cropped nor augmented
+    train_set: TrainSet
+    sampler: DistributedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+    def set_epoch(self, epoch: int) -> None:
+        """Shuffling and augmentation of ``epoch`` (functions of seed, epoch, sample)."""
+        self.sampler.set_epoch(epoch)
+        self.train_set.set_epoch(epoch)
+
+
+@dataclass
+class EpochResult:
+    """What one epoch gave: its training loss, validation metrics and time."""
+
+    epoch: int  # 1-based: the number of epochs completed
+    train_loss: float
+    val: dict[str, Any]
+    seconds: float
+    is_best: bool = False
+
+    def line(self, epochs: int) -> str:
+        val = self.val
+        return (
+            f"epoch {self.epoch}/{epochs}  train_loss {self.train_loss:.4f}  "
+            f"val_loss {val['loss']:.4f}  val IoU mean {100 * val['iou_mean']:.2f} %  "
+            f"F1 {100 * val['f1_water']:.2f} %  {self.seconds:.1f} s"
+            + ("  (best)" if self.is_best else "")
+        )
+
+
+@dataclass
+class Progress:
+    """Epochs completed before this process started, and the best epoch so far."""
+
+    start_epoch: int = 0
+    best: dict[str, Any] = field(
+        default_factory=lambda: {"epoch": 0, "score": -math.inf, "metric": ""}
+    )
+
+    def update(self, result: EpochResult) -> bool:
+        """Record ``result``; True when it is the new best epoch: highest val IoU mean
+        (highest -train_loss when there is no validation subset)."""
+        val = result.val
+        score = val["iou_mean"] if val["samples"] else -result.train_loss
+        previous = self.best["score"] if math.isfinite(self.best["score"]) else -math.inf
+        is_best = self.best["epoch"] == 0 or (math.isfinite(score) and score > previous)
+        if is_best:
+            metric = "val_iou_mean" if val["samples"] else "-train_loss"
+            self.best = {"epoch": result.epoch, "score": float(score), "metric": metric}
+        return is_best
+
+
+@dataclass
+class EpochLog:
+    """log.csv (rank 0) and TensorBoard (rank 0, with --tensorboard): one row per epoch."""
+
+    csv_file: Any = None
+    csv_writer: csv.DictWriter | None = None
+    tb: Any = None
+
+    @classmethod
+    def open(cls, run: Run, completed_epochs: int) -> EpochLog:
+        if run.rank != 0:
+            return cls()
+        csv_file, csv_writer = _open_csv(run.out / "log.csv", completed_epochs)
+        return cls(csv_file, csv_writer, _open_tensorboard(run.cfg, run.out, run.rank))
+
+    def write(self, result: EpochResult, learner: Learner) -> None:
+        val = result.val
+        self.csv_writer.writerow(
+            {
+                "epoch": result.epoch,
+                "train_loss": f"{result.train_loss:.6f}",
+                "val_loss": f"{val['loss']:.6f}",
+                **{
+                    f"val_{k}": f"{val[k]:.6f}"
+                    for k in ("f1_water", "iou_water", "iou_land", "iou_mean", "accuracy")
+                },
+                "lr": f"{learner.optimizer.param_groups[0]['lr']:g}",
+                "seconds": f"{result.seconds:.2f}",
+                "best": int(result.is_best),
+            }
+        )
+        self.csv_file.flush()
+        if self.tb is not None:
+            self.tb.add_scalar("loss/train", result.train_loss, result.epoch)
+            for k in ("loss", "f1_water", "iou_water", "iou_land", "iou_mean"):
+                self.tb.add_scalar(f"val/{k}", val[k], result.epoch)
+            for k, v in (getattr(learner.criterion, "last_terms", None) or {}).items():
+                self.tb.add_scalar(f"terms/{k}", float(v), result.epoch)
+
+    def close(self) -> None:
+        if self.csv_file is not None:
+            self.csv_file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def load_resume_checkpoint(run: Run) -> dict[str, Any] | None:
+    """last.pt of the run in --out when resuming it; None for a new run. Refuses to overwrite
+    a run without --resume, or to resume one trained with other settings."""
+    cfg, last_path = run.cfg, run.last_path
+    if last_path.exists():
+        if not cfg.resume:
+            raise UserError(
+                f"{run.out} already holds a training run ({last_path.name}); pass --resume to "
+                "continue it or choose another --out"
+            )
+        ckpt = read_checkpoint(last_path)
+        _check_resumable(ckpt, cfg, last_path)
+        return ckpt
+    if cfg.resume:
+        run.log(f"--resume: no {last_path} yet; starting a new run")
+    return None
+
+
+def prepare_out(run: Run, split: dict[str, Any]) -> None:
+    """Write split.json and delete temporary files a kill during a checkpoint save left."""
+    if run.rank == 0:
+        write_split(split, run.out / "split.json")
+        for stale in run.out.glob(".*.pt.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def build_loss(cfg: TrainConfig) -> torch.nn.Module:
+    from backend.losses import create_loss
+
+    try:
+        return create_loss(cfg.loss, **cfg.loss_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"--loss {cfg.loss!r}: {exc}") from None
+
+
+def model_kwargs(cfg: TrainConfig, heads: int) -> dict[str, Any]:
+    """The architecture's keyword arguments (stored in the checkpoints), options checked."""
+    arch_kwargs = {
+        "width": cfg.width,
+        "in_channels": len(cfg.bands),
+        "num_classes": 2,
+        "heads": heads,
+    }
+    if cfg.spectral_indices:  # only when on: older checkpoints keep their exact kwargs
+        arch_kwargs["spectral_indices"] = (
+            True if cfg.spectral_indices in (True, "all") else cfg.spectral_indices
+        )
+    if cfg.anchor_bound is not None:
+        if cfg.spectral_indices not in ("ndwi-anchored", "anchored"):
+            raise UserError("--anchor-bound needs --spectral-indices anchored or ndwi-anchored")
+        arch_kwargs["anchor_bound"] = float(cfg.anchor_bound)
+    if cfg.anchor_bands is not None:
+        pair = [b.strip().upper() for b in cfg.anchor_bands]
+        if cfg.spectral_indices != "ndwi-anchored" or len(pair) != 2:
+            raise UserError(
+                "--anchor-bands needs --spectral-indices ndwi-anchored and two bands, "
+                "e.g. --anchor-bands B3,B11"
+            )
+        missing = [b for b in pair if b not in cfg.bands]
+        if missing:
+            raise UserError(
+                f"--anchor-bands {','.join(pair)}: {', '.join(missing)} not among --bands "
+                f"{','.join(cfg.bands)}; add it to --bands"
+            )
+        arch_kwargs["index_init_pair"] = [cfg.bands.index(b) for b in pair]
+    return arch_kwargs
+
+
+def build_learner(run: Run, criterion: torch.nn.Module) -> Learner:
+    """The model (initialised from the torch RNG), on the device with the loss; Adam; AMP."""
+    from backend.models import create_model
+
+    cfg, device = run.cfg, run.device
+    arch_kwargs = model_kwargs(cfg, heads=int(criterion.num_heads))
+    try:
+        model = create_model(cfg.model, **arch_kwargs)
+    except ValueError as exc:
+        raise UserError(f"--model {cfg.model!r} / --width {cfg.width!r}: {exc}") from None
+    multiple = int(getattr(model, "size_multiple", 1))
+    tile = cfg.crop or 256
+    if tile % multiple:
+        raise UserError(
+            f"--crop {tile} is not a multiple of {multiple}, which {cfg.model} needs; "
+            f"use --crop {max(multiple, tile // multiple * multiple)}"
+        )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed tile size: let cuDNN pick kernels
+    model.to(device)
+    criterion.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    amp_dtype, use_scaler = amp_settings(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    input_spec = InputSpec(bands=list(cfg.bands), tile_size=256)
+    return Learner(model, criterion, optimizer, scaler, amp_dtype, arch_kwargs, input_spec)
+
+
+def restore(run: Run, learner: Learner, ckpt: dict[str, Any] | None) -> Progress:
+    """Weights, optimizer, scaler, progress and RNG states from last.pt (nothing when None)."""
+    progress = Progress()
+    if ckpt is None:
+        return progress
+    learner.model.load_state_dict(ckpt["state_dict"])
+    learner.optimizer.load_state_dict(ckpt["optimizer"])
+    if learner.scaler is not None and ckpt.get("scaler"):
+        learner.scaler.load_state_dict(ckpt["scaler"])
+    progress = Progress(int(ckpt["epoch"]), dict(ckpt.get("best") or progress.best))
+    set_rng_state(ckpt["rng"])
+    run.log(f"resuming {run.last_path} after epoch {progress.start_epoch}")
+    return progress
+
+
+def wrap_ddp(run: Run, learner: Learner) -> None:
+    """Under torchrun: train through DistributedDataParallel (gradients averaged over ranks)."""
+    if run.world > 1:
+        learner.ddp_model = torch.nn.parallel.DistributedDataParallel(
+            learner.model, device_ids=[run.device.index] if run.device.type == "cuda" else None
+        )
+
+
+def build_data(run: Run, split: dict[str, Any], input_spec: InputSpec) -> Data:
+    """Datasets (random crop + augmentation for training, centre crop for validation),
+    samplers (this rank's share) and loaders."""
+    cfg, device = run.cfg, run.device
+    augment = (
+        Augment(
+            gain=cfg.spectral_gain,
+            offset=cfg.spectral_offset,
+            brightness=tuple(cfg.brightness) if cfg.brightness else None,
+        )
+        if cfg.augment
+        else None
+    )
+    train_base = SNOWED(cfg.data, split["train"], cfg.bands, input_spec)
+    train_set = TrainSet(train_base, augment, cfg.crop, cfg.seed)
+    val_set = CenterCrop(SNOWED(cfg.data, split["val"], cfg.bands, input_spec), cfg.crop)
+    sampler = DistributedSampler(
+        train_set, num_replicas=run.world, rank=run.rank, shuffle=True, seed=cfg.seed
+    )
+    per_rank = len(sampler)
+    # a last batch of one sample breaks BatchNorm at 1 x 1 resolution: drop just that one
+    drop_last = per_rank > cfg.batch_size and per_rank % cfg.batch_size == 1
+    workers = (
+        cfg.workers
+        if cfg.workers is not None
+        else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    )
+    loader_kw = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    train_loader = DataLoader(
+        train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last, **loader_kw
+    )
+    val_loader = DataLoader(
+        val_set,
+        batch_size=cfg.batch_size,
+        sampler=ShardSampler(len(val_set), run.rank, run.world),
+        **loader_kw,
+    )
+    return Data(train_base, train_set, sampler, train_loader, val_loader)
+
+
+def fit_spectral_anchor(run: Run, learner: Learner, data: Data) -> None:
     """Fit the linear anchor of an ``anchored`` model on the training tiles (no augmentation)
     before the net trains; the same on every rank (deterministic L-BFGS on the CPU)."""
     from backend.models.spectral import ANCHOR_PIXELS, fit_anchor
 
+    dataset, seed = data.train_base, run.cfg.seed
     if len(dataset) == 0:
         raise UserError("the training split is empty; the anchor needs training tiles")
     # Pixels drawn at random from every tile (at most ANCHOR_PIXELS in all), laid out as one
     # (1, C, 1, M) image: the full dataset never has to be in memory at once.
     per_tile = max(1, -(-ANCHOR_PIXELS // len(dataset)))
-    g = torch.Generator().manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(seed)
     pixels, labels = [], []
     for i in range(len(dataset)):
         sample = dataset[i]
@@ -414,12 +781,108 @@ def _fit_anchor(model, dataset, cfg: TrainConfig, rank: int, quiet: bool) -> Non
         pixels.append(image[:, pick])
         labels.append(mask[pick])
     images = torch.cat(pixels, dim=1)[None, :, None]
-    result = fit_anchor(model, images, torch.cat(labels)[None, None], seed=cfg.seed)
-    _log(
+    result = fit_anchor(learner.model, images, torch.cat(labels)[None, None], seed=seed)
+    run.log(
         f"anchor: logistic regression on the spectral indices of {result['pixels']:,} pixels, "
-        f"accuracy {100 * result['accuracy']:.2f} %",
-        rank,
-        quiet,
+        f"accuracy {100 * result['accuracy']:.2f} %"
+    )
+
+
+def log_setup(run: Run, learner: Learner, split: dict[str, Any]) -> None:
+    cfg = run.cfg
+    run.log(describe_device(run.device, learner.amp_dtype, run.world))
+    n_params = sum(p.numel() for p in learner.model.parameters())
+    run.log(
+        f"model {cfg.model} width {cfg.width} ({n_params:,} parameters, "
+        f"{learner.arch_kwargs['heads']} head(s)), "
+        f"loss {cfg.loss}, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
+        f"split {len(split['train'])}/{len(split['val'])}/{len(split['test'])} "
+        f"train/val/test, out {run.out}"
+    )
+
+
+def train_one_epoch(run: Run, learner: Learner, data: Data, epoch: int) -> float:
+    """One pass over this rank's share of the training subset -> the mean loss per sample
+    over all ranks."""
+    data.set_epoch(epoch)
+    learner.ddp_model.train()
+    loss_sum, count = 0.0, 0
+    batches = data.train_loader
+    if run.show_bar:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=f"epoch {epoch + 1}/{run.cfg.epochs}", leave=False)
+    for step, batch in enumerate(batches):
+        x = batch["image"].to(run.device, non_blocking=True)
+        y = batch["mask"].to(run.device, non_blocking=True)
+        loss = learner.loss(x, y)
+        if not torch.isfinite(loss):
+            raise UserError(
+                f"training loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; "
+                "lower --lr or check the data"
+            )
+        learner.step(loss)
+        loss_sum += loss.item() * len(x)
+        count += len(x)
+        if run.show_bar:
+            batches.set_postfix(loss=f"{loss.item():.4f}")
+    loss_sum, count = _all_reduce_sums(loss_sum, count)
+    return loss_sum / max(count, 1)
+
+
+def validate(run: Run, learner: Learner, data: Data) -> dict[str, Any]:
+    """Table I metrics and loss on the validation subset (confusion matrix summed over ranks)."""
+    # rank 0's BatchNorm statistics are the ones saved, so use them everywhere
+    if run.world > 1:
+        for buf in learner.model.buffers():
+            dist.broadcast(buf, 0)
+    return evaluate_model(
+        learner.model,
+        data.val_loader,
+        run.device,
+        criterion=learner.criterion,
+        amp_dtype=learner.amp_dtype,
+    )
+
+
+def save_checkpoints(
+    run: Run, learner: Learner, split: dict[str, Any], progress: Progress, result: EpochResult
+) -> None:
+    """best.pt when the epoch is the best, then last.pt (with optimizer and RNG states)."""
+    cfg = run.cfg
+    metrics = {"val": result.val, "train": {"loss": result.train_loss}, "best": progress.best}
+    common = {
+        "loss": cfg.loss,
+        "config": cfg.to_dict(),
+        "split": split,
+        "metrics": metrics,
+        "epoch": result.epoch,
+    }
+    model, arch_kwargs, spec = learner.model, learner.arch_kwargs, learner.input_spec
+    if result.is_best:
+        save_checkpoint(
+            build_checkpoint(model, cfg.model, arch_kwargs, spec, **common), run.best_path
+        )
+    extra = {
+        "optimizer": learner.optimizer.state_dict(),
+        "scaler": learner.scaler.state_dict() if learner.scaler is not None else None,
+        "rng": rng_state(),
+        "best": progress.best,
+    }
+    save_checkpoint(
+        build_checkpoint(model, cfg.model, arch_kwargs, spec, **common, extra=extra),
+        run.last_path,
+    )
+
+
+def finish(run: Run, progress: Progress) -> None:
+    if run.world > 1:
+        dist.barrier()
+    if progress.start_epoch >= run.cfg.epochs:
+        run.log(f"{run.last_path} already completed {progress.start_epoch} epochs; nothing to do")
+    best = progress.best
+    run.log(
+        f"best: epoch {best['epoch']} ({best['metric']} {best['score']:.4f}) -> {run.best_path}"
     )
 
 
@@ -432,289 +895,65 @@ def train(config: TrainConfig) -> Path:
     Writes into ``config.out``: best.pt, last.pt, split.json, log.csv. Raises UserError for
     mistakes the user can fix (bad data folder, an existing run without --resume, ...).
     """
-    from backend.losses import create_loss
-    from backend.models import create_model
-
     cfg = config.resolved()
-    out = Path(cfg.out)
-    last_path, best_path = out / "last.pt", out / "best.pt"
-    rank, world, device = setup_distributed(cfg.device)
-    quiet = cfg.quiet
+    run = Run(cfg, *setup_distributed(cfg.device))
     try:
-        # ---- resume or start
-        resume_ckpt = None
-        if last_path.exists():
-            if not cfg.resume:
-                raise UserError(
-                    f"{out} already holds a training run ({last_path.name}); pass --resume to "
-                    "continue it or choose another --out"
-                )
-            resume_ckpt = read_checkpoint(last_path)
-            _check_resumable(resume_ckpt, cfg, last_path)
-        elif cfg.resume:
-            _log(f"--resume: no {last_path} yet; starting a new run", rank, quiet)
-
+        resume_ckpt = load_resume_checkpoint(run)
         split = resume_ckpt["split"] if resume_ckpt else resolve_split(cfg)
-        if rank == 0:
-            write_split(split, out / "split.json")
-            for stale in out.glob(".*.pt.*.tmp"):  # left by a kill during a checkpoint save
-                stale.unlink(missing_ok=True)
-
-        # ---- model, loss, optimizer
-        seed_everything(cfg.seed)
-        try:
-            criterion = create_loss(cfg.loss, **cfg.loss_kwargs)
-        except (ValueError, TypeError) as exc:
-            raise UserError(f"--loss {cfg.loss!r}: {exc}") from None
-        heads = int(criterion.num_heads)
-        arch_kwargs = {
-            "width": cfg.width,
-            "in_channels": len(cfg.bands),
-            "num_classes": 2,
-            "heads": heads,
-        }
-        if cfg.spectral_indices:  # only when on: older checkpoints keep their exact kwargs
-            arch_kwargs["spectral_indices"] = (
-                True if cfg.spectral_indices in (True, "all") else cfg.spectral_indices
-            )
-        if cfg.anchor_bound is not None:
-            if cfg.spectral_indices not in ("ndwi-anchored", "anchored"):
-                raise UserError("--anchor-bound needs --spectral-indices anchored or ndwi-anchored")
-            arch_kwargs["anchor_bound"] = float(cfg.anchor_bound)
-        if cfg.anchor_bands is not None:
-            pair = [b.strip().upper() for b in cfg.anchor_bands]
-            if cfg.spectral_indices != "ndwi-anchored" or len(pair) != 2:
-                raise UserError(
-                    "--anchor-bands needs --spectral-indices ndwi-anchored and two bands, "
-                    "e.g. --anchor-bands B3,B11"
-                )
-            missing = [b for b in pair if b not in cfg.bands]
-            if missing:
-                raise UserError(
-                    f"--anchor-bands {','.join(pair)}: {', '.join(missing)} not among --bands "
-                    f"{','.join(cfg.bands)}; add it to --bands"
-                )
-            arch_kwargs["index_init_pair"] = [cfg.bands.index(b) for b in pair]
-        try:
-            model = create_model(cfg.model, **arch_kwargs)
-        except ValueError as exc:
-            raise UserError(f"--model {cfg.model!r} / --width {cfg.width!r}: {exc}") from None
-        multiple = int(getattr(model, "size_multiple", 1))
-        tile = cfg.crop or 256
-        if tile % multiple:
-            raise UserError(
-                f"--crop {tile} is not a multiple of {multiple}, which {cfg.model} needs; "
-                f"use --crop {max(multiple, tile // multiple * multiple)}"
-            )
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # fixed tile size: let cuDNN pick kernels
-        model.to(device)
-        criterion.to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-        amp_dtype, use_scaler = amp_settings(device, cfg.amp)
-        scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        input_spec = InputSpec(bands=list(cfg.bands), tile_size=256)
-
-        start_epoch, best = 0, {"epoch": 0, "score": -math.inf, "metric": ""}
-        if resume_ckpt is not None:
-            model.load_state_dict(resume_ckpt["state_dict"])
-            optimizer.load_state_dict(resume_ckpt["optimizer"])
-            if scaler is not None and resume_ckpt.get("scaler"):
-                scaler.load_state_dict(resume_ckpt["scaler"])
-            start_epoch = int(resume_ckpt["epoch"])
-            best = dict(resume_ckpt.get("best") or best)
-            set_rng_state(resume_ckpt["rng"])
-            _log(f"resuming {last_path} after epoch {start_epoch}", rank, quiet)
-        ddp_model = model
-        if world > 1:
-            ddp_model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[device.index] if device.type == "cuda" else None
-            )
-
-        # ---- data
-        augment = (
-            Augment(
-                gain=cfg.spectral_gain,
-                offset=cfg.spectral_offset,
-                brightness=tuple(cfg.brightness) if cfg.brightness else None,
-            )
-            if cfg.augment
-            else None
-        )
-        train_base = SNOWED(cfg.data, split["train"], cfg.bands, input_spec)
-        train_set = TrainSet(train_base, augment, cfg.crop, cfg.seed)
-        val_set = CenterCrop(SNOWED(cfg.data, split["val"], cfg.bands, input_spec), cfg.crop)
-        sampler = DistributedSampler(
-            train_set, num_replicas=world, rank=rank, shuffle=True, seed=cfg.seed
-        )
-        per_rank = len(sampler)
-        # a last batch of one sample breaks BatchNorm at 1 x 1 resolution: drop just that one
-        drop_last = per_rank > cfg.batch_size and per_rank % cfg.batch_size == 1
-        workers = (
-            cfg.workers
-            if cfg.workers is not None
-            else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
-        )
-        loader_kw = {"num_workers": workers, "pin_memory": device.type == "cuda"}
-        train_loader = DataLoader(
-            train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=drop_last, **loader_kw
-        )
-        val_loader = DataLoader(
-            val_set,
-            batch_size=cfg.batch_size,
-            sampler=ShardSampler(len(val_set), rank, world),
-            **loader_kw,
-        )
-
+        prepare_out(run, split)
+        seed_everything(cfg.seed)  # the model's initial weights come from the seed
+        learner = build_learner(run, build_loss(cfg))
+        progress = restore(run, learner, resume_ckpt)
+        wrap_ddp(run, learner)
+        data = build_data(run, split, learner.input_spec)
         if resume_ckpt is None and cfg.spectral_indices == "anchored":
-            _fit_anchor(model, train_base, cfg, rank, quiet)
+            fit_spectral_anchor(run, learner, data)
+        log_setup(run, learner, split)
+        epoch_log = EpochLog.open(run, progress.start_epoch)
 
-        _log(describe_device(device, amp_dtype, world), rank, quiet)
-        n_params = sum(p.numel() for p in model.parameters())
-        _log(
-            f"model {cfg.model} width {cfg.width} ({n_params:,} parameters, {heads} head(s)), "
-            f"loss {cfg.loss}, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
-            f"split {len(split['train'])}/{len(split['val'])}/{len(split['test'])} "
-            f"train/val/test, out {out}",
-            rank,
-            quiet,
-        )
-        csv_file, csv_writer = (
-            _open_csv(out / "log.csv", start_epoch) if rank == 0 else (None, None)
-        )
-        tb = _open_tensorboard(cfg, out, rank)
-        show_bar = rank == 0 and not quiet and sys.stderr.isatty()
-        config_dict = cfg.to_dict()
-
-        # ---- the loop
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(progress.start_epoch, cfg.epochs):
             t0 = time.perf_counter()
-            sampler.set_epoch(epoch)
-            train_set.set_epoch(epoch)
-            ddp_model.train()
-            loss_sum, count = 0.0, 0
-            batches = train_loader
-            if show_bar:
-                from tqdm import tqdm
+            train_loss = train_one_epoch(run, learner, data, epoch)
+            val = validate(run, learner, data)
+            result = EpochResult(epoch + 1, train_loss, val, time.perf_counter() - t0)
+            result.is_best = progress.update(result)
+            # rank 0 writes the CSV row, then best.pt, then last.pt: a kill between is harmless
+            if run.rank == 0:
+                epoch_log.write(result, learner)
+                save_checkpoints(run, learner, split, progress, result)
+            run.log(result.line(cfg.epochs))
 
-                batches = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False)
-            for step, batch in enumerate(batches):
-                x = batch["image"].to(device, non_blocking=True)
-                y = batch["mask"].to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    outputs = ddp_model(x)
-                loss = criterion(_float_outputs(outputs), y, x)
-                if not torch.isfinite(loss):
-                    raise UserError(
-                        f"training loss became {loss.item()} at epoch {epoch + 1} step {step + 1}; "
-                        "lower --lr or check the data"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    optimizer.step()
-                loss_sum += loss.item() * len(x)
-                count += len(x)
-                if show_bar:
-                    batches.set_postfix(loss=f"{loss.item():.4f}")
-            loss_sum, count = _all_reduce_sums(loss_sum, count)
-            train_loss = loss_sum / max(count, 1)
-
-            # validation: rank 0's BatchNorm statistics are the ones saved, so use them everywhere
-            if world > 1:
-                for buf in model.buffers():
-                    dist.broadcast(buf, 0)
-            val = evaluate_model(
-                model, val_loader, device, criterion=criterion, amp_dtype=amp_dtype
-            )
-            seconds = time.perf_counter() - t0
-            # best = highest val IoU mean (highest -train_loss when there is no validation subset)
-            score = val["iou_mean"] if val["samples"] else -train_loss
-            previous = best["score"] if math.isfinite(best["score"]) else -math.inf
-            is_best = best["epoch"] == 0 or (math.isfinite(score) and score > previous)
-            if is_best:
-                metric = "val_iou_mean" if val["samples"] else "-train_loss"
-                best = {"epoch": epoch + 1, "score": float(score), "metric": metric}
-            metrics = {"val": val, "train": {"loss": train_loss}, "best": best}
-
-            if rank == 0:  # CSV row, then best.pt, then last.pt: a kill between them is harmless
-                csv_writer.writerow(
-                    {
-                        "epoch": epoch + 1,
-                        "train_loss": f"{train_loss:.6f}",
-                        "val_loss": f"{val['loss']:.6f}",
-                        **{
-                            f"val_{k}": f"{val[k]:.6f}"
-                            for k in ("f1_water", "iou_water", "iou_land", "iou_mean", "accuracy")
-                        },
-                        "lr": f"{optimizer.param_groups[0]['lr']:g}",
-                        "seconds": f"{seconds:.2f}",
-                        "best": int(is_best),
-                    }
-                )
-                csv_file.flush()
-                if tb is not None:
-                    tb.add_scalar("loss/train", train_loss, epoch + 1)
-                    for k in ("loss", "f1_water", "iou_water", "iou_land", "iou_mean"):
-                        tb.add_scalar(f"val/{k}", val[k], epoch + 1)
-                    for k, v in (getattr(criterion, "last_terms", None) or {}).items():
-                        tb.add_scalar(f"terms/{k}", float(v), epoch + 1)
-                common = {
-                    "loss": cfg.loss,
-                    "config": config_dict,
-                    "split": split,
-                    "metrics": metrics,
-                    "epoch": epoch + 1,
-                }
-                if is_best:
-                    save_checkpoint(
-                        build_checkpoint(model, cfg.model, arch_kwargs, input_spec, **common),
-                        best_path,
-                    )
-                extra = {
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": rng_state(),
-                    "best": best,
-                }
-                save_checkpoint(
-                    build_checkpoint(
-                        model, cfg.model, arch_kwargs, input_spec, **common, extra=extra
-                    ),
-                    last_path,
-                )
-            _log(
-                f"epoch {epoch + 1}/{cfg.epochs}  train_loss {train_loss:.4f}  "
-                f"val_loss {val['loss']:.4f}  val IoU mean {100 * val['iou_mean']:.2f} %  "
-                f"F1 {100 * val['f1_water']:.2f} %  {seconds:.1f} s"
-                + ("  (best)" if is_best else ""),
-                rank,
-                quiet,
-            )
-        if csv_file is not None:
-            csv_file.close()
-        if tb is not None:
-            tb.close()
-        if world > 1:
-            dist.barrier()
-        if start_epoch >= cfg.epochs:
-            _log(f"{last_path} already completed {start_epoch} epochs; nothing to do", rank, quiet)
-        _log(
-            f"best: epoch {best['epoch']} ({best['metric']} {best['score']:.4f}) -> {best_path}",
-            rank,
-            quiet,
-        )
-        return best_path
+        epoch_log.close()
+        finish(run, progress)
+        return run.best_path
     finally:
-        if world > 1 and dist.is_initialized():
+        if run.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
 
 
 # ----------------------------------------------------------------------------- CLI
+
+
+def cli_fields() -> list[Field]:
+    """The TrainConfig fields that are command-line options (made with :func:`option`)."""
+    return [f for f in fields(TrainConfig) if "cli" in f.metadata]
+
+
+def _argparse_kwargs(f: Field, hint: Any) -> dict[str, Any]:
+    """add_argument keywords of a TrainConfig field: derived from its type and default,
+    then those given to :func:`option`."""
+    kw: dict[str, Any] = {"dest": f.name, "help": f.metadata["help"]}
+    if f.default is MISSING and f.default_factory is MISSING:
+        kw["required"] = True
+    elif not f.metadata["cli"].get("required"):
+        kw["default"] = f.default_factory() if f.default is MISSING else f.default
+    if hint is bool:
+        kw["action"] = "store_true"
+    elif hint in (int, int | None):
+        kw["type"] = int
+    elif hint in (float, float | None):
+        kw["type"] = float
+    return {**kw, **{k: v for k, v in f.metadata["cli"].items() if k != "flag"}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -723,97 +962,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a water/land segmentation model on SNOWED. Defaults per model follow "
         "Table II of the paper. Outputs in --out: best.pt, last.pt, split.json, log.csv.",
     )
-    p.add_argument("--data", required=True, help="the SNOWED folder (holding <id>/sample_2A.npy)")
-    p.add_argument(
-        "--model", default="munet", help="senet, deepunet, munet or unet (default munet)"
-    )
-    p.add_argument(
-        "--width", default="half", help="base, half or a multiplier of base (default half)"
-    )
-    p.add_argument(
-        "--loss", default="seg+edge", help="ce, sd, ce+sd, seg, edge or seg+edge (default seg+edge)"
-    )
-    p.add_argument("--out", required=True, help="output folder of the run")
-    p.add_argument("--epochs", type=int, help="default: Table II (senet 1000, others 100)")
-    p.add_argument(
-        "--batch-size", type=int, help="per process; default: Table II (4/11/10, unet 8)"
-    )
-    p.add_argument("--lr", type=float, help="Adam learning rate; default: Table II")
-    p.add_argument(
-        "--seed", type=int, default=0, help="seed of split, init, shuffling, augmentation"
-    )
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N")
-    p.add_argument(
-        "--workers", type=int, help="DataLoader workers (default 0 on CPU, up to 8 on CUDA)"
-    )
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
-    p.add_argument("--bands", default=",".join(DEFAULT_BANDS), help="input bands, e.g. B2,B3,B4,B8")
-    p.add_argument(
-        "--augment",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="random flips and 90-degree rotations (default on)",
-    )
-    p.add_argument(
-        "--spectral-gain",
-        type=float,
-        default=0.0,
-        help="per-band gain jitter, e.g. 0.05 (default off)",
-    )
-    p.add_argument(
-        "--spectral-offset",
-        type=float,
-        default=0.0,
-        help="per-band offset jitter in reflectance, e.g. 0.01 (default off)",
-    )
-    p.add_argument(
-        "--brightness",
-        type=lambda t: [float(v) for v in t.split(",")],
-        help="multiply each training crop by a factor drawn log-uniformly from LO,HI, e.g. "
-        "0.3,2 (all bands alike; default off)",
-    )
-    p.add_argument(
-        "--tensorboard",
-        action="store_true",
-        help="also log to OUT/tensorboard (needs the tensorboard package)",
-    )
-    p.add_argument("--split-file", help="a split.json to use instead of a new seeded split")
-    p.add_argument(
-        "--group-by-tile", action="store_true", help="split by Sentinel-2 tile (needs metadata.pkl)"
-    )
-    p.add_argument("--limit", type=int, help="use at most N samples of each subset (quick runs)")
-    p.add_argument(
-        "--crop", type=int, help="train on random NxN crops, validate on the centre crop"
-    )
-    p.add_argument(
-        "--spectral-indices",
-        nargs="?",
-        const=True,
-        default=False,
-        choices=[True, "only", "residual", "ndwi-init", "ndwi-anchored", "anchored"],
-        help="append fixed normalised differences of all band pairs (NDWI, ...) to the input "
-        "bands; 'only': the indices instead of the bands; 'residual': appended, plus a learned "
-        "per-pixel linear map of them added to the logits; 'ndwi-init': 'residual' started so "
-        "that the untrained model predicts NDWI > 0; 'ndwi-anchored': fixed NDWI decision plus "
-        "the net's bounded correction; 'anchored': the same with a logistic regression on all "
-        "the indices, fitted on the training tiles first",
-    )
-    p.add_argument(
-        "--anchor-bound",
-        type=float,
-        help="with --spectral-indices ndwi-anchored: the most the net may move each logit "
-        "(default 1.5: it can overrule NDWI only where |NDWI| < 0.3)",
-    )
-    p.add_argument(
-        "--anchor-bands",
-        type=lambda t: t.split(","),
-        help="with --spectral-indices ndwi-anchored: the two bands of the anchoring index "
-        "(default B3,B8 = NDWI; B3,B11 = MNDWI)",
-    )
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="no mixed precision on CUDA")
-    p.add_argument("--nproc", type=int, default=1, help="start N processes with torchrun (DDP)")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in cli_fields():
+        flag = f.metadata["cli"].get("flag", "--" + f.name.replace("_", "-"))
+        p.add_argument(flag, **_argparse_kwargs(f, hints[f.name]))
+        if f.name == "amp":  # not a TrainConfig field; after --no-amp, as --help always had it
+            p.add_argument(
+                "--nproc", type=int, default=1, help="start N processes with torchrun (DDP)"
+            )
     return p
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in cli_fields()})
 
 
 def _spawn_torchrun(nproc: int, argv: list[str]) -> int:
@@ -848,35 +1009,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1")) == 1:
         return _spawn_torchrun(args.nproc, argv)
-    cfg = TrainConfig(
-        data=args.data,
-        model=args.model,
-        width=args.width,
-        loss=args.loss,
-        out=args.out,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        workers=args.workers,
-        resume=args.resume,
-        bands=[b for b in args.bands.split(",") if b.strip()],
-        augment=args.augment,
-        spectral_gain=args.spectral_gain,
-        spectral_offset=args.spectral_offset,
-        tensorboard=args.tensorboard,
-        split_file=args.split_file,
-        group_by_tile=args.group_by_tile,
-        limit=args.limit,
-        crop=args.crop,
-        amp=args.amp,
-        quiet=args.quiet,
-        spectral_indices=args.spectral_indices,
-        brightness=args.brightness,
-        anchor_bound=args.anchor_bound,
-        anchor_bands=args.anchor_bands,
-    )
+    cfg = config_from_args(args)
 
     def _stop(signum, frame):
         raise Cancelled()

@@ -13,11 +13,14 @@ from backend.datasets.snowed import (
     tile_groups,
     write_split,
 )
+from backend.datasets.transforms import CenterCrop, TrainSet
 
 __all__ = [
     "ALL_BANDS",
+    "CenterCrop",
     "ESW",
     "SNOWED",
+    "TrainSet",
     "band_indices",
     "list_samples",
     "make_split",

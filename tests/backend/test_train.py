@@ -59,6 +59,39 @@ def test_table2_defaults_and_width_parsing(tmp_path):
         TrainConfig(data="x", bands=["B2", "B13"]).resolved()
 
 
+def test_parser_options_are_the_config_fields():
+    from dataclasses import fields
+
+    from backend.train import build_parser, cli_fields, config_from_args
+
+    parser = build_parser()
+    dests = [a.dest for a in parser._actions if a.dest != "help"]
+    python_only = {"loss_kwargs", "split"}
+    names = [f.name for f in fields(TrainConfig) if f.name not in python_only]
+    assert [f.name for f in cli_fields()] == names
+    assert sorted(dests) == sorted([*names, "nproc"])
+    flags = {s for a in parser._actions for s in a.option_strings}
+    assert {"--data", "--batch-size", "--no-amp", "--augment", "--no-augment", "--nproc"} <= flags
+    assert "--amp" not in flags and "--loss-kwargs" not in flags and "--split" not in flags
+    with pytest.raises(SystemExit):  # --data and --out are required
+        parser.parse_args(["--data", "D"])
+    # the defaults are the dataclass's, and every option lands in its field
+    assert config_from_args(parser.parse_args(["--data", "D", "--out", "O"])) == TrainConfig(
+        data="D", out="O"
+    )
+    args = parser.parse_args(
+        ["--data", "D", "--out", "O", "--bands", "B3, b8,", "--no-amp", "--no-augment",
+         "--brightness", "0.5,2", "--anchor-bands", "B3,B11", "--spectral-indices",
+         "--epochs", "3", "--lr", "0.01", "--width", "0.25", "--nproc", "2", "--quiet"]
+    )  # fmt: skip
+    assert args.nproc == 2
+    cfg = config_from_args(args)
+    assert cfg.bands == ["B3", " b8"] and cfg.amp is False and cfg.augment is False
+    assert cfg.brightness == [0.5, 2.0] and cfg.anchor_bands == ["B3", "B11"]
+    assert cfg.spectral_indices is True and cfg.epochs == 3 and cfg.lr == 0.01
+    assert cfg.width == "0.25" and cfg.quiet and cfg.resolved().width == 0.25
+
+
 def test_rng_state_survives_weights_only_save(tmp_path):
     import random
 
