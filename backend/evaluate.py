@@ -19,9 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from backend.checkpoint import load_model
@@ -29,12 +27,7 @@ from backend.datasets.snowed import SNOWED, list_samples, read_split
 from backend.datasets.transforms import CenterCrop
 from backend.device import choose_device
 from backend.errors import UserError
-from backend.metrics import (
-    ConfusionMatrix,
-    PerImageMean,
-    shoreline_distances_px,
-    summarise_distances,
-)
+from backend.metrics import ConfusionMatrix, evaluate_model
 
 TABLE1_KEYS = ("f1_water", "iou_water", "iou_land", "iou_mean")
 LABELS = {
@@ -44,75 +37,6 @@ LABELS = {
     "iou_mean": "IoU mean",
     "accuracy": "accuracy",
 }
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-@torch.no_grad()
-def evaluate_model(
-    model: torch.nn.Module,
-    loader: DataLoader,
-    device: torch.device,
-    *,
-    criterion: torch.nn.Module | None = None,
-    amp_dtype: torch.dtype | None = None,
-    shoreline: bool = False,
-    pixel_size: float = 10.0,
-) -> dict[str, Any]:
-    """Metrics of ``model`` (head 0) on the batches of ``loader``.
-
-    Batches are dicts with "image" float (B, C, H, W) and "mask" int64 (B, H, W). Under
-    torch.distributed each rank passes its own shard and the counts are summed over ranks
-    (every rank must call this). Returns the keys of ``ConfusionMatrix.compute()`` plus
-    ``samples``, ``loss`` (mean per sample, NaN without ``criterion``), ``per_image_iou_mean``
-    and, with ``shoreline``, ``shoreline`` = dict median_m, p90_m, mean_m, edge_pixels.
-    Leaves the model in eval mode.
-    """
-    model.eval()
-    cm, per_image = ConfusionMatrix(), PerImageMean()
-    loss_sum, count = 0.0, 0
-    distances: list[np.ndarray] = []
-    for batch in loader:
-        x = batch["image"].to(device, non_blocking=True)
-        y = batch["mask"].to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            outputs = model(x)
-        if isinstance(outputs, tuple | list):
-            outputs = tuple(o.float() for o in outputs)
-            seg = outputs[0]
-        else:
-            outputs = seg = outputs.float()
-        if criterion is not None:
-            loss_sum += float(criterion(outputs, y, x)) * len(x)
-        count += len(x)
-        pred = seg.argmax(1)
-        cm.update(pred, y)
-        per_image.update(pred, y)
-        if shoreline:
-            for p, t in zip(pred.cpu().numpy(), y.cpu().numpy(), strict=True):
-                distances.append(shoreline_distances_px(p, t))
-    cm.reduce_()
-    per_image.reduce_()
-    if _distributed():
-        t = torch.tensor([loss_sum, count], dtype=torch.float64)
-        if dist.get_backend() == "nccl":
-            t = t.to(device)
-        dist.all_reduce(t)
-        loss_sum, count = float(t[0]), int(t[1])
-        if shoreline:
-            gathered: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, distances)
-            distances = [d for part in gathered for d in part]
-    metrics = cm.compute()
-    metrics["samples"] = int(count)
-    metrics["loss"] = loss_sum / count if criterion is not None and count else float("nan")
-    metrics["per_image_iou_mean"] = float(per_image.compute().get("iou_mean", float("nan")))
-    if shoreline:
-        all_d = np.concatenate(distances) if distances else np.zeros(0)
-        metrics["shoreline"] = summarise_distances(all_d, pixel_size)
-    return metrics
 
 
 def ndwi_baseline(root: str | os.PathLike, ids: list[str]) -> dict[str, Any]:

@@ -65,7 +65,7 @@ from backend.datasets.snowed import (
 from backend.datasets.transforms import CenterCrop, TrainSet
 from backend.device import check_device_name, choose_device
 from backend.errors import Cancelled, UserError
-from backend.evaluate import evaluate_model
+from backend.metrics import evaluate_model
 
 # Table II of the paper (epochs, batch size, learning rate; Adam). U-Net: our choice.
 MODEL_DEFAULTS: dict[str, tuple[int, int, float]] = {

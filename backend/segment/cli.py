@@ -176,9 +176,10 @@ class CancelFlag:
 
 # GDAL's block cache defaults to 5 % of the machine's RAM and fills up on large rasters: it was
 # about half of the peak memory of a 10980 x 10980 run (2.1 GB -> 1.2 GB with 256 MB, same
-# time). The pipeline reads each strip once, so a small cache loses nothing. A GDAL_CACHEMAX
-# the user set is kept.
-GDAL_CACHE_MB = 256
+# time). The pipeline reads each strip once, so a small cache loses nothing: with 256 MB the
+# peak of an 8192 x 8192 run was 2.2x that of a 1024 x 1024 one, with 48 MB 1.5x (child
+# VmHWM, benchmarks/bench_segment.py). A GDAL_CACHEMAX the user set is kept.
+GDAL_CACHE_MB = 64
 
 
 def main(argv: list[str]) -> int:

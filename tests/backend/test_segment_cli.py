@@ -120,7 +120,7 @@ def test_usage_errors_in_process(tmp_path, ckpt):
         assert m.shape == (30, 30)
 
 
-@pytest.mark.parametrize(("user_value", "expected"), [(None, "256"), ("64", "64")])
+@pytest.mark.parametrize(("user_value", "expected"), [(None, "64"), ("512", "512")])
 def test_segment_caps_gdal_block_cache_unless_the_user_set_it(
     tmp_path, ckpt, monkeypatch, user_value, expected
 ):
