@@ -454,7 +454,7 @@ def _write_big(path: Path, size: int) -> None:
             ds.write(block, window=rasterio.windows.Window(0, r0, size, h))
 
 
-def memory_rows(sizes=(2048, 8192)) -> list[dict]:
+def memory_rows(sizes=(1024, 2048, 8192)) -> list[dict]:
     import torch
 
     from backend.checkpoint import InputSpec, build_checkpoint, save_checkpoint
@@ -528,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_segment")
     p.add_argument("--models", help="comma-separated subset: default, deepunet, munet, ...")
     p.add_argument("--repeats", type=int, default=2, help="interleaved runs per setting (2)")
-    p.add_argument("--no-memory", action="store_true", help="skip the 2048/8192 memory runs")
+    p.add_argument("--no-memory", action="store_true", help="skip the 1024/2048/8192 memory runs")
     args = p.parse_args(argv or [])
 
     threads = configure_cpu_threads()
@@ -562,10 +562,10 @@ def main(argv: list[str] | None = None) -> int:
         mem = memory_rows()
         for r in mem:
             print(f"  {r['size']:5} x {r['size']:<5} {r['mb']:8.0f} MB  {r['wall_s']:6.1f} s")
-        if len(mem) == 2:
+        if len(mem) >= 2:
             print(
-                f"  ratio {mem[1]['size']}/{mem[0]['size']}: {mem[1]['mb'] / mem[0]['mb']:.2f} "
-                f"for {(mem[1]['size'] / mem[0]['size']) ** 2:.0f}x the pixels"
+                f"  ratio {mem[-1]['size']}/{mem[0]['size']}: {mem[-1]['mb'] / mem[0]['mb']:.2f} "
+                f"for {(mem[-1]['size'] / mem[0]['size']) ** 2:.0f}x the pixels"
             )
     print(f"  (end: {_load()})")
     return 0
