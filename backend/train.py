@@ -75,6 +75,7 @@ MODEL_DEFAULTS: dict[str, tuple[int, int, float]] = {
     "unet": (100, 8, 1e-4),
 }
 FALLBACK_DEFAULTS = (100, 8, 1e-4)
+SNOWED_TILE = 256  # SNOWED samples are 256 x 256: the training tile unless --crop is given
 CSV_FIELDS = [
     "epoch",
     "train_loss",
@@ -163,7 +164,11 @@ class TrainConfig:
     split_file: str | None = option(None, "a split.json to use instead of a new seeded split")
     group_by_tile: bool = option(False, "split by Sentinel-2 tile (needs metadata.pkl)")
     limit: int | None = option(None, "use at most N samples of each subset (quick runs)")
-    crop: int | None = option(None, "train on random NxN crops, validate on the centre crop")
+    crop: int | None = option(
+        None,
+        "train on random NxN crops, validate on the centre crop (default: whole 256 px tiles); "
+        "the checkpoint records it as the tile size segment uses",
+    )
     spectral_indices: bool | str = option(
         False,
         "append fixed normalised differences of all band pairs (NDWI, ...) to the input "
@@ -681,7 +686,7 @@ def build_learner(run: Run, criterion: torch.nn.Module) -> Learner:
     except ValueError as exc:
         raise UserError(f"--model {cfg.model!r} / --width {cfg.width!r}: {exc}") from None
     multiple = int(getattr(model, "size_multiple", 1))
-    tile = cfg.crop or 256
+    tile = cfg.crop or SNOWED_TILE
     if tile % multiple:
         raise UserError(
             f"--crop {tile} is not a multiple of {multiple}, which {cfg.model} needs; "
@@ -694,7 +699,7 @@ def build_learner(run: Run, criterion: torch.nn.Module) -> Learner:
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     amp_dtype, use_scaler = amp_settings(device, cfg.amp)
     scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-    input_spec = InputSpec(bands=list(cfg.bands), tile_size=256)
+    input_spec = InputSpec(bands=list(cfg.bands), tile_size=tile)  # inference uses it too
     return Learner(model, criterion, optimizer, scaler, amp_dtype, arch_kwargs, input_spec)
 
 

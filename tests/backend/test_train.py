@@ -118,6 +118,7 @@ def test_train_writes_self_describing_checkpoints(snowed_sample, tmp_path):
         "kwargs": {"width": 0.0625, "in_channels": 4, "num_classes": 2, "heads": 2},
     }
     assert ckpt["bands"] == ["B2", "B3", "B4", "B8"] and ckpt["scale"] == 1e-4
+    assert ckpt["tile_size"] == 32  # the training crop: the one tile-size setting
     assert ckpt["classes"] == ["land", "water"] and ckpt["loss"] == "ce+sd"
     assert ckpt["epoch"] == 2 and "optimizer" in ckpt and "rng" in ckpt
     assert ckpt["config"]["batch_size"] == 2 and ckpt["config"]["lr"] == 1e-4
