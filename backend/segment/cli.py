@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 from backend import paths
 from backend.contract import segment_options
 from backend.errors import Cancelled, UserError
@@ -256,6 +258,26 @@ def _index_predictor(args, rasters, explicit, reporter):
     return IndexPredictor(args.method, args.batch_size), index_spec(args.method), args.method
 
 
+def _offset_note(source, args) -> str | None:
+    """A warning when a reflectance raster looks like a newer Sentinel-2 product (values
+    +1000, processing baseline 04.00 and on) read without --l2a-offset, else None: the
+    darkest 1 % of every band at or above 1000, where water is below 500 without the offset."""
+    if args.l2a_offset or source.dtype == np.uint8 or source.dtype.kind == "f":
+        return None
+    f = max(1, int(np.ceil(np.sqrt(source.width * source.height / 1_000_000))))
+    raw, valid = source.read_decimated(max(1, source.height // f), max(1, source.width // f))
+    if valid.sum() < 100:
+        return None
+    darkest = min(float(np.percentile(band[valid], 1)) for band in raw)
+    if darkest < 1000:
+        return None
+    return (
+        f"WARNING: the darkest 1 % of every band is at or above 1000 ({darkest:.0f}): this looks "
+        "like a Sentinel-2 product of processing baseline 04.00 or newer (from January 2022), "
+        "whose values carry +1000; pass --l2a-offset, or the water will be underestimated"
+    )
+
+
 def _cloud_note(source, args) -> str | None:
     """One log line on the cloud mask of an input (None with --cloud-mask none)."""
     if args.cloud_mask == "none":
@@ -273,6 +295,7 @@ def _cloud_note(source, args) -> str | None:
 
 def _run(args, reporter, cancel: CancelFlag) -> int:
     from backend.segment.indices import is_adaptive, scene_threshold
+    from backend.segment.pipeline import L2A_OFFSET
     from backend.segment.raster_io import check_raster, open_raster, parse_bands_option
 
     t0 = time.monotonic()
@@ -321,11 +344,14 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
             args.zero_is_data,
             args.cloud_mask,
         ) as source:
-            for note in (source.mapping.note, source.nodata_note, _cloud_note(source, args)):
+            notes = (source.mapping.note, source.nodata_note, _cloud_note(source, args))
+            for note in (*notes, _offset_note(source, args)):
                 if note:
                     reporter.log(f"{p.name}: {note}")
             if is_adaptive(args.method):
-                found, line = scene_threshold(source, args.method)
+                found, line = scene_threshold(
+                    source, args.method, L2A_OFFSET if args.l2a_offset else 0.0
+                )
                 predictor.threshold = found.threshold
                 reporter.log(f"{p.name}: {line}")
             done = segment_source(

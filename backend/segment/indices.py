@@ -66,17 +66,18 @@ class IndexPredictor:
         return np.nan_to_num(p, nan=0.0).astype(np.float32, copy=False)
 
 
-def scene_threshold(source, method: str) -> tuple[SceneThreshold, str]:
+def scene_threshold(source, method: str, extra_offset: float = 0.0) -> tuple[SceneThreshold, str]:
     """The adaptive threshold of one open raster (a ``RasterSource`` mapped to
     ``method_bands(method)``) -> (what :func:`edge_otsu_threshold` found, one log line).
 
-    Reads the raster once at up to :data:`OVERVIEW_PIXELS` pixels; nodata pixels (by the
-    source's own rules) are left out."""
+    Reads the raster once at up to :data:`OVERVIEW_PIXELS` pixels and scales it as the
+    engine will (``extra_offset``: ``--l2a-offset``'s -1000); nodata pixels (by the source's
+    own rules) are left out."""
     factor = max(1, math.ceil(math.sqrt(source.width * source.height / OVERVIEW_PIXELS)))
     h, w = max(1, source.height // factor), max(1, source.width // factor)
     raw, valid = source.read_decimated(h, w)
     bands = method_bands(method)
-    refl = raw.astype(np.float32) * np.float32(1e-4)
+    refl = index_spec(method).normalise(raw, extra_offset=extra_offset)
     index = method_index(method, {b: refl[i] for i, b in enumerate(bands)})
     index[~valid] = np.nan
     if not np.isfinite(index).any():

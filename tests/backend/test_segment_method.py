@@ -264,3 +264,30 @@ def test_auto_mask_does_not_move_with_the_l2a_offset(tmp_path):
     np.testing.assert_array_equal(
         _mask(tmp_path / "out" / "six_water.tif"), _mask(tmp_path / "out" / "shifted_water.tif")
     )
+
+
+def test_adaptive_threshold_is_learned_on_the_values_the_engine_sees_with_l2a_offset(tmp_path):
+    """--l2a-offset subtracts 1000 before the index: the threshold is learned after it too."""
+    raster, lake = _offset_lake(tmp_path / "lake.tif", SIX)
+    with rasterio.open(raster) as src:
+        profile, descriptions, data = src.profile, src.descriptions, src.read()
+    shifted = tmp_path / "l2a.tif"
+    with rasterio.open(shifted, "w", **profile) as dst:
+        dst.write(data + np.uint16(1000))  # a newer L2A product: every value + 1000
+        dst.descriptions = descriptions
+    done = run_backend(
+        "segment", shifted, "--out-dir", tmp_path / "o", "--method", "mndwi-adaptive",
+        "--l2a-offset",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(_mask(tmp_path / "o" / "l2a_water.tif"), lake)
+    line = next(ln for ln in done.stderr.splitlines() if "water where the index > " in ln)
+    assert "no clear water/land edge" not in line
+    assert "pass --l2a-offset" not in done.stderr
+    # the same file without the flag: said, not silently segmented as is
+    forgot = run_backend("segment", shifted, "--out-dir", tmp_path / "f", "--method", "mndwi")
+    assert forgot.returncode == 0, forgot.stderr
+    assert "WARNING: the darkest 1 % of every band is at or above 1000" in forgot.stderr
+    assert "pass --l2a-offset" in forgot.stderr
+    plain = run_backend("segment", raster, "--out-dir", tmp_path / "p", "--method", "mndwi")
+    assert plain.returncode == 0 and "pass --l2a-offset" not in plain.stderr
