@@ -243,19 +243,23 @@ def end_to_end_s(
 def _bench_models(names: list[str] | None) -> list[tuple[str, object]]:
     import torch
 
+    from backend.contract import bundled_models
     from backend.models import create_model, list_models
-    from backend.paths import DEFAULT_MODEL
+    from backend.paths import MODELS_DIR
 
     models = []
-    if DEFAULT_MODEL.is_file() and (names is None or "default" in names):
+    for entry in bundled_models():  # every bundled file: default, rgbn, rgb
+        path = MODELS_DIR / entry.file
+        if not path.is_file() or (names is not None and entry.key not in names):
+            continue
         from backend.checkpoint import load_model
 
         try:
-            m, _, meta = load_model(DEFAULT_MODEL)
+            m, _, meta = load_model(path)
             arch = meta["arch"]
-            models.append((f"default ({arch['name']} {arch['kwargs'].get('width', '')})", m))
+            models.append((f"{entry.key} ({arch['name']} {arch['kwargs'].get('width', '')})", m))
         except Exception as exc:  # noqa: BLE001 - report and go on with the zoo
-            print(f"  (default model not loadable: {exc})")
+            print(f"  ({entry.key} model not loadable: {exc})")
     for name in list_models():
         if names is None or name in names:
             torch.manual_seed(0)
