@@ -264,8 +264,7 @@ def _offset_note(source, args) -> str | None:
     darkest 1 % of every band at or above 1000, where water is below 500 without the offset."""
     if args.l2a_offset or source.dtype == np.uint8 or source.dtype.kind == "f":
         return None
-    f = max(1, int(np.ceil(np.sqrt(source.width * source.height / 1_000_000))))
-    raw, valid = source.read_decimated(max(1, source.height // f), max(1, source.width // f))
+    raw, valid = source.read_decimated(1_000_000)
     if valid.sum() < 100:
         return None
     darkest = min(float(np.percentile(band[valid], 1)) for band in raw)

@@ -12,8 +12,6 @@ models); numpy only, no torch.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from backend.baselines import (
@@ -73,9 +71,8 @@ def scene_threshold(source, method: str, extra_offset: float = 0.0) -> tuple[Sce
     Reads the raster once at up to :data:`OVERVIEW_PIXELS` pixels and scales it as the
     engine will (``extra_offset``: ``--l2a-offset``'s -1000); nodata pixels (by the source's
     own rules) are left out."""
-    factor = max(1, math.ceil(math.sqrt(source.width * source.height / OVERVIEW_PIXELS)))
-    h, w = max(1, source.height // factor), max(1, source.width // factor)
-    raw, valid = source.read_decimated(h, w)
+    factor = source.overview_factor(OVERVIEW_PIXELS)
+    raw, valid = source.read_decimated(OVERVIEW_PIXELS)
     bands = method_bands(method)
     refl = index_spec(method).normalise(raw, extra_offset=extra_offset)
     index = method_index(method, {b: refl[i] for i, b in enumerate(bands)})

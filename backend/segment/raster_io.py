@@ -93,18 +93,24 @@ class RasterSource:
 
         return self._read(f"rows {row0}-{row1}", Window(0, row0, self.width, row1 - row0))
 
-    def read_decimated(self, out_h: int, out_w: int) -> tuple[np.ndarray, np.ndarray]:
-        """The whole raster's mapped bands resampled to (C, out_h, out_w) (nearest; overviews
-        used) and their validity by the same rules as :meth:`read_strip`."""
-        return self._read("an overview", None, (out_h, out_w))
+    def overview_factor(self, max_pixels: int) -> int:
+        """The smallest integer step at which the whole raster is at most ``max_pixels``."""
+        return max(1, int(np.ceil(np.sqrt(self.width * self.height / max_pixels))))
+
+    def read_decimated(self, max_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+        """The whole raster's mapped bands read at every :meth:`overview_factor`-th pixel
+        (nearest; overviews used), (C, h, w), and their validity by the rules of
+        :meth:`read_strip`."""
+        f = self.overview_factor(max_pixels)
+        return self._read("an overview", None, (max(1, self.height // f), max(1, self.width // f)))
 
     def cloud_fraction(self, max_pixels: int = 4_000_000) -> float:
         """Share of the raster's pixels the cloud band flags (read at up to ``max_pixels``)."""
         if self.cloud is None:
             return 0.0
-        f = max(1, int(np.ceil(np.sqrt(self.width * self.height / max_pixels))))
-        h, w = max(1, self.height // f), max(1, self.width // f)
-        flags = self._ds.read([self.cloud.index], out_shape=(1, h, w))[0]
+        f = self.overview_factor(max_pixels)
+        shape = (1, max(1, self.height // f), max(1, self.width // f))
+        flags = self._ds.read([self.cloud.index], out_shape=shape)[0]
         return float(self.cloud.flagged(flags).mean())
 
     def _read(self, what: str, window=None, out_hw=None) -> tuple[np.ndarray, np.ndarray]:
