@@ -56,10 +56,13 @@ def _add(path: Path, name: str) -> QgsRasterLayer:
 def test_segment_water_adds_styled_layers_and_queues_runs(
     plugin, tmp_path, tiny_model, qtbot, qgis_iface
 ):
-    a = _add(write_raster(tmp_path / "lake_a.tif", size=(96, 128)), "lake A")
+    # A is large enough to be still running while the dock plans B (a small A could finish
+    # during that wait, and B would then not be queued behind anything)
+    a = _add(write_raster(tmp_path / "lake_a.tif", size=(1024, 1024)), "lake A")
     b = _add(write_raster(tmp_path / "lake_b.tif", size=(64, 80)), "lake B")
     task_a, done_a = _run_dock(plugin, tmp_path, tiny_model, a, qtbot)
     task_b, done_b = _run_dock(plugin, tmp_path, tiny_model, b, qtbot)  # queued behind A
+    assert not done_a, "A finished before B was queued: make A larger"
     assert len(plugin.dock.active_tasks()) == 2 and plugin.dock.cancelButton.isEnabled()
     qtbot.waitUntil(lambda: bool(done_a and done_b), timeout=180000)
 
