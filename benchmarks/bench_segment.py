@@ -494,7 +494,12 @@ def shoreline_rows(repeats: int = 2, size: int = 512, clock=time.perf_counter) -
     """Marching squares and chaining on uniform noise around the threshold: the numpy chaining
     of oriented segments against the Python walk it replaced, interleaved, best of
     ``repeats``."""
-    from backend.segment.shoreline import _join_by_walking, join_segments, marching_squares
+    from backend.segment.shoreline import (
+        _join_by_walking,
+        join_segments,
+        marching_squares,
+        node_table,
+    )
 
     prob = np.random.default_rng(0).random((size, size)).astype(np.float32)
     march, numpy_s, walk = [], [], []
@@ -504,11 +509,9 @@ def shoreline_rows(repeats: int = 2, size: int = 512, clock=time.perf_counter) -
         t1 = clock()
         lines = join_segments(ka, kb, xa, xb)
         t2 = clock()
-        keys, inv = np.unique(np.concatenate([ka, kb]), return_inverse=True)
-        coords = np.empty((keys.size, 2))
-        coords[inv] = np.concatenate([xa, xb])
+        graph = node_table(ka, kb, xa, xb)
         t3 = clock()
-        _join_by_walking(inv[: ka.size], inv[ka.size :], coords)
+        _join_by_walking(*graph)
         t4 = clock()
         march.append(t1 - t0)
         numpy_s.append(t2 - t1)

@@ -136,17 +136,24 @@ def join_segments(
     :func:`marching_squares` emits them, are chained in numpy by pointer jumping; any other
     input (a key that two segments leave or two enter) is chained by walking.
     """
-    s = key_a.size
-    if s == 0:
+    if key_a.size == 0:
         return []
-    keys, inv = np.unique(np.concatenate([key_a, key_b]), return_inverse=True)
-    coords = np.empty((keys.size, 2))
-    coords[inv] = np.concatenate([xy_a, xy_b])
-    u, v = inv[:s], inv[s:]
-    n = keys.size
+    u, v, coords = node_table(key_a, key_b, xy_a, xy_b)
+    n = coords.shape[0]
     if np.bincount(u, minlength=n).max() > 1 or np.bincount(v, minlength=n).max() > 1:
         return _join_by_walking(u, v, coords)
     return _join_oriented(u, v, coords)
+
+
+def node_table(
+    key_a: np.ndarray, key_b: np.ndarray, xy_a: np.ndarray, xy_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Segments as a graph: (start node, end node) of each segment, and float64 (N, 2) node
+    coordinates, one node per distinct edge key."""
+    keys, inv = np.unique(np.concatenate([key_a, key_b]), return_inverse=True)
+    coords = np.empty((keys.size, 2))
+    coords[inv] = np.concatenate([xy_a, xy_b])
+    return inv[: key_a.size], inv[key_a.size :], coords
 
 
 def _chain_ends(nxt: np.ndarray, value: np.ndarray, combine) -> tuple[np.ndarray, np.ndarray]:

@@ -169,12 +169,9 @@ def _canonical(lines):
 
 
 def _walked(ka, kb, xa, xb):
-    from backend.segment.shoreline import _join_by_walking
+    from backend.segment.shoreline import _join_by_walking, node_table
 
-    keys, inv = np.unique(np.concatenate([ka, kb]), return_inverse=True)
-    coords = np.empty((keys.size, 2))
-    coords[inv] = np.concatenate([xa, xb])
-    return _join_by_walking(inv[: ka.size], inv[ka.size :], coords)
+    return _join_by_walking(*node_table(ka, kb, xa, xb))
 
 
 def test_segments_have_the_water_on_their_right_in_pixel_coordinates():
