@@ -46,6 +46,18 @@ def _run_dock(plugin, tmp_path, tiny_model, layer, qtbot):
     return task, completed
 
 
+def _run_to_the_end(dock, qtbot):
+    """Click Segment water and wait for the run -> (task, its successful result)."""
+    done = []
+    task = dock.start_run()
+    assert task is not None, dock.last_message()
+    task.completed.connect(lambda *args: done.append(args))
+    qtbot.waitUntil(lambda: bool(done), timeout=120000)
+    result = done[0][1]
+    assert result.ok, (result.error, result.stderr_tail)
+    return task, result
+
+
 def _add(path: Path, name: str) -> QgsRasterLayer:
     layer = QgsRasterLayer(str(path), name)
     assert layer.isValid()
@@ -192,13 +204,7 @@ def test_automatic_dock_run_uses_the_bundled_4_band_model(model_dock, tmp_path, 
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
     assert dock.is_automatic()
-    done = []
-    task = dock.start_run()
-    assert task is not None, dock.last_message()
-    task.completed.connect(lambda *args: done.append(args))
-    qtbot.waitUntil(lambda: bool(done), timeout=120000)
-    result = done[0][1]
-    assert result.ok, (result.error, result.stderr_tail)
+    task, result = _run_to_the_end(dock, qtbot)
     assert task.request.model_path == str(model) and task.request.bands == [1, 2, 3, 4]
     start = next(e for e in result.events if e.get("event") == "start")
     assert Path(start["model"]).resolve() == model.resolve()
@@ -214,13 +220,7 @@ def test_dock_run_with_the_default_method_runs_the_index_it_shows(plugin, tmp_pa
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
     assert dock.modelInfoLabel.text().startswith("Using NDWI (B3 B8; water above a threshold")
-    done = []
-    task = dock.start_run()
-    assert task is not None, dock.last_message()
-    task.completed.connect(lambda *args: done.append(args))
-    qtbot.waitUntil(lambda: bool(done), timeout=120000)
-    result = done[0][1]
-    assert result.ok, (result.error, result.stderr_tail)
+    task, result = _run_to_the_end(dock, qtbot)
     assert task.request.model_path is None and task.request.bands == [2, 4]
     assert task.request.options["method"] == "ndwi-adaptive"
     assert (tmp_path / "out" / "four_water.tif").is_file()
