@@ -12,7 +12,10 @@ if [ -f requirements-dev.txt ]; then REQS=requirements-dev.txt; fi
 if [ "${1:-}" = "--print-requirements" ]; then echo "$REQS"; exit 0; fi
 
 APT_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-numpy
-              python3-rasterio python3.11-venv)
+              python3-rasterio python3-scipy python3.11-venv)
+# The s2cloudless wheel, for its LightGBM model file only (--no-deps: its package imports cv2 and
+# sentinelhub, which WaterSeg never imports; lightgbm itself comes from requirements.txt).
+S2CLOUDLESS=s2cloudless==1.7.3
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
@@ -34,7 +37,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import sys; sys.exit(0 if
 fi
 
 stamp=.venv/.requirements.sha256
-want=$(cat "$REQS" requirements.txt constraints.txt | sha256sum | cut -d' ' -f1)
+want=$( (cat "$REQS" requirements.txt constraints.txt; echo "$S2CLOUDLESS") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing Python requirements ($REQS) into .venv"
   # TORCH_INDEX_URL lets a CUDA user pick PyTorch's CUDA wheels, e.g.
@@ -43,6 +46,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   if [ -n "${TORCH_INDEX_URL:-}" ]; then extra=(--extra-index-url "$TORCH_INDEX_URL"); fi
   .venv/bin/python -m pip install -q --disable-pip-version-check "${extra[@]}" \
       -c constraints.txt -r "$REQS"
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "$S2CLOUDLESS"
   echo "$want" > "$stamp"
 fi
 .venv/bin/python -c "import torch, rasterio, numpy, shapely; from osgeo import gdal_array; import qgis.core" \

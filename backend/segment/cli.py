@@ -281,14 +281,16 @@ def _cloud_note(source, args) -> str | None:
     """One log line on the cloud mask of an input (None with --cloud-mask none)."""
     if args.cloud_mask == "none":
         return None
+    why_not = f"; {source.cloud_why_not}" if source.cloud_why_not else ""
     if source.cloud is None:
         return (
-            "no cloud mask: the raster has no SCL or QA60 band, so clouds and their shadows "
-            "are segmented as they are (shadows can read as water)"
+            f"no cloud mask: the raster has no SCL or QA60 band{why_not}, so clouds and their "
+            "shadows are segmented as they are (shadows can read as water)"
         )
     return (
         f"cloud mask from {source.cloud.describe()}: {100 * source.cloud_fraction():.1f} % of "
         "the raster is nodata (255 in the mask, no shoreline along it; --cloud-mask none keeps it)"
+        + why_not
     )
 
 
@@ -342,6 +344,7 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
             args.allow_duplicate_bands,
             args.zero_is_data,
             args.cloud_mask,
+            L2A_OFFSET if args.l2a_offset else 0.0,
         ) as source:
             notes = (source.mapping.note, source.nodata_note, _cloud_note(source, args))
             for note in (*notes, _offset_note(source, args)):

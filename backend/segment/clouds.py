@@ -1,27 +1,39 @@
-"""``--cloud-mask auto|none``: the product's own cloud flags as nodata.
+"""``--cloud-mask auto|none``: clouds as nodata, from the product's own flags or s2cloudless.
 
 Clouds and, above all, cloud shadows are the main source of false water in optical imagery (a
-shadow is dark in NIR and SWIR, like water). With ``auto`` (the default) a raster that carries
-its product's cloud information as a band, found by its description, has those pixels read as
-nodata: the mask writes 255 there, no shoreline is drawn along their edges, and the log says
-what share of the raster was masked.
+shadow is dark in NIR and SWIR, like water). With ``auto`` (the default) the pixels flagged by
+the first of these that applies are read as nodata: the mask writes 255 there, no shoreline is
+drawn along their edges, and the log says what was used and what share of the raster was masked
+(:func:`choose_cloud_mask`).
 
-- ``SCL``: the Sentinel-2 L2A scene classification (Sen2Cor). Masked classes: 3 cloud
-  shadow, 8 cloud (medium probability), 9 cloud (high probability), 10 thin cirrus
-  (:data:`SCL_MASKED`).
-- ``QA60``: the Sentinel-2 L1C/L2A 60 m quality band of the older products and of Google
-  Earth Engine exports. Masked bits: 10 opaque cloud, 11 cirrus (:data:`QA60_BITS`). It has no
-  shadow flag, and products from January 2022 on leave it empty.
+1. ``SCL``, a band so described: the Sentinel-2 L2A scene classification (Sen2Cor). Masked
+   classes: 3 cloud shadow, 8 cloud (medium probability), 9 cloud (high probability), 10 thin
+   cirrus (:data:`SCL_MASKED`).
+2. ``QA60`` that flags anything: the Sentinel-2 L1C/L2A 60 m quality band of the older products
+   and of Google Earth Engine exports. Masked bits: 10 opaque cloud, 11 cirrus
+   (:data:`QA60_BITS`). It has no shadow flag.
+3. s2cloudless (:mod:`backend.segment.s2cloudless`), on a raster that holds the L1C bands B1 B2
+   B4 B5 B8 B8A B9 B10 B11 B12 (by band description, or the 13-band L1C order of an unnamed
+   13-band raster) and is not 8-bit: Sinergise's LightGBM model, run once per raster on a grid
+   of about 160 m cells (:class:`CloudGrid`). Clouds only, not their shadows. A QA60 band that
+   flags nothing gives way to it: products from January 2022 on leave QA60 empty.
+4. Otherwise an empty QA60 band is used as it is, and a raster with neither band nor the
+   s2cloudless inputs is not cloud-masked; the log says so once, and why s2cloudless did not run
+   (bands missing, or lightgbm / the model file not installed: ``make setup``). An index or a
+   model then sees clouds and shadows as they are.
 
-A raster without either band is not cloud-masked, and the log says so once: an index or a model
-then sees clouds and shadows as they are. Numpy only.
+Numpy here; s2cloudless brings lightgbm and scipy, imported only when it runs.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from backend.segment import s2cloudless
 
 SCL_MASKED: dict[int, str] = {
     3: "cloud shadow",
@@ -31,6 +43,8 @@ SCL_MASKED: dict[int, str] = {
 }
 QA60_BITS: dict[int, str] = {10: "opaque cloud", 11: "cirrus"}
 CHOICES = ("auto", "none")
+MAX_GRID_CELLS = 1_000_000  # s2cloudless grid: 160 x 160 km at 160 m, ~30 s on 2 cores
+EMPTY_QA60 = "the QA60 band flags nothing (products from January 2022 on leave it empty)"
 
 
 @dataclass(frozen=True)
@@ -73,3 +87,114 @@ def cloud_band_for(mode: str, descriptions) -> CloudBand | None:
     if mode not in CHOICES:
         raise ValueError(f"unknown --cloud-mask {mode!r}; valid: {', '.join(CHOICES)}")
     return find_cloud_band(descriptions) if mode == "auto" else None
+
+
+@dataclass(frozen=True, eq=False)
+class CloudGrid:
+    """Cloud flags computed once per raster on a coarse grid, bool ``flags`` (gh, gw) spread
+    evenly over the whole raster; ``what`` names their source for the log.
+
+    A raster pixel takes the flag of the cell its centre falls in, whatever window or
+    resampled read it comes from: its flag never depends on the strip layout."""
+
+    flags: np.ndarray
+    what: str
+
+    def flags_in(
+        self, row0: int, row1: int, col0: int, col1: int, shape: tuple[int, int]
+    ) -> np.ndarray:
+        """Bool (row1 - row0, col1 - col0): the flags of rows [row0, row1) and columns
+        [col0, col1) of the raster read at ``shape`` (its full height and width, or the
+        out_shape of a resampled whole-raster read)."""
+        gh, gw = self.flags.shape
+        rows = ((2 * np.arange(row0, row1, dtype=np.int64) + 1) * gh) // (2 * shape[0])
+        cols = ((2 * np.arange(col0, col1, dtype=np.int64) + 1) * gw) // (2 * shape[1])
+        return self.flags[np.ix_(np.clip(rows, 0, gh - 1), np.clip(cols, 0, gw - 1))]
+
+    @property
+    def fraction(self) -> float:
+        """Share of the raster flagged (each cell covers an equal share)."""
+        return float(self.flags.mean())
+
+    def describe(self) -> str:
+        return self.what
+
+
+@dataclass(frozen=True)
+class CloudChoice:
+    """What ``--cloud-mask`` uses for a raster: a band, a grid or nothing (``mask``), and why
+    s2cloudless did not run when that is worth a log line (``why_not_s2cloudless``)."""
+
+    mask: CloudBand | CloudGrid | None = None
+    why_not_s2cloudless: str = ""
+
+
+def s2cloudless_bands(held: dict[str, int]) -> tuple[list[int], list[str]]:
+    """(1-based raster bands in :data:`s2cloudless.MODEL_BANDS` order, names missing) from
+    ``held``, canonical band name -> raster band (descriptions or the 13-band L1C layout)."""
+    missing = [b for b in s2cloudless.MODEL_BANDS if b not in held]
+    return ([] if missing else [held[b] for b in s2cloudless.MODEL_BANDS]), missing
+
+
+def pixel_metres(georef) -> float | None:
+    """A raster's mean pixel size in metres (a geographic CRS by its centre latitude), or None
+    without a CRS."""
+    if georef.crs is None:
+        return None
+    size = georef.pixel_size
+    if georef.is_geographic:
+        _, lat = georef.pixel_to_map(np.array(georef.width / 2), np.array(georef.height / 2))
+        return size * 111_320.0 * math.sqrt(max(math.cos(math.radians(float(lat))), 1e-3))
+    try:
+        return size * float(georef.crs.linear_units_factor[1])
+    except (AttributeError, ValueError):  # no linear units known: take map units as metres
+        return size
+
+
+def choose_cloud_mask(
+    mode: str, source: Any, held: dict[str, int], extra_offset: float = 0.0
+) -> CloudChoice:
+    """The cloud mask ``--cloud-mask mode`` uses for ``source`` (a RasterSource), by the order
+    in the module docstring. ``held``: canonical band name -> raster band; ``extra_offset``:
+    -1000 with --l2a-offset (added to the DN before s2cloudless)."""
+    band = cloud_band_for(mode, source.descriptions)
+    if band is not None and (band.kind == "SCL" or source.band_flag_fraction(band) > 0):
+        return CloudChoice(band)
+    if mode == "none":
+        return CloudChoice(None)
+    indexes, missing = s2cloudless_bands(held)
+    if source.dtype == np.uint8:
+        why = "s2cloudless needs L1C reflectance, not an 8-bit image"
+    elif missing:
+        why = f"s2cloudless needs the L1C bands {' '.join(s2cloudless.MODEL_BANDS)}, and "
+        why += f"{' '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+    else:
+        why = s2cloudless.available()
+        why = f"s2cloudless cannot run: {why}" if why else ""
+    empty_qa60 = EMPTY_QA60 if band else ""
+    if why:
+        return CloudChoice(band, f"{empty_qa60} and {why}" if band else why)
+    return CloudChoice(s2cloudless_grid(source, indexes, extra_offset, empty_qa60))
+
+
+def s2cloudless_grid(
+    source: Any, indexes: list[int], extra_offset: float, qa60: str = ""
+) -> CloudGrid:
+    """Run s2cloudless once on ``source`` read at about 160 m (bands ``indexes``)."""
+    metres = pixel_metres(source.georef)
+    step = s2cloudless.grid_step(metres or 10.0)
+    step = max(step, source.overview_factor(MAX_GRID_CELLS))  # huge mosaics: coarser cells
+    gh, gw = max(1, math.ceil(source.height / step)), max(1, math.ceil(source.width / step))
+    raw, valid = source.read_bands_and_validity(indexes, gh, gw)
+    flags = s2cloudless.cloud_flags(raw, valid, extra_offset)
+    if metres:
+        cells = f"{metres * source.height / gh:.0f} m cells"
+    else:
+        cells = f"{source.height / gh:.0f}-pixel cells (no CRS: 10 m pixels assumed)"
+    what = (
+        f"s2cloudless (Sinergise's LightGBM model, CC BY-SA 4.0: cloud probability averaged over "
+        f"a disk of {s2cloudless.AVERAGE_OVER} cells, > {s2cloudless.THRESHOLD}, dilated by "
+        f"{s2cloudless.DILATION_SIZE} cells, on a {gh} x {gw} grid of {cells}; clouds, not "
+        f"their shadows{'; ' + qa60 if qa60 else ''})"
+    )
+    return CloudGrid(flags, what)

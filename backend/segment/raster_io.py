@@ -26,7 +26,7 @@ from backend.segment.bands import (  # noqa: F401 - re-exported for the engine a
     normalise_band_name,
     parse_bands_option,
 )
-from backend.segment.clouds import CloudBand, cloud_band_for
+from backend.segment.clouds import CloudBand, CloudGrid, choose_cloud_mask
 from backend.segment.georef import GeoRef
 
 _READ_ERRORS = (RasterioError, RasterioIOError, OSError)
@@ -45,12 +45,13 @@ class RasterSource:
         dataset,
         mapping: BandMapping,
         zero_is_nodata: bool | None = None,
-        cloud: CloudBand | None = None,
+        cloud: CloudBand | CloudGrid | None = None,
     ):
         self.path = path
         self._ds = dataset
         self.mapping = mapping
         self.cloud = cloud  # pixels it flags are nodata (backend.segment.clouds)
+        self.cloud_why_not = ""  # why s2cloudless did not run, for the log (open_raster)
         self.indexes = mapping.indexes
         nodata = dataset.nodatavals[mapping.indexes[0] - 1]
         self.georef = GeoRef(dataset.crs, dataset.transform, dataset.width, dataset.height, nodata)
@@ -105,13 +106,55 @@ class RasterSource:
         return self._read("an overview", None, (max(1, self.height // f), max(1, self.width // f)))
 
     def cloud_fraction(self, max_pixels: int = 4_000_000) -> float:
-        """Share of the raster's pixels the cloud band flags (read at up to ``max_pixels``)."""
+        """Share of the raster's pixels the cloud mask flags (a band read at up to
+        ``max_pixels``)."""
         if self.cloud is None:
             return 0.0
+        if isinstance(self.cloud, CloudGrid):
+            return self.cloud.fraction
+        return self.band_flag_fraction(self.cloud, max_pixels)
+
+    def band_flag_fraction(self, band: CloudBand, max_pixels: int = 4_000_000) -> float:
+        """Share of the raster's pixels ``band`` flags (read at up to ``max_pixels``)."""
         f = self.overview_factor(max_pixels)
         shape = (1, max(1, self.height // f), max(1, self.width // f))
-        flags = self._ds.read([self.cloud.index], out_shape=shape)[0]
-        return float(self.cloud.flagged(flags).mean())
+        flags = self._ds.read([band.index], out_shape=shape)[0]
+        return float(band.flagged(flags).mean())
+
+    def read_bands_and_validity(
+        self, indexes: list[int], out_h: int, out_w: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bands ``indexes`` of the whole raster resampled to (len(indexes), out_h, out_w)
+        (nearest; overviews used) and their validity (bool (out_h, out_w)) by the rules of
+        :meth:`read_strip`, without the cloud mask."""
+        shape = (len(indexes), out_h, out_w)
+        try:
+            raw = self._ds.read(indexes, out_shape=shape)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # NodataShadowWarning: nodata wins, fine
+                valid = np.all(self._ds.read_masks(indexes, out_shape=shape) > 0, axis=0)
+        except _READ_ERRORS as exc:
+            raise UserError(
+                f"cannot read an overview of {self.path}: {_first_line(exc)}; the file is "
+                "truncated or corrupt, re-download or re-export it"
+            ) from None
+        if raw.dtype.kind == "f":
+            valid &= np.all(np.isfinite(raw), axis=0)
+        if self.zero_is_nodata:
+            valid &= np.any(raw != 0, axis=0)
+        return raw, valid
+
+    def _cloud_flags(self, window, out_hw) -> np.ndarray:
+        """Bool: the pixels of a read (``window`` or the whole raster at ``out_hw``) that the
+        cloud mask flags."""
+        if isinstance(self.cloud, CloudGrid):
+            if out_hw is not None:
+                return self.cloud.flags_in(0, out_hw[0], 0, out_hw[1], out_hw)
+            r0, c0 = int(window.row_off), int(window.col_off)
+            r1, c1 = r0 + int(window.height), c0 + int(window.width)
+            return self.cloud.flags_in(r0, r1, c0, c1, (self.height, self.width))
+        where = {"window": window} if out_hw is None else {"out_shape": (1, *out_hw)}
+        return self.cloud.flagged(self._ds.read([self.cloud.index], **where)[0])
 
     def _read(self, what: str, window=None, out_hw=None) -> tuple[np.ndarray, np.ndarray]:
         def where(count: int) -> dict:
@@ -127,7 +170,7 @@ class RasterSource:
                     masks = self._ds.read_masks(self.indexes, **where(len(self.indexes)))
                 valid = np.all(masks > 0, axis=0)
             if self.cloud is not None:
-                valid &= ~self.cloud.flagged(self._ds.read([self.cloud.index], **where(1))[0])
+                valid &= ~self._cloud_flags(window, out_hw)
         except _READ_ERRORS as exc:
             raise UserError(
                 f"cannot read {what} of {self.path}: {_first_line(exc)}; the file is "
@@ -178,20 +221,25 @@ def open_raster(
     allow_duplicates: bool = False,
     zero_is_data: bool = False,
     cloud_mask: str = "none",
+    extra_offset: float = 0.0,
 ) -> RasterSource:
     """Open ``path``, validate it and map its bands. Every problem is a one-line UserError.
 
     ``zero_is_data`` turns off the rule that reads pixels 0 in every band as nodata
     (:class:`RasterSource`); ``cloud_mask`` "auto" reads the pixels the raster's SCL or QA60
-    band flags as nodata (:mod:`backend.segment.clouds`)."""
+    band or s2cloudless flags as nodata (:mod:`backend.segment.clouds`; s2cloudless runs here,
+    once, on a coarse read, with ``extra_offset`` added to the DN: -1000 with --l2a-offset)."""
     ds = open_checked(Path(path))
     try:
+        bands = raster_bands(ds)
         mapping = map_raster_bands(
-            list(model_bands), raster_bands(ds), explicit, allow_duplicates=allow_duplicates
+            list(model_bands), bands, explicit, allow_duplicates=allow_duplicates
         )
         _check_dtypes_and_probe(Path(path), ds, mapping.indexes)
-        cloud = cloud_band_for(cloud_mask, ds.descriptions)
-        return RasterSource(Path(path), ds, mapping, False if zero_is_data else None, cloud)
+        source = RasterSource(Path(path), ds, mapping, False if zero_is_data else None)
+        choice = choose_cloud_mask(cloud_mask, source, bands.held()[0], extra_offset)
+        source.cloud, source.cloud_why_not = choice.mask, choice.why_not_s2cloudless
+        return source
     except BaseException:
         ds.close()
         raise
