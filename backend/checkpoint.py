@@ -9,7 +9,9 @@ Keys (format version 1):
 ``format``            "waterseg-checkpoint"
 ``format_version``    1
 ``arch``              {"name": "munet", "kwargs": {"width": "half", "in_channels": 4, "heads": 2}}
-                      -> ``backend.models.create_model(name, **kwargs)``
+                      -> ``backend.models.build_model(name, kwargs)``; the index layer's
+                      options are one dict, ``kwargs["spectral"]`` (older files: flat keys,
+                      read by ``backend.models.upgrade_kwargs``)
 ``state_dict``        model weights (fp32 or fp16; loading casts to fp32)
 ``bands``             input band names in model order, e.g. ["B2", "B3", "B4", "B8"]
 ``scale``, ``offset`` reflectance = raw * scale + offset (Sentinel-2 L2A x 10000: 1e-4, 0.0)
@@ -117,16 +119,21 @@ def build_checkpoint(
     epoch: int | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Assemble a checkpoint dict. ``model`` may be wrapped in DDP (``.module`` is used)."""
+    """Assemble a checkpoint dict. ``model`` may be wrapped in DDP (``.module`` is used);
+    ``SpectralOptions`` among ``arch_kwargs`` are stored as their dict."""
     import torch
 
     from backend import __version__
+    from backend.models.spectral import SpectralOptions
 
     net = getattr(model, "module", model)
+    kwargs = {
+        k: v.to_dict() if isinstance(v, SpectralOptions) else v for k, v in arch_kwargs.items()
+    }
     ckpt: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "arch": {"name": arch_name, "kwargs": dict(arch_kwargs)},
+        "arch": {"name": arch_name, "kwargs": kwargs},
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         **input_spec.to_dict(),
         "classes": list(CLASSES),

@@ -643,21 +643,23 @@ def build_loss(cfg: TrainConfig) -> torch.nn.Module:
 
 
 def model_kwargs(cfg: TrainConfig, heads: int) -> dict[str, Any]:
-    """The architecture's keyword arguments (stored in the checkpoints), options checked."""
+    """The architecture's keyword arguments (stored in the checkpoints), options checked:
+    the index-layer options become one ``spectral`` dict (``SpectralOptions.to_dict``)."""
+    from backend.models.spectral import SpectralOptions
+
     arch_kwargs = {
         "width": cfg.width,
         "in_channels": len(cfg.bands),
         "num_classes": 2,
         "heads": heads,
     }
-    if cfg.spectral_indices:  # only when on: older checkpoints keep their exact kwargs
-        arch_kwargs["spectral_indices"] = (
-            True if cfg.spectral_indices in (True, "all") else cfg.spectral_indices
-        )
+    spectral: dict[str, Any] = {}  # SpectralOptions fields; none when the layer is off
+    if cfg.spectral_indices:  # only when on: without the layer the kwargs are as they were
+        spectral["mode"] = "all" if cfg.spectral_indices is True else cfg.spectral_indices
     if cfg.anchor_bound is not None:
         if cfg.spectral_indices not in ("ndwi-anchored", "anchored"):
             raise UserError("--anchor-bound needs --spectral-indices anchored or ndwi-anchored")
-        arch_kwargs["anchor_bound"] = float(cfg.anchor_bound)
+        spectral["anchor_bound"] = float(cfg.anchor_bound)
     if cfg.anchor_bands is not None:
         pair = [b.strip().upper() for b in cfg.anchor_bands]
         if cfg.spectral_indices != "ndwi-anchored" or len(pair) != 2:
@@ -671,7 +673,12 @@ def model_kwargs(cfg: TrainConfig, heads: int) -> dict[str, Any]:
                 f"--anchor-bands {','.join(pair)}: {', '.join(missing)} not among --bands "
                 f"{','.join(cfg.bands)}; add it to --bands"
             )
-        arch_kwargs["index_init_pair"] = [cfg.bands.index(b) for b in pair]
+        spectral["index_pair"] = [cfg.bands.index(b) for b in pair]
+    if spectral:
+        try:
+            arch_kwargs["spectral"] = SpectralOptions(**spectral).to_dict()
+        except ValueError as exc:
+            raise UserError(f"--spectral-indices {cfg.spectral_indices}: {exc}") from None
     return arch_kwargs
 
 

@@ -12,13 +12,15 @@ when ``heads == 2`` (head 0 = segmentation, used at inference; head 1 = the seco
 SeNet's structured edge branch). ``model.size_multiple`` is the number H and W must be
 multiples of. See docs/models.md for channel lists, parameter counts and FLOPs.
 
-``spectral_indices=True`` (or a list of band index pairs) puts a fixed
+``spectral=SpectralOptions(...)`` (or its dict) puts a fixed
 :class:`~backend.models.spectral.SpectralIndices` layer in front of any model: it appends
-brightness-invariant normalised differences such as NDWI to the input bands
-(backend/models/spectral.py).
+brightness-invariant normalised differences such as NDWI to the input bands, with the modes of
+:class:`~backend.models.spectral.SpectralOptions` (backend/models/spectral.py).
 
-``build_model(name, kwargs)`` also builds the composites of :data:`COMPOSITES`: "fusion"
-(backend/models/fusion.py) fuses the RGB water network with fixed water indices.
+``build_model(name, kwargs)`` rebuilds a checkpoint's architecture: the composites of
+:data:`COMPOSITES` ("fusion", backend/models/fusion.py, fuses the RGB water network with fixed
+water indices) and, through :func:`upgrade_kwargs`, checkpoints written before
+``SpectralOptions`` existed.
 
 ``members=K`` (K > 1) builds K independent copies and averages their logits
 (:class:`~backend.models.ensemble.Ensemble`, backend/models/ensemble.py; weights under
@@ -38,10 +40,8 @@ from backend.models.fusion import fusion
 from backend.models.munet import munet
 from backend.models.senet import senet
 from backend.models.spectral import (
-    DEFAULT_ANCHOR_BOUND,
-    DEFAULT_INIT_GAIN,
-    NDWI_PAIR,
     SpectralIndices,
+    SpectralOptions,
     WithSpectralIndices,
     init_from_index,
 )
@@ -59,17 +59,64 @@ COMPOSITES: dict[str, Callable[..., nn.Module]] = {
     "fusion": fusion,
 }
 
-__all__ = ["COMPOSITES", "MODELS", "build_model", "create_model", "list_models"]
+__all__ = [
+    "COMPOSITES",
+    "MODELS",
+    "SpectralOptions",
+    "build_model",
+    "create_model",
+    "list_models",
+    "upgrade_kwargs",
+]
+
+# The flat keys older checkpoints store the index layer under -> SpectralOptions fields
+# ("spectral_indices", the fifth, holds the mode or the pairs; see upgrade_kwargs).
+LEGACY_SPECTRAL_KEYS = {
+    "index_init_pair": "index_pair",
+    "index_init_gain": "index_gain",
+    "anchor_bound": "anchor_bound",
+}
 
 
 def build_model(name: str, kwargs: dict) -> nn.Module:
     """A checkpoint's ``arch`` -> a model: a composite (:data:`COMPOSITES`) from its own
-    keyword arguments, else :func:`create_model`."""
+    keyword arguments, else :func:`create_model` with :func:`upgrade_kwargs`."""
     if name in COMPOSITES:
         model = COMPOSITES[name](**kwargs)
         model.arch_name = name
         return model
-    return create_model(name, **kwargs)
+    return create_model(name, **upgrade_kwargs(kwargs))
+
+
+def upgrade_kwargs(kwargs: dict) -> dict:
+    """A checkpoint's architecture kwargs, of any version -> :func:`create_model`'s keywords.
+
+    Checkpoints written before :class:`SpectralOptions` (the bundled waterseg-default.pt and
+    waterseg-rgbn.pt among them) store the index layer as flat keys: ``spectral_indices``
+    (False or None: no layer; True: mode "all"; a mode name; or a list of band pairs, mode
+    "all" on those pairs) and ``index_init_pair``, ``index_init_gain``, ``anchor_bound``
+    (:data:`LEGACY_SPECTRAL_KEYS`; ignored, as they always were, without a layer). They
+    become one ``spectral`` dict; kwargs without them are returned unchanged (as a copy).
+
+    Raises:
+        ValueError: the kwargs hold both ``spectral`` and the flat keys.
+    """
+    flat = [k for k in ("spectral_indices", *LEGACY_SPECTRAL_KEYS) if k in kwargs]
+    out = {k: v for k, v in kwargs.items() if k not in flat}
+    if not flat:
+        return out
+    if "spectral" in kwargs:
+        raise ValueError(f"both 'spectral' and the older keys {flat}; keep one form")
+    value = kwargs.get("spectral_indices", False)
+    if value is False or value is None:
+        return out
+    spectral = {new: kwargs[old] for old, new in LEGACY_SPECTRAL_KEYS.items() if old in kwargs}
+    if value is True or isinstance(value, str):
+        spectral["mode"] = "all" if value is True else value
+    else:
+        spectral["pairs"] = value
+    out["spectral"] = spectral
+    return out
 
 
 def list_models() -> list[str]:
@@ -84,11 +131,8 @@ def create_model(
     in_channels: int = 4,
     num_classes: int = 2,
     heads: int = 1,
-    spectral_indices: bool | str | list[list[int]] = False,
     members: int = 1,
-    index_init_pair: tuple[int, int] = NDWI_PAIR,
-    index_init_gain: float = DEFAULT_INIT_GAIN,
-    anchor_bound: float = DEFAULT_ANCHOR_BOUND,
+    spectral: SpectralOptions | dict | None = None,
 ) -> nn.Module:
     """Build a registered model in training mode with freshly initialised weights.
 
@@ -98,31 +142,16 @@ def create_model(
         in_channels: number of input bands C of the (B, C, H, W) float input.
         num_classes: output channels of each head (2: land, water).
         heads: 1 (one logits tensor) or 2 (a tuple of two logits tensors).
-        spectral_indices: False (default); True to append the normalised difference of every
-            pair of input bands to the input (a fixed layer, no weights); "only" to feed the
-            model those indices instead of the bands; "residual" to append them and add a learned
-            per-pixel linear map of them to the segmentation logits; "ndwi-init": "residual"
-            started from NDWI (``spectral.init_from_index``: the untrained model predicts
-            water exactly where NDWI = (B3 - B8) / (B3 + B8) > 0, band pair ``index_init_pair``,
-            logit scale ``index_init_gain``; head 0's own conv zeroed); "ndwi-anchored": the
-            fixed decision ``index_init_gain`` x NDWI plus the net's correction bounded by
-            ``anchor_bound`` per logit (nothing about NDWI is learned, so wherever NDWI is clear
-            the model agrees with it; see ``WithSpectralIndices``); "anchored": the same with a
-            linear decision on all the indices fitted by logistic regression on the training
-            tiles before the net trains (``spectral.fit_anchor``); or a list of band index
-            pairs [i, j] (appended). The result is a ``WithSpectralIndices`` (weights under
-            ``net.``).
-        index_init_pair: with "ndwi-init", the band indices (a, b) of the starting index
-            (x[a] - x[b]) / (x[a] + x[b]); default (1, 3) = (B3, B8) of the bands B2, B3, B4, B8.
-        index_init_gain: with "ndwi-init", logit(water) - logit(land) = gain x index at start;
-            with "ndwi-anchored", the fixed gain of the index.
-        anchor_bound: with "ndwi-anchored", the most the net may move each logit.
         members: 1 (default) for one model; K > 1 for an :class:`Ensemble` of K independently
             initialised copies whose forward returns the mean of their logits (per head).
+        spectral: None (default) for the plain model; :class:`SpectralOptions` (or its dict,
+            as a checkpoint stores it) to put the fixed spectral-index layer in front of it, in
+            one of the modes listed there. The result is a ``WithSpectralIndices`` (weights
+            under ``net.``).
 
     Raises:
-        ValueError: unknown name or width, or a non-positive channel/class count, or heads
-            not in (1, 2); the message lists the valid choices.
+        ValueError: unknown name or width, a non-positive channel/class count, heads not in
+            (1, 2), or bad spectral options; the message lists the valid choices.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid models: {', '.join(list_models())}")
@@ -134,6 +163,7 @@ def create_model(
         raise ValueError(f"heads must be 1 or 2, got {heads!r}")
     if isinstance(members, bool) or not isinstance(members, int) or members < 1:
         raise ValueError(f"members must be a positive integer, got {members!r}")
+    options = SpectralOptions.parse(spectral)
     if members > 1:
         model = Ensemble(
             [
@@ -143,50 +173,34 @@ def create_model(
                     in_channels=in_channels,
                     num_classes=num_classes,
                     heads=heads,
-                    spectral_indices=spectral_indices,
-                    index_init_pair=index_init_pair,
-                    index_init_gain=index_init_gain,
-                    anchor_bound=anchor_bound,
+                    spectral=options,
                 )
                 for _ in range(members)
             ]
         )
         model.arch_name, model.width, model.num_heads = name, width, heads
         return model
-    spectral = None
-    if spectral_indices is not False and spectral_indices is not None:
-        modes = ("all", "only", "residual", "ndwi-init", "ndwi-anchored", "anchored")
-        if isinstance(spectral_indices, str) and spectral_indices not in modes:
-            raise ValueError(
-                f"spectral_indices {spectral_indices!r}: use True, {', '.join(map(repr, modes))} "
-                "or band pairs"
-            )
-        pairs = (
-            None
-            if spectral_indices is True or isinstance(spectral_indices, str)
-            else spectral_indices
-        )
-        spectral = SpectralIndices(in_channels, pairs, keep_input=spectral_indices != "only")
+    layer = None
+    if options is not None:
+        layer = SpectralIndices(in_channels, options.pairs, keep_input=options.mode != "only")
     model = MODELS[name](
         width=multiplier,
-        in_channels=spectral.out_channels if spectral else in_channels,
+        in_channels=layer.out_channels if layer else in_channels,
         num_classes=num_classes,
         heads=heads,
     )
-    if spectral is not None:
-        residual = num_classes if spectral_indices in ("residual", "ndwi-init") else None
-        anchors = {"ndwi-anchored": index_init_pair, "anchored": "fitted"}
-        mode = spectral_indices if isinstance(spectral_indices, str) else None
+    if options is not None:
+        anchors = {"ndwi-anchored": options.index_pair, "anchored": "fitted"}
         model = WithSpectralIndices(
-            spectral,
+            layer,
             model,
-            residual_classes=residual,
-            anchor=anchors.get(mode),
-            anchor_gain=index_init_gain,
-            anchor_bound=anchor_bound,
+            residual_classes=num_classes if options.mode in ("residual", "ndwi-init") else None,
+            anchor=anchors.get(options.mode),
+            anchor_gain=options.index_gain,
+            anchor_bound=options.anchor_bound,
         )
-        if spectral_indices == "ndwi-init":
-            init_from_index(model, index_init_pair, index_init_gain)
+        if options.mode == "ndwi-init":
+            init_from_index(model, options.index_pair, options.index_gain)
     model.arch_name = name
     model.width = width
     model.num_heads = heads

@@ -1,6 +1,6 @@
 """Seed ensembles: K independently trained copies of one architecture, logits averaged.
 
-    >>> model = create_model("unet", width=0.0625, spectral_indices="residual", members=3)
+    >>> model = create_model("unet", width=0.0625, spectral={"mode": "residual"}, members=3)
     >>> logits = model(torch.zeros(1, 4, 64, 64))        # (1, 2, 64, 64): mean of 3 members
 
 ``create_model(..., members=K)`` with K > 1 returns a :class:`Ensemble` of K freshly

@@ -112,8 +112,9 @@ def fusion(
     indices: Sequence[str] = ("ndwi", "mndwi"),
 ) -> IndexFusion:
     """Build an :class:`IndexFusion` with a fresh RGB network ``rgb_arch`` = {"name", "kwargs"}
-    (weights come from the checkpoint)."""
-    from backend.models import create_model
+    (weights come from the checkpoint), rebuilt as any stored architecture is
+    (``backend.models.build_model``)."""
+    from backend.models import build_model
 
-    net = create_model(rgb_arch["name"], **rgb_arch.get("kwargs", {}))
+    net = build_model(rgb_arch["name"], dict(rgb_arch.get("kwargs", {})))
     return IndexFusion(bands, net, rgb_mean, rgb_std, gain, indices)

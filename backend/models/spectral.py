@@ -12,10 +12,11 @@ which is the pair (1, 3) of the default band order B2, B3, B4, B8.
     >>> layer(torch.rand(2, 4, 64, 64)).shape
     torch.Size([2, 10, 64, 64])
 
-``create_model(name, spectral_indices=True)`` (or ``"only"``: the indices replace the bands)
-(backend/models/__init__.py) wraps any
-registered model as :class:`WithSpectralIndices`; the option is an architecture keyword, so it
-is stored in a checkpoint's ``arch.kwargs`` and ``model_from_checkpoint`` rebuilds it.
+``create_model(name, spectral=SpectralOptions())`` (or ``SpectralOptions("only")``: the
+indices replace the bands; the other modes are listed in :class:`SpectralOptions`)
+(backend/models/__init__.py) wraps any registered model as :class:`WithSpectralIndices`; the
+options are an architecture keyword, so they are stored in a checkpoint's ``arch.kwargs``
+(``SpectralOptions.to_dict``) and ``model_from_checkpoint`` rebuilds the model.
 
 Robustness: the input is reflectance (scale 1e-4, no mean/std), but may hold NaN/inf, zeros
 (nodata fill) or small negatives (L2A offset, noise). Before the index, values are made finite
@@ -26,8 +27,11 @@ Robustness: the input is reflectance (scale 1e-4, no mean/std), but may hold NaN
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from itertools import combinations
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +44,93 @@ NDWI_PAIR = (
 DEFAULT_INIT_GAIN = 10.0  # logit(water) - logit(land) = 10 * NDWI at the start: p = 0.88 at 0.2
 DEFAULT_ANCHOR_BOUND = 1.5  # "ndwi-anchored": the net moves each logit by at most 1.5
 ANCHOR_PIXELS = 2_000_000  # the most pixels the anchor's logistic regression is fitted on
+SPECTRAL_MODES = ("all", "only", "residual", "ndwi-init", "ndwi-anchored", "anchored")
+
+
+@dataclass(frozen=True)
+class SpectralOptions:
+    """How :func:`backend.models.create_model` puts the index layer in front of a model.
+
+    Args:
+        mode: "all" (default): append the normalised difference of every band pair (or of
+            ``pairs``) to the input bands; "only": feed the model those indices instead of the
+            bands; "residual": append them and add a learned per-pixel linear map of them to
+            the segmentation logits; "ndwi-init": "residual" started from the index of
+            ``index_pair`` (:func:`init_from_index`: the untrained model predicts water exactly
+            where that index > 0, logit scale ``index_gain``; head 0's own conv zeroed);
+            "ndwi-anchored": the fixed decision ``index_gain`` x index(``index_pair``) plus the
+            net's correction bounded by ``anchor_bound`` per logit (nothing about the index is
+            learned, so wherever it is clear the model agrees with it); "anchored": the same
+            with a linear decision on all the indices, fitted by logistic regression on the
+            training tiles before the net trains (:func:`fit_anchor`).
+        pairs: band index pairs (i, j) of the indices; None (default): every pair i < j.
+        index_pair: with "ndwi-init" and "ndwi-anchored", the band indices (a, b) of the index
+            (x[a] - x[b]) / (x[a] + x[b]); default (1, 3) = (B3, B8), NDWI of B2, B3, B4, B8.
+        index_gain: with "ndwi-init", logit(water) - logit(land) = gain x index at the start;
+            with "ndwi-anchored", the fixed gain of the index.
+        anchor_bound: with "ndwi-anchored" and "anchored", the most the net may move each logit.
+
+    Raises:
+        ValueError: an unknown mode (the message lists the valid ones), a pair that is not two
+            different band indices, or a gain or bound that is not positive.
+    """
+
+    mode: str = "all"
+    pairs: tuple[tuple[int, int], ...] | None = None
+    index_pair: tuple[int, int] = NDWI_PAIR
+    index_gain: float = DEFAULT_INIT_GAIN
+    anchor_bound: float = DEFAULT_ANCHOR_BOUND
+
+    def __post_init__(self) -> None:
+        if self.mode not in SPECTRAL_MODES:
+            raise ValueError(
+                f"spectral mode {self.mode!r}: use one of {', '.join(map(repr, SPECTRAL_MODES))}"
+            )
+        if self.pairs is not None:
+            object.__setattr__(self, "pairs", tuple(_band_pair(p, "pair") for p in self.pairs))
+        object.__setattr__(self, "index_pair", _band_pair(self.index_pair, "index_pair"))
+        for name in ("index_gain", "anchor_bound"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"spectral {name} must be positive, got {value!r}")
+            object.__setattr__(self, name, float(value))
+
+    @classmethod
+    def parse(cls, value: SpectralOptions | dict[str, Any] | None) -> SpectralOptions | None:
+        """None, the options, or their dict (as :meth:`to_dict` writes it; fields left out take
+        their defaults) -> the options or None.
+
+        Raises:
+            ValueError: a key that is not a field (the message lists the fields), or a bad value.
+        """
+        if value is None or isinstance(value, cls):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"spectral must be SpectralOptions, a dict or None, got {value!r}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(value) - set(names))
+        if unknown:
+            raise ValueError(f"unknown spectral option(s) {unknown}; valid: {', '.join(names)}")
+        return cls(**value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain lists, numbers and strings, for a checkpoint's ``arch.kwargs`` (every field,
+        so the model is rebuilt the same even if a default changes)."""
+        out = asdict(self)
+        out["pairs"] = None if self.pairs is None else [list(p) for p in self.pairs]
+        out["index_pair"] = list(self.index_pair)
+        return out
+
+
+def _band_pair(pair: Sequence[int], what: str) -> tuple[int, int]:
+    """(a, b) as a tuple of two different ints; ValueError naming ``what`` otherwise."""
+    try:
+        a, b = (operator.index(v) for v in pair)
+    except (TypeError, ValueError):
+        raise ValueError(f"spectral {what} {pair!r} must be two band indices (a, b)") from None
+    if a == b:
+        raise ValueError(f"spectral {what} {pair!r} must be two different band indices")
+    return a, b
 
 
 def all_pairs(in_channels: int) -> list[tuple[int, int]]:
@@ -250,7 +341,7 @@ def fit_anchor(
         ValueError: the model has no anchor, or no labelled pixels of both classes.
     """
     if not getattr(model, "anchored", False):
-        raise ValueError("fit_anchor needs a model built with an anchor (spectral_indices)")
+        raise ValueError("fit_anchor needs a model built with an anchor (SpectralOptions)")
     with torch.no_grad():
         idx = model.spectral.indices(images.float().cpu())  # (N, P, H, W)
     feats = idx.permute(0, 2, 3, 1).reshape(-1, idx.shape[1])

@@ -135,6 +135,92 @@ def test_built_checkpoint_loads_with_weights_only(tmp_path):
         torch.testing.assert_close(loaded(x), model.eval()(x))
 
 
+# Checkpoints written before SpectralOptions (the bundled waterseg-default.pt and
+# waterseg-rgbn.pt among them) store the index layer as flat arch kwargs.
+OLD_SPECTRAL_FORMS = [
+    ({"spectral_indices": True}, {"mode": "all"}),
+    ({"spectral_indices": "only"}, {"mode": "only"}),
+    ({"spectral_indices": [[1, 3], [0, 2]]}, {"pairs": [[1, 3], [0, 2]]}),
+    ({"spectral_indices": "residual"}, {"mode": "residual"}),
+    (
+        {"spectral_indices": "ndwi-init", "index_init_pair": [3, 1], "index_init_gain": 20.0},
+        {"mode": "ndwi-init", "index_pair": [3, 1], "index_gain": 20.0},
+    ),
+    (
+        {"spectral_indices": "ndwi-anchored", "index_init_pair": [1, 2], "anchor_bound": 0.5},
+        {"mode": "ndwi-anchored", "index_pair": [1, 2], "anchor_bound": 0.5},
+    ),
+    (
+        {"spectral_indices": "anchored", "anchor_bound": 0.25},
+        {"mode": "anchored", "anchor_bound": 0.25},
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "spectral"), OLD_SPECTRAL_FORMS)
+def test_a_checkpoint_with_the_old_flat_spectral_kwargs_loads_the_same_model(
+    tmp_path, old, spectral
+):
+    from backend.checkpoint import load_model
+    from backend.models import create_model, upgrade_kwargs
+
+    base = {"width": 0.0625, "in_channels": 4, "num_classes": 2, "heads": 1}
+    assert upgrade_kwargs({**base, **old}) == {**base, "spectral": spectral}
+    torch.manual_seed(0)
+    model = create_model("unet", **base, spectral=spectral).eval()
+    state = model.state_dict()
+    for value in state.values():  # trained-like: every weight and buffer non-trivial
+        if value.is_floating_point():
+            value.copy_(torch.rand_like(value) * 0.5 + 0.1)
+    ckpt = {**_minimal(), "arch": {"name": "unet", "kwargs": {**base, **old}}, "state_dict": state}
+    loaded, _, meta = load_model(save_checkpoint(ckpt, tmp_path / "old.pt"))
+    assert meta["arch"]["kwargs"] == {**base, **old}  # read as it is stored, never rewritten
+    x = torch.rand(2, 4, 32, 32) * 0.4
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), model(x))
+
+
+def test_upgrade_kwargs_by_hand():
+    from backend.models import upgrade_kwargs
+
+    assert upgrade_kwargs({"width": 0.5}) == {"width": 0.5}
+    new = {"width": 0.5, "spectral": {"mode": "residual"}}
+    assert upgrade_kwargs(new) == new and upgrade_kwargs(new) is not new
+    # no layer: the options that only mean something with one were always ignored
+    for off in (False, None):
+        assert upgrade_kwargs({"spectral_indices": off, "anchor_bound": 0.5}) == {}
+    assert upgrade_kwargs({"members": 3, "spectral_indices": True}) == {
+        "members": 3,
+        "spectral": {"mode": "all"},
+    }
+    with pytest.raises(ValueError, match="keep one form"):
+        upgrade_kwargs({"spectral": {"mode": "all"}, "spectral_indices": True})
+
+
+def test_an_unbuildable_spectral_option_is_a_one_line_user_error(tmp_path):
+    from backend.checkpoint import load_model
+
+    ckpt = {**_minimal(), "arch": {"name": "unet", "kwargs": {"spectral_indices": "some"}}}
+    with pytest.raises(UserError, match="cannot be built: spectral mode 'some'"):
+        load_model(save_checkpoint(ckpt, tmp_path / "bad.pt"))
+
+
+def test_spectral_options_are_stored_as_a_plain_dict(tmp_path):
+    from backend.checkpoint import build_checkpoint, load_model
+    from backend.models import SpectralOptions, create_model
+
+    options = SpectralOptions("residual", index_pair=(0, 3))
+    model = create_model("unet", width=0.0625, spectral=options).eval()
+    kwargs = {"width": 0.0625, "spectral": options}
+    path = save_checkpoint(build_checkpoint(model, "unet", kwargs, InputSpec()), tmp_path / "m.pt")
+    loaded, _, meta = load_model(path)  # weights_only: no dataclass in the file
+    assert meta["arch"]["kwargs"]["spectral"] == options.to_dict()
+    assert SpectralOptions.parse(meta["arch"]["kwargs"]["spectral"]) == options
+    x = torch.rand(1, 4, 32, 32) * 0.4
+    with torch.inference_mode():
+        assert torch.equal(loaded(x), model(x))
+
+
 def test_model_info_text_shows_headline_metrics_only():
     from backend.info import headline_metrics
 

@@ -266,10 +266,13 @@ def test_bundled_model_records_a_real_leave_one_out_table(
     the real NDWI scores of the real held-out samples, and the card prints the same means."""
     from backend.datasets.snowed import band_indices
     from backend.metrics import ConfusionMatrix
+    from backend.models import upgrade_kwargs
 
     path = _bundled(name)
     ckpt = read_checkpoint(path, paths.bundled_sha256(path))
+    # written before SpectralOptions: the old flat key, read by upgrade_kwargs
     assert ckpt["arch"]["kwargs"].get("spectral_indices") == mode
+    assert upgrade_kwargs(ckpt["arch"]["kwargs"])["spectral"]["mode"] == mode
     loo = ckpt["metrics"]["loo"]
     assert sorted(loo) == sorted(p.name for p in snowed_sample.iterdir() if p.is_dir())
     for sample_id, result in loo.items():

@@ -16,7 +16,7 @@ from backend.models import create_model
 from backend.models.ensemble import Ensemble, ensemble_checkpoint, ensemble_state_dict
 from backend.segment.inference import fuse_for_inference
 
-KW = {"width": 0.0625, "spectral_indices": "residual"}
+KW = {"width": 0.0625, "spectral": {"mode": "residual"}}
 
 
 def _randomise_bn(model: torch.nn.Module, seed: int) -> None:
@@ -94,7 +94,7 @@ def _single_ckpt(seed: int) -> dict:
             "in_channels": 4,
             "num_classes": 2,
             "heads": 1,
-            "spectral_indices": "residual",
+            "spectral": {"mode": "residual"},
         },
         InputSpec(),
         config={"seed": seed},

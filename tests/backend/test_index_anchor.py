@@ -1,4 +1,4 @@
-"""spectral_indices="ndwi-anchored": a fixed NDWI decision plus a bounded correction from the
+"""SpectralOptions("ndwi-anchored"): a fixed NDWI decision plus a bounded correction from the
 network (backend.models.spectral.WithSpectralIndices with ``anchor``)."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def _wild(model: nn.Module, scale: float = 50.0) -> nn.Module:
 def test_the_net_moves_the_logit_difference_by_less_than_twice_the_bound(bound):
     torch.manual_seed(0)
     model = _wild(
-        create_model("unet", **KWARGS, spectral_indices="ndwi-anchored", anchor_bound=bound)
+        create_model("unet", **KWARGS, spectral={"mode": "ndwi-anchored", "anchor_bound": bound})
     )
     model.eval()
     x = _reflectance(1)
@@ -58,7 +58,7 @@ def test_the_net_moves_the_logit_difference_by_less_than_twice_the_bound(bound):
 
 def test_two_heads_keep_the_second_head_unbounded():
     torch.manual_seed(1)
-    model = create_model("unet", **{**KWARGS, "heads": 2}, spectral_indices="ndwi-anchored")
+    model = create_model("unet", **{**KWARGS, "heads": 2}, spectral={"mode": "ndwi-anchored"})
     model.eval()
     with torch.no_grad():
         seg, edge = model(_reflectance(2))
@@ -67,7 +67,7 @@ def test_two_heads_keep_the_second_head_unbounded():
 
 def test_gain_and_bound_come_back_from_a_checkpoint_and_scale_with_a_temperature(tmp_path):
     torch.manual_seed(2)
-    kwargs = {**KWARGS, "spectral_indices": "ndwi-anchored", "anchor_bound": 0.5}
+    kwargs = {**KWARGS, "spectral": {"mode": "ndwi-anchored", "anchor_bound": 0.5}}
     model = _wild(create_model("unet", **kwargs), scale=2.0).eval()
     x = _reflectance(3)
     with torch.no_grad():
@@ -92,9 +92,11 @@ def test_gain_and_bound_come_back_from_a_checkpoint_and_scale_with_a_temperature
 
 def test_bad_anchor_settings_are_refused():
     with pytest.raises(ValueError, match="must be positive"):
-        create_model("unet", **KWARGS, spectral_indices="ndwi-anchored", anchor_bound=0)
+        create_model("unet", **KWARGS, spectral={"mode": "ndwi-anchored", "anchor_bound": 0})
+    with pytest.raises(ValueError, match="two different band indices"):
+        create_model("unet", **KWARGS, spectral={"mode": "ndwi-anchored", "index_pair": (2, 2)})
     with pytest.raises(ValueError, match="not among the spectral pairs"):
-        create_model("unet", **KWARGS, spectral_indices="ndwi-anchored", index_init_pair=(2, 2))
+        create_model("unet", **KWARGS, spectral={"mode": "ndwi-anchored", "index_pair": (2, 7)})
 
 
 def test_fit_anchor_learns_the_index_rule_of_the_labels():
@@ -104,7 +106,7 @@ def test_fit_anchor_learns_the_index_rule_of_the_labels():
     from backend.models.spectral import fit_anchor
 
     torch.manual_seed(3)
-    model = create_model("unet", **KWARGS, spectral_indices="anchored").eval()
+    model = create_model("unet", **KWARGS, spectral={"mode": "anchored"}).eval()
     assert float(model.anchor_weight.abs().sum()) == 0  # starts undecided
     net_before = {k: v.clone() for k, v in model.net.state_dict().items()}
     x = _reflectance(7, side=64)
@@ -128,4 +130,4 @@ def test_fit_anchor_learns_the_index_rule_of_the_labels():
     with pytest.raises(ValueError, match="both water and land"):
         fit_anchor(model, x, torch.zeros_like(labels))
     with pytest.raises(ValueError, match="anchor"):
-        fit_anchor(create_model("unet", **KWARGS, spectral_indices=True), x, labels)
+        fit_anchor(create_model("unet", **KWARGS, spectral={"mode": "all"}), x, labels)

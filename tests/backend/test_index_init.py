@@ -1,4 +1,4 @@
-"""spectral_indices="ndwi-init": a residual model that starts exactly at NDWI > 0
+"""SpectralOptions("ndwi-init"): a residual model that starts exactly at NDWI > 0
 (backend.models.spectral.init_from_index, create_model's option)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _ndwi(x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("heads", [1, 2])
 def test_untrained_model_predicts_exactly_ndwi_above_zero(heads):
     torch.manual_seed(0)
-    model = create_model("unet", **{**KWARGS, "heads": heads}, spectral_indices="ndwi-init")
+    model = create_model("unet", **{**KWARGS, "heads": heads}, spectral={"mode": "ndwi-init"})
     x = _reflectance(1)
     x[0, :, 0, 0] = torch.tensor([0.1, 0.05, 0.1, 0.05])  # NDWI exactly 0: land, as NDWI > 0
     for mode in (model.train, model.eval):  # BatchNorm in either mode: head 0 is zero
@@ -65,7 +65,7 @@ def test_pair_and_gain_are_parameters_and_bad_ones_are_refused():
     x = _reflectance(2)
     # reversed pair (B8, B3): water where NIR > green, i.e. the opposite decision
     model = create_model(
-        "unet", **KWARGS, spectral_indices="ndwi-init", index_init_pair=(3, 1), index_init_gain=20
+        "unet", **KWARGS, spectral={"mode": "ndwi-init", "index_pair": (3, 1), "index_gain": 20}
     ).eval()
     with torch.no_grad():
         logits = model(x)
@@ -74,23 +74,27 @@ def test_pair_and_gain_are_parameters_and_bad_ones_are_refused():
     torch.testing.assert_close(logits[:, 1] - logits[:, 0], -20 * ndwi_eps, atol=1e-5, rtol=1e-5)
     # (B2, B8) on a 3-band input is (0, 2)
     model3 = create_model(
-        "unet", **{**KWARGS, "in_channels": 3}, spectral_indices="ndwi-init", index_init_pair=(0, 2)
+        "unet",
+        **{**KWARGS, "in_channels": 3},
+        spectral={"mode": "ndwi-init", "index_pair": (0, 2)},
     ).eval()
     x3 = x[:, [0, 1, 3]]
     with torch.no_grad():
         assert torch.equal(model3(x3).argmax(1) == 1, x3[:, 0] > x3[:, 2])
     assert NDWI_PAIR == (1, 3)
     with pytest.raises(ValueError, match="not among the spectral pairs"):
-        create_model("unet", **KWARGS, spectral_indices="ndwi-init", index_init_pair=(1, 1))
+        create_model("unet", **KWARGS, spectral={"mode": "ndwi-init", "index_pair": (1, 4)})
+    with pytest.raises(ValueError, match="two different band indices"):
+        create_model("unet", **KWARGS, spectral={"mode": "ndwi-init", "index_pair": (1, 1)})
     with pytest.raises(ValueError, match="gain must be positive"):
-        create_model("unet", **KWARGS, spectral_indices="ndwi-init", index_init_gain=0)
+        create_model("unet", **KWARGS, spectral={"mode": "ndwi-init", "index_gain": 0})
     with pytest.raises(ValueError, match="residual index head"):
-        init_from_index(create_model("unet", **KWARGS, spectral_indices=True))
+        init_from_index(create_model("unet", **KWARGS, spectral={"mode": "all"}))
 
 
 def test_every_member_of_an_ensemble_starts_at_ndwi():
     torch.manual_seed(0)
-    model = create_model("unet", **KWARGS, spectral_indices="ndwi-init", members=2).eval()
+    model = create_model("unet", **KWARGS, spectral={"mode": "ndwi-init"}, members=2).eval()
     x = _reflectance(3)
     with torch.no_grad():
         assert torch.equal(model(x).argmax(1) == 1, _ndwi(x) > 0)
@@ -100,7 +104,7 @@ def test_training_moves_away_from_the_start_and_checkpoint_round_trips(tmp_path)
     """Gradients reach the zeroed head and, through it, the network; the trained weights
     (not the NDWI start) come back from a checkpoint."""
     torch.manual_seed(4)
-    kwargs = {**KWARGS, "spectral_indices": "ndwi-init"}
+    kwargs = {**KWARGS, "spectral": {"mode": "ndwi-init"}}
     model = create_model("unet", **kwargs)
     x = _reflectance(4)
     target = (x[:, 0] > 0.2).long()  # a rule NDWI does not know
@@ -127,7 +131,7 @@ def test_fused_inference_matches_within_1e_4(mode):
     """Also for the anchored modes (tests/backend/test_index_anchor.py): BatchNorm folding
     leaves the anchor buffers and the bounded correction as they are."""
     torch.manual_seed(5)
-    model = create_model("unet", **KWARGS, spectral_indices=mode)
+    model = create_model("unet", **KWARGS, spectral={"mode": mode})
     randomise_batchnorm(model)  # trained-like: non-trivial BatchNorm and a non-zero head 0
     with torch.no_grad():
         model.net.head.heads[0].weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(1))

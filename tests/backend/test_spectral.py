@@ -13,7 +13,12 @@ from backend.checkpoint import (
     save_checkpoint,
 )
 from backend.models import create_model, list_models
-from backend.models.spectral import SpectralIndices, WithSpectralIndices, all_pairs
+from backend.models.spectral import (
+    SpectralIndices,
+    SpectralOptions,
+    WithSpectralIndices,
+    all_pairs,
+)
 
 EPS = 1e-3
 
@@ -101,7 +106,7 @@ def test_layer_has_no_weights_and_checks_its_input():
 def test_every_registered_model_accepts_the_option(name):
     torch.manual_seed(0)
     plain = create_model(name, width=0.125)
-    model = create_model(name, width=0.125, spectral_indices=True, heads=2)
+    model = create_model(name, width=0.125, spectral=SpectralOptions(), heads=2)
     assert isinstance(model, WithSpectralIndices)
     assert model.size_multiple == plain.size_multiple and model.arch_name == name
     # only the first layer grows: 6 more input channels
@@ -115,34 +120,59 @@ def test_every_registered_model_accepts_the_option(name):
         out = model(torch.rand(1, 4, side, side) * 0.3)
     assert isinstance(out, tuple) and len(out) == 2
     assert all(o.shape == (1, 2, side, side) and torch.isfinite(o).all() for o in out)
-    assert not isinstance(
-        create_model(name, width=0.125, spectral_indices=False), WithSpectralIndices
-    )
+    assert not isinstance(create_model(name, width=0.125, spectral=None), WithSpectralIndices)
 
 
 def test_explicit_pairs_and_three_bands():
-    model = create_model("unet", width=0.0625, in_channels=3, spectral_indices=[[0, 2]])
+    model = create_model("unet", width=0.0625, in_channels=3, spectral={"pairs": [[0, 2]]})
     assert model.spectral.pairs == [(0, 2)] and model.spectral.out_channels == 4
     first_conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == 4
     with pytest.raises(ValueError, match="pair"):
-        create_model("unet", width=0.0625, in_channels=3, spectral_indices=[[0, 3]])
+        create_model("unet", width=0.0625, in_channels=3, spectral={"pairs": [[0, 3]]})
 
 
 def test_checkpoint_round_trip_rebuilds_the_spectral_layer(tmp_path):
     torch.manual_seed(1)
     kwargs = {"width": 0.0625, "in_channels": 4, "num_classes": 2, "heads": 1}
-    kwargs["spectral_indices"] = True
+    kwargs["spectral"] = SpectralOptions().to_dict()
     model = create_model("unet", **kwargs).eval()
     path = save_checkpoint(build_checkpoint(model, "unet", kwargs, InputSpec()), tmp_path / "s.pt")
     ckpt = read_checkpoint(path)  # weights_only=True inside
-    assert ckpt["arch"]["kwargs"]["spectral_indices"] is True
+    assert ckpt["arch"]["kwargs"]["spectral"]["mode"] == "all"
     assert all(k.startswith("net.") for k in ckpt["state_dict"])
     loaded, spec, _ = load_model(path)
     assert isinstance(loaded, WithSpectralIndices)
     x = torch.rand(2, 4, 32, 32) * 0.4
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
+
+
+def test_spectral_options_validate_and_round_trip_through_their_dict():
+    options = SpectralOptions("anchored", pairs=[[0, 1], (2, 3)], anchor_bound=1)
+    assert options.pairs == ((0, 1), (2, 3)) and options.anchor_bound == 1.0
+    assert options.to_dict() == {
+        "mode": "anchored",
+        "pairs": [[0, 1], [2, 3]],
+        "index_pair": [1, 3],  # NDWI of B2 B3 B4 B8
+        "index_gain": 10.0,
+        "anchor_bound": 1.0,
+    }
+    assert SpectralOptions.parse(options.to_dict()) == options
+    assert SpectralOptions.parse({}) == SpectralOptions() and SpectralOptions().mode == "all"
+    assert SpectralOptions.parse(None) is None and SpectralOptions.parse(options) is options
+    with pytest.raises(
+        ValueError, match="unknown spectral option.*'spectral_indices'.*valid: mode"
+    ):
+        SpectralOptions.parse({"spectral_indices": True})
+    with pytest.raises(ValueError, match="must be two band indices"):
+        SpectralOptions(pairs=[(0, 1, 2)])
+    with pytest.raises(ValueError, match="must be two band indices"):
+        SpectralOptions(index_pair=("B3", "B8"))
+    with pytest.raises(ValueError, match="index_gain must be positive"):
+        SpectralOptions(index_gain=-1)
+    with pytest.raises(ValueError, match="anchor_bound must be positive"):
+        SpectralOptions(anchor_bound=True)
 
 
 def test_indices_only_mode_drops_the_bands_and_is_brightness_invariant():
@@ -153,17 +183,17 @@ def test_indices_only_mode_drops_the_bands_and_is_brightness_invariant():
     assert out.flatten().tolist() == pytest.approx(layer.indices(x).flatten().tolist())
     # 10 x brighter pixel: indices move only through eps (< 3 %), nothing else is seen
     assert torch.allclose(layer(10 * x), out, rtol=0.03)
-    model = create_model("senet", width=0.125, spectral_indices="only")
+    model = create_model("senet", width=0.125, spectral={"mode": "only"})
     assert model.spectral.out_channels == 6 and not model.spectral.keep_input
     first_conv = next(m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d))
     assert first_conv.in_channels == 6
-    with pytest.raises(ValueError, match="spectral_indices 'some'"):
-        create_model("unet", width=0.125, spectral_indices="some")
+    with pytest.raises(ValueError, match="spectral mode 'some': use one of 'all', 'only'"):
+        create_model("unet", width=0.125, spectral={"mode": "some"})
 
 
 def test_residual_mode_adds_a_linear_map_of_the_indices_to_head_0(tmp_path):
     torch.manual_seed(2)
-    kwargs = {"width": 0.0625, "heads": 2, "spectral_indices": "residual"}
+    kwargs = {"width": 0.0625, "heads": 2, "spectral": {"mode": "residual"}}
     model = create_model("unet", **kwargs).eval()
     head = model.index_head
     assert (head.in_channels, head.out_channels) == (6, 2)

@@ -308,13 +308,33 @@ def test_spectral_indices_option_is_stored_and_rebuilt(snowed_sample, tmp_path):
     out = tmp_path / "spectral"
     train(_config(snowed_sample, out, epochs=1, loss="ce", spectral_indices=True))
     ckpt = read_checkpoint(out / "last.pt")
-    assert ckpt["arch"]["kwargs"]["spectral_indices"] is True
+    assert ckpt["arch"]["kwargs"]["spectral"]["mode"] == "all"
     assert ckpt["config"]["spectral_indices"] is True
     model, _, _ = load_model(out / "best.pt")
     assert isinstance(model, WithSpectralIndices) and model.spectral.out_channels == 10
     # a run without the layer keeps the old arch kwargs exactly; resuming across them is refused
     with pytest.raises(UserError, match="spectral_indices=True, not False"):
         train(_config(snowed_sample, out, epochs=2, loss="ce", resume=True))
+
+
+def test_the_index_layer_options_become_one_spectral_dict_of_the_arch_kwargs():
+    from backend.models import SpectralOptions, create_model
+    from backend.train import model_kwargs
+
+    bands = ["B2", "B3", "B4", "B8", "B11", "B12"]
+    cfg = _config("D", "O", bands=bands, spectral_indices="ndwi-anchored")
+    cfg.anchor_bound, cfg.anchor_bands = 0.5, ["b3", "B11"]
+    kwargs = model_kwargs(cfg, heads=1)
+    assert (
+        kwargs["spectral"]
+        == SpectralOptions("ndwi-anchored", index_pair=(1, 4), anchor_bound=0.5).to_dict()
+    )
+    assert create_model("unet", **kwargs).anchor_weight.nonzero().tolist() == [[7]]  # pair (1, 4)
+    assert "spectral" not in model_kwargs(_config("D", "O"), heads=1)  # off: no key at all
+    with pytest.raises(UserError, match="--anchor-bound needs --spectral-indices anchored"):
+        model_kwargs(_config("D", "O", spectral_indices="residual", anchor_bound=0.5), heads=1)
+    with pytest.raises(UserError, match="spectral anchor_bound must be positive"):
+        model_kwargs(_config("D", "O", spectral_indices="anchored", anchor_bound=0.0), heads=1)
 
 
 def test_brightness_augmentation_scales_all_bands_alike():
