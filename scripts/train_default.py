@@ -1,6 +1,7 @@
-"""Train WaterSeg's bundled default model and write its model card.
+"""Train WaterSeg's learned multispectral models and write their model cards.
 
     .venv/bin/python scripts/train_default.py [--data ../shared/data/snowed-sample/SNOWED]
+    .venv/bin/python scripts/train_default.py --card-only [--name waterseg-rgbn --card ...]
 
 1. Leave-one-sample-out cross-validation over the SNOWED samples in --data: for each sample,
    train on the others with the project's own training code (``backend.train.train``, the
@@ -9,8 +10,12 @@
    calibration of the model's water probability: NLL, Brier score, expected calibration error).
 2. Train the final model on all samples with the same config.
 3. Convert its weights to fp16, write ``resources/models/waterseg-default.pt`` (inference-only
-   checkpoint, no optimizer state) and its SHA-256 beside it, and write
-   ``resources/models/MODEL_CARD.md`` with the cross-validation table.
+   checkpoint, no optimizer state; the cross-validation table is in it) and its SHA-256
+   beside it, record the command in ``resources/models/results-default.json`` and render
+   ``resources/models/MODEL_CARD.md`` from the template ``MODEL_CARD-snowed.md.in``, that
+   results file (the card's hand-written text and every configuration tried while choosing
+   the model, with its leave-one-out result) and the model file. ``--card-only`` renders the
+   card again, e.g. after an edit of the results file.
 
 With so few samples an "epoch" is short, so each sample is listed ``--repeat`` times in the
 training split (a folder of symbolic links under the run folder): every copy gets its own
@@ -18,8 +23,7 @@ random crop, flip/rotation and spectral jitter, and checkpoints are written once
 ``repeat`` passes instead of once per pass. No sample is ever used for model selection: the
 validation subset is empty; the shipped weights average the last ``--swa`` epochs (constant
 learning rate, fixed epoch count). The fixed spectral-index input layer
-(``--spectral-indices``, backend/models/spectral.py) is on by default. :data:`SEARCH` records
-every configuration tried and its leave-one-out result; the model card prints it.
+(``--spectral-indices``, backend/models/spectral.py) is on by default.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import shlex
+import string
 import sys
 import time
 from pathlib import Path
@@ -52,233 +58,9 @@ from backend.models.ensemble import ensemble_checkpoint  # noqa: E402
 from backend.train import TrainConfig, train  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "snowed-sample" / "SNOWED"
+MODELS = REPO / "resources" / "models"
+CARD_TEMPLATE = MODELS / "MODEL_CARD-snowed.md.in"
 KEYS = ("iou_water", "iou_land", "iou_mean")
-
-# Every configuration tried while choosing the shipped one (engineer H, 2026-11-28), with its
-# leave-one-out IoU mean (%) per held-out sample 0001/0002/0003/0004/0006 and the mean; NDWI
-# scores 97.04/93.64/70.42/99.30/96.63, mean 91.40. Choice rule: the highest LOO mean over all
-# folds, confirmed with a second seed; nothing chosen per fold. Written into the model card.
-SEARCH: list[tuple[str, str]] = [
-    (
-        "U-Net 0.125, no spectral layer, lr 5e-4, 20 epochs, SWA 10 (engineer F's model)",
-        "97.74 / 90.75 / 65.53 / 98.58 / 95.36 -> 89.59",
-    ),
-    (
-        "U-Net 0.125 + spectral layer, lr 5e-4, 20 epochs, SWA 10",
-        "90.19 / 92.23 / 72.66 / 99.08 / 95.35 -> 89.90",
-    ),
-    (
-        "U-Net 0.125 + spectral layer, lr 2e-4, 20 epochs, SWA 10",
-        "93.34 / 90.75 / 73.67 / 98.76 / 92.27 -> 89.76",
-    ),
-    (
-        "U-Net 0.125 + spectral layer, crop 256 (repeat 4), 20 epochs, SWA 10",
-        "90.77 / 83.38 / 71.03 / 98.25 / (stopped) -> below NDWI",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, lr 5e-4, 20 epochs, SWA 10, seed 0",
-        "98.59 / 93.32 / 73.84 / 99.14 / 96.16 -> 92.21",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, lr 5e-4, 20 epochs, SWA 10, seed 1",
-        "97.84 / 88.67 / 61.66 / 97.01 / 96.42 -> 88.32",
-    ),
-    (
-        "U-Net 0.0625, no spectral layer, 20 epochs, SWA 10 (ablation)",
-        "42.16 / 41.19 / 0.85 / 19.13 / (stopped) -> fails",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, lr 5e-4, 40 epochs, SWA 20, seed 0",
-        "93.91 / 93.36 / 72.99 / 99.43 / 96.03 -> 91.14",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, lr 5e-4, 40 epochs, SWA 20, seed 1",
-        "97.99 / 89.77 / 62.24 / (stopped) -> below NDWI",
-    ),
-    (
-        "U-Net 0.0625, spectral indices only (no raw bands), 20 epochs, SWA 10",
-        "73.79 / (stopped) -> below NDWI",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, lr 5e-4, 20 epochs, SWA 10, seed 2",
-        "90.44 / 87.38 / 82.19 / 98.75 / 93.16 -> 90.38",
-    ),
-]
-SEARCH += [
-    (
-        "U-Net 0.0625 + spectral layer, spectral offset jitter 0.002 (not 0.01), seed 0",
-        "97.13 / 93.78 / 75.35 / 99.05 / 94.13 -> 91.89",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, spectral offset jitter 0.002 (not 0.01), seed 1",
-        "98.20 / 88.32 / 62.18 / 97.44 / 95.69 -> 88.37",
-    ),
-    (
-        "**U-Net 0.0625 + spectral layer, residual index head, 20 epochs, SWA 10, seed 0 "
-        "(shipped)**",
-        "99.00 / 93.49 / 72.67 / 99.06 / 96.20 -> **92.08**",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, residual index head, 20 epochs, SWA 10, seed 1",
-        "97.68 / 90.10 / 63.64 / 97.97 / 97.45 -> 89.37",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, residual index head, lr 2e-4, 40 epochs, SWA 20, seed 0",
-        "98.79 / 92.76 / 73.77 / 99.41 / 95.84 -> 92.11",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, residual index head, lr 2e-4, 40 epochs, SWA 20, seed 1",
-        "90.26 / 87.50 / 63.07 / (stopped) -> at most 88.17",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, residual index head, brightness per crop "
-        "(--brightness-mode online), seed 0",
-        "95.73 / 93.08 / 72.20 / 98.99 / 96.20 -> 91.24",
-    ),
-    (
-        "U-Net 0.0625 + spectral layer, residual index head, brightness per crop "
-        "(--brightness-mode online), seed 1",
-        "97.30 / 90.61 / 64.00 / 97.96 / 96.30 -> 89.23",
-    ),
-]
-# Seed ensembles of the shipped configuration (engineer I, 2026-11-28; --ensemble / --seeds:
-# each fold's K members trained with the seeds listed, logits averaged; rule fixed beforehand:
-# ship the ensemble only if two disjoint seed sets both beat NDWI's 91.40 on the LOO mean).
-SEARCH += [
-    (
-        f"U-Net 0.0625 + spectral layer, residual index head, 20 epochs, SWA 10, seed {seed}",
-        result,
-    )
-    for seed, result in (
-        (2, "90.74 / 90.06 / 75.35 / 99.22 / 93.50 -> 89.78"),
-        (3, "74.10 / 89.12 / 67.75 / 98.23 / 95.47 -> 84.93"),
-        (4, "94.32 / 94.46 / 69.13 / 98.19 / 97.43 -> 90.70"),
-        (5, "91.81 / 88.78 / 75.51 / 99.67 / 95.07 -> 90.17"),
-    )
-]
-SEARCH += [
-    (
-        f"Seed ensemble (mean of logits) of the residual configuration, seeds {seeds}",
-        result,
-    )
-    for seeds, result in (
-        ("0, 1", "98.41 / 91.98 / 70.28 / 98.74 / 96.71 -> 91.22"),
-        ("0, 1, 2", "96.84 / 92.00 / 71.43 / 99.19 / 95.94 -> 91.08"),
-        ("3, 4, 5", "87.19 / 94.52 / 70.32 / 98.63 / 96.81 -> 89.50"),
-        ("0 - 5", "91.44 / 92.95 / 70.94 / 98.94 / 96.43 -> 90.14"),
-    )
-]
-# Started from NDWI (engineer J, 2026-11-28; --spectral-indices ndwi-init: the untrained model
-# predicts exactly NDWI > 0, k = 10, head 0 zeroed; the shipped recipe otherwise; rule fixed
-# beforehand: ship only if seeds 0 and 1 both beat NDWI's 91.40 on the LOO mean). Neither
-# does: the seeds agree within 0.05 (the start removes the seed lottery), but training only
-# moves the threshold slightly below NDWI = 0 (bright surf on sample_0001; clipped pixels
-# with NDWI exactly 0 on sample_0003). Not shipped.
-SEARCH += [
-    (f"U-Net 0.0625, residual index head started from NDWI > 0 (ndwi-init), {lr}, seed {seed}", r)
-    for lr, seed, r in (
-        ("lr 5e-4", 0, "90.90 / 93.76 / 68.17 / 99.27 / 96.62 -> 89.74"),
-        ("lr 5e-4", 1, "90.37 / 93.86 / 68.41 / 99.22 / 96.61 -> 89.69"),
-        ("lr 1e-4", 0, "96.23 / 93.63 / 68.40 / 99.29 / 96.62 -> 90.83"),
-        ("lr 1e-4", 1, "96.36 / 93.70 / 68.43 / 99.28 / 96.63 -> 90.88"),
-    )
-]
-# Neither seed set's ensemble beats NDWI (91.08 and 89.50 vs 91.40; all six seeds: 90.14), so
-# the single seed-0 model below stays shipped: the residual configuration's expected LOO mean
-# is about 90 - 91 (single seeds 84.93 - 92.08), and seed 0's 92.08 is the luckiest draw.
-
-# Shipped: the configuration with the highest mean over seeds 0 and 1 (residual index head:
-# 90.73; spectral layer alone 90.27, with less offset jitter 90.13, residual at lr 2e-4 for 40
-# epochs at most 90.14, residual with per-crop brightness 90.24), trained with seed 0 (the
-# default seed). No configuration beats NDWI's 91.40 averaged over seeds -- see the card.
-
-
-# ---- The SWIR default model (second session, 2026-11-28) ---------------------------------
-# Bands B2 B3 B4 B8 B11 B12 (SNOWED has them all; 15 band-pair indices, among them MNDWI =
-# (B3 - B11) / (B3 + B11)). Reference baselines on the same pixels: NDWI 97.04 / 93.64 /
-# 70.42 / 99.30 / 96.63 -> 91.40; MNDWI 96.37 / 93.73 / 86.75 / 99.45 / 95.60 -> 94.38.
-# Choice rule, fixed before the anchored runs: the highest LOO mean averaged over seeds 0 and
-# 3 (3: the seed on which the residual configuration failed worst); ship seed 0.
-SWIR_SEARCH: list[tuple[str, str]] = (
-    [
-        (
-            f"6 bands, U-Net 0.0625 + spectral layer, residual index head (the 4-band recipe), seed {sd}",
-            r,
-        )
-        for sd, r in (
-            (0, "98.85 / 94.85 / 98.61 / 99.69 / 95.86 -> 97.57"),
-            (1, "91.94 / 94.71 / 98.39 / 99.55 / 95.08 -> 95.93"),
-            (2, "98.35 / 94.71 / 99.32 / 99.51 / 95.85 -> 97.55"),
-            (3, "80.74 / 84.05 / 71.92 / 98.57 / 92.66 -> 85.59"),
-            (4, "82.77 / 89.15 / 98.09 / 98.68 / 95.54 -> 92.85"),
-        )
-    ]
-    + [
-        (
-            "6 bands, fixed anchor 10 x NDWI + U-Net correction bounded by 1.5 (ndwi-anchored), seed 0",
-            "97.55 / 94.48 / 70.76 / 99.35 / 96.86 -> 91.80",
-        ),
-        (
-            "6 bands, fixed anchor 10 x MNDWI + U-Net correction bounded by 1.5, seed 0",
-            "97.23 / 93.95 / 86.28 / 99.47 / 95.46 -> 94.48",
-        ),
-        (
-            "6 bands, fixed anchor 10 x MNDWI + U-Net correction bounded by 1.5, seed 3",
-            "94.10 / 92.30 / 84.06 / 99.33 / 95.43 -> 93.04",
-        ),
-        (
-            "6 bands, per-pixel logistic regression on the 15 indices only (no network; L-BFGS, "
-            "outside train_default.py)",
-            "97.10 / 94.88 / 99.01 / 99.58 / 96.25 -> 97.36",
-        ),
-        (
-            "6 bands, the same with a 5 x 5 linear filter instead of per-pixel (spatial context)",
-            "98.60 / 93.89 / 78.56 / 99.60 / 95.24 -> 93.18",
-        ),
-        (
-            "6 bands, fitted anchor (logistic regression) + U-Net correction bounded by 1.5, seed 0",
-            "97.18 / 94.91 / 95.69 / 99.58 / 96.29 -> 96.73",
-        ),
-        (
-            "6 bands, fitted anchor (logistic regression) + U-Net correction bounded by 1.5, seed 3",
-            "92.35 / 94.54 / 95.81 / 99.53 / 96.09 -> 95.66",
-        ),
-    ]
-    + [
-        (f"**6 bands, fitted anchor + U-Net correction bounded by 0.25 (anchored), seed {sd}**", r)
-        for sd, r in (
-            (0, "97.61 / 94.84 / 99.01 / 99.59 / 96.22 -> **97.45** (shipped)"),
-            (3, "96.07 / 94.76 / 97.88 / 99.56 / 96.39 -> 96.93"),
-            (1, "96.79 / 94.81 / 98.52 / 99.55 / 96.29 -> 97.19 (after the choice)"),
-            (2, "97.06 / 94.76 / 99.01 / 99.58 / 96.33 -> 97.35 (after the choice)"),
-        )
-    ]
-)
-# 4-band runs of the same session (anchoring cannot fix the 4-band model: the net learns from
-# four tiles to lower the NDWI threshold, which fails on sample_0001's bright beach):
-RGBN_SEARCH_2: list[tuple[str, str]] = [
-    (
-        "4 bands, fixed anchor 10 x NDWI + U-Net correction bounded by 1.5, seed 0",
-        "84.64 / 94.47 / 68.67 / 99.26 / 96.53 -> 88.71",
-    ),
-    (
-        "4 bands, fixed anchor 10 x NDWI + U-Net correction bounded by 1.5, seed 1",
-        "94.70 / 94.16 / 68.44 / 99.04 / 96.86 -> 90.64",
-    ),
-    (
-        "4 bands, fixed anchor 10 x NDWI + U-Net correction bounded by 0.5, seed 0",
-        "87.06 / 94.23 / 68.53 / 99.25 / 96.94 -> 89.20",
-    ),
-    (
-        "4 bands, fixed anchor 10 x NDWI + U-Net correction bounded by 0.25, seed 0",
-        "88.96 / 93.97 / 68.65 / 99.30 / 96.88 -> 89.55",
-    ),
-    (
-        "4 bands, per-pixel logistic regression on the 6 indices only (no network)",
-        "87.25 / 90.22 / 72.63 / 99.27 / 96.58 -> 89.19",
-    ),
-]
-SEARCH += RGBN_SEARCH_2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -358,6 +140,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "4-band model)",
     )
     p.add_argument("--card", default="MODEL_CARD.md", help="file name of the model card")
+    p.add_argument(
+        "--card-only",
+        action="store_true",
+        help="train nothing: render the card of the model --name in --dest from its results file",
+    )
     p.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1: shared machines)"
     )
@@ -659,8 +446,12 @@ def export_default(last: Path, dest_dir: Path, cv: dict | None, args: argparse.N
     return dest
 
 
+# ---------------------------------------------------------------- results file and model card
+# Generic wording of the blocks the card writes from the model; the results file holds what was
+# measured and written by hand (resources/models/results-<name>.json).
+
 ANCHORED_TEXT = """\
-**Anchored decision** (`spectral_indices="anchored"`): the output is a fixed per-pixel linear
+**Anchored decision** (`{option}`): the output is a fixed per-pixel linear
 decision on the {n_pairs} indices plus a bounded correction from the U-Net:
 logit(water) - logit(land) = d + e, d = w . indices + c, |e| < {limit:g}
 (`backend/models/spectral.py`, `WithSpectralIndices`). w and c are fitted first, by logistic
@@ -683,112 +474,128 @@ SWIR_BANDS_TEXT = (
     "; B11 and B12 short-wave infrared at 20 m, resampled to the 10 m grid as in SNOWED"
 )
 
-RGBN_LIMITS = """\
-- **Shadows, dark urban surfaces, burnt areas** can look like water in these four bands. On
-  the 4 bands of the synthetic demo scene the model scores IoU mean 97.4 % against NDWI's
-  98.9 %, mostly through false water patches between the town's buildings (dark roofs and
-  street shadows): check urban waterfronts, or use the default model with B11/B12."""
-
-SWIR_LIMITS = """\
-- **Needs B11 and B12**, resampled to the 10 m grid of B2 - B8 (as in SNOWED and in a 10 m
-  stack made with GDAL or SNAP). Without them WaterSeg uses `waterseg-rgbn.pt` instead.
-- **Shadows** (terrain, building, cloud) are dark in every band, short-wave infrared too,
-  and can still look like water; dark urban surfaces are mostly kept apart by B11/B12. On
-  the synthetic demo scene (`make demo`) the model scores IoU mean 99.5 % against NDWI's
-  98.9 % and MNDWI's 98.4 %.
-- **Shallow or turbid water** near the shore is under-detected (sample_0006 above)."""
-
 ENSEMBLE_NOTES = """\
 **Seed variance.** Each fold's model is a seed ensemble (see Architecture) to average out
 the run-to-run noise of training on four tiles; the single seeds and other seed sets of the
 same configuration are in the table below.
 """
 
-SWIR_NOTES = """\
-The model beats NDWI by about 6 IoU-mean points and MNDWI by about 3 on average; per sample
-(errors in pixels of 65,536; model / NDWI / MNDWI; from the seed-0 fold models):
 
-- sample_0001 (sea, beach, town; +0.6): false water 307 / 398 / 564, missed 167 / 190 /
-  154. The remaining false water is surf and wet sand along the beach that the label calls
-  land.
-- sample_0002 (dark marsh; +1.2): false water 439 / 465 / 806, missed 585 / 817 / 427:
-  narrow dark channels are still partly missed.
-- sample_0003 (+28.6): NDWI calls 1,460 pixels of small inland ponds water that the label
-  calls land; in short-wave infrared these pixels are not dark (MNDWI and the model call
-  21 - 365 of them water). This one sample gives most of the mean margin: read the other
-  four samples for the typical gain (+0.4 on average).
-- sample_0004 (+0.3): false water 108 / 210 / 135, missed 18 / 9 / 37.
-- sample_0006 (**-0.4**, the one loss): shallow, turbid water along the shore (NDWI 0.02 -
-  0.3) is missed: 1,185 / 1,061 / 908 pixels; the label there is also shifted onto the forest
-  shore by about a pixel.
-
-**Seed variance.** Seeds 0 - 3 of this configuration score 97.45, 97.19, 97.35 and 96.93
-(IoU mean, LOO); the linear anchor depends on the seed only through its 2-million-pixel
-subsample, and the bounded U-Net moves the result by at most about 1.5 points on a sample. Seeds 0 and 3 decided the configuration
-(the rule in the search table); the shipped model is seed 0, the default seed.
-
-**Brightness.** The shipped model on sample_0001 (a training tile here; the property is what
-counts) with the whole image scaled by 0.5, 1 and 1.5: IoU mean 98.10, 98.09 and 98.10 (the
-4-band model: 95.46, 98.84, 97.93). Haze, illumination and sensor gain that scale all bands
-alike do not move its decision (tested in `tests/backend/test_default_model.py`).
-"""
-
-NOTES = """\
-These five tiles are a tiny test with automatic, noisy labels (sample_0003's inland ponds are
-labelled land, sample_0006's label is shifted onto the forest shore): each fold's model learns
-from four tiles only, and NDWI is very hard to beat on them. Where the shipped configuration
-(cross-validation models of seed 0) differs from NDWI, from the error counts per held-out
-sample (65,536 pixels each):
-
-- sample_0001 (sea, beach, town; +2.0): 193 false water pixels (NDWI 398) and 3 missed
-  (NDWI 190). The remaining false water is bright surf / wet sand along the beach (NDWI
-  about 0) that the label calls land.
-- sample_0002 (dark marsh; -0.15): fewer false water pixels on the dark marsh (325 vs 465),
-  but more missed water (1002 vs 817): dark, narrow channels with NDWI 0.01 - 0.43 are
-  called land.
-- sample_0003 (+2.3): label noise. None of the 1460 pond pixels NDWI calls water are called
-  water by the model; its 1230 false water pixels are pond pixels whose reflectance is clipped
-  to the minimum (0.0001 in every band, so NDWI = 0, which counts as land).
-- sample_0004 (-0.2): 284 false water pixels (NDWI 210), land with NDWI -0.11 - 0 next to
-  the water.
-- sample_0006 (-0.4): shallow or turbid water along the shore (NDWI 0.02 - 0.3, NIR
-  reflectance 0.02 - 0.08) is called land: 1200 missed pixels vs 1061.
-
-**Seed variance -- read this before quoting the margin.** The same configuration trained
-with seeds 1 - 5 scored 89.37, 89.78, 84.93, 90.70 and 90.17 (mean of the six seeds 89.51,
-below NDWI's 91.40), and every configuration tried with a second seed dropped by 2 - 4
-points (table below; the held-out IoU of sample_0001, sample_0002 and sample_0003 swings
-most). Seed ensembles (logits of 3 members averaged, `--ensemble 3`) reduce the swing but
-do not close the gap: seeds 0, 1, 2 score 91.08 and seeds 3, 4, 5 score 89.50 (all six
-seeds: 90.14), so they were not shipped. Seed 0's margin is a lucky draw within the
-run-to-run noise of training on four tiles: treat the model as slightly less accurate than
-NDWI on these tiles on average (about 1 IoU-mean point), with fewer false water pixels on
-bright surf and dark marsh, a spatially coherent mask and calibrated probabilities -- not
-as an improvement over NDWI.
-"""
+def results_path(dest: Path, name: str) -> Path:
+    """``<dest>/results-<name without "waterseg-">.json``: results-default.json beside
+    waterseg-default.pt (as results-rgb.json is beside waterseg-rgb.pt)."""
+    return dest / f"results-{name.removeprefix('waterseg-')}.json"
 
 
-def search_table(swir: bool = False) -> str:
-    """Markdown list of every configuration tried (:data:`SEARCH`, or :data:`SWIR_SEARCH`)."""
-    rows = SWIR_SEARCH if swir else SEARCH
-    rule = (
-        "the shipped one has the highest leave-one-out IoU mean averaged over seeds 0 and 3"
-        if swir
-        else "the shipped one has the highest leave-one-out IoU mean over all five folds "
-        "averaged over seeds 0 and 1"
+def command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run (recorded in the results file and the card)."""
+    return (
+        f".venv/bin/python scripts/train_default.py --bands {','.join(args.bands)} "
+        f"--name {args.name} "
+        f"--card {args.card} --model {args.model} --width {args.width} "
+        f"--loss {args.loss} --epochs {args.epochs} --repeat {args.repeat} "
+        f"--batch-size {args.batch_size} --lr {args.lr:g} --crop {args.crop} "
+        f"--spectral-gain {args.spectral_gain:g} --spectral-offset {args.spectral_offset:g} "
+        f"--brightness {args.brightness[0]:g},{args.brightness[1]:g} --swa {args.swa} "
+        + (
+            f"--seeds {','.join(map(str, args.seed_list))} "
+            if args.ensemble > 1
+            else f"--seed {args.seed} "
+        )
+        + f"--spectral-indices {args.spectral_indices} "
+        + (f"--anchor-bound {args.anchor_bound:g} " if "anchored" in args.spectral_indices else "")
+        + f"--brightness-mode {args.brightness_mode}"
     )
+
+
+def write_results(args: argparse.Namespace) -> Path:
+    """Record this run's command in its results file, keeping the hand-written card text and
+    the search log (from the existing file, else from the bundled model with the same kind of
+    bands); the parts kept "as published" describe the replaced model and are dropped."""
+    path = results_path(args.dest, args.name)
+    bundled = "default" if "B11" in args.bands else "rgbn"
+    for base in (
+        path,
+        results_path(paths.MODELS_DIR, args.name),
+        MODELS / f"results-{bundled}.json",
+    ):
+        if base.is_file():
+            results = json.loads(base.read_text())
+            break
+    results.pop("as_published", None)
+    results["command"] = command_line(args)
+    path.write_text(json.dumps(results, indent=1) + "\n")
+    return path
+
+
+def option_text(arch_kwargs: dict, mode: str | None = None) -> str:
+    """The index-layer option as the checkpoint stores it: flat ``spectral_indices`` (written
+    before ``SpectralOptions``) or one ``spectral`` dict."""
+    if "spectral_indices" in arch_kwargs:
+        return f'spectral_indices="{mode}"' if mode else "spectral_indices=..."
+    return f'spectral={{"mode": "{mode}"}}' if mode else "spectral=..."
+
+
+def architecture_text(args: argparse.Namespace, bands: list[str], arch_kwargs: dict) -> str:
+    """The card's paragraphs on the seed ensemble and the spectral-index layer."""
+    ensemble_text = (
+        f"**Seed ensemble of {args.ensemble} members** (`create_model(..., members="
+        f"{args.ensemble})`, `backend/models/ensemble.py`): the same\narchitecture trained "
+        f"{args.ensemble} times with seeds {', '.join(map(str, args.seed_list))} (initialisation, "
+        "crops, brightness copies), weights under\n`members.<i>.`; the output is the mean of "
+        "the members' logits (softmax of it = the normalised\ngeometric mean of their "
+        "probabilities). Each member is the model described below.\n\n"
+        if args.ensemble > 1
+        else ""
+    )
+    mode = args.spectral_indices
+    if mode not in ("all", "residual", "anchored"):
+        return ensemble_text
+    n_pairs = len(bands) * (len(bands) - 1) // 2
+    named = {("B3", "B8"): "NDWI", ("B4", "B8"): "-NDVI", ("B3", "B11"): "MNDWI"}
+    pair_names = ", ".join(
+        f"({a},{b})" + (f" = {named[(a, b)]}" if (a, b) in named else "")
+        for i, a in enumerate(bands)
+        for b in bands[i + 1 :]
+    )
+    text = (
+        "A fixed input layer (`SpectralIndices`, `backend/models/spectral.py`; no weights) "
+        f"appends to the {len(bands)}\nreflectance bands the normalised difference (a - b) / "
+        f"(a + b + 0.001) of every band pair ({n_pairs} pairs):\n{pair_names}, computed on "
+        "the\nreflectances made finite and clamped to >= 0, so each lies in [-1, 1]. These "
+        "ratios do not\nchange when a pixel gets uniformly brighter or darker (haze, "
+        "illumination, shadow), the\ninductive bias that makes the classical indices robust; "
+        f"the network sees them and the raw bands\n({len(bands) + n_pairs} input channels)."
+        f' Built by `create_model("unet", width=..., {option_text(arch_kwargs)})`; the\noption '
+        "is stored in the checkpoint's architecture kwargs.\n\n"
+    )
+    if mode == "residual":
+        text += (
+            f"A learned 1 x 1 convolution of the {n_pairs} indices (a per-pixel logistic "
+            f"regression, zero-initialised;\n`{option_text(arch_kwargs, 'residual')}`) is added "
+            "to the U-Net's logits, so the network learns\nspatial corrections to a per-pixel "
+            "decision on the indices, of which NDWI > 0 is one.\n\n"
+        )
+    if mode == "anchored":
+        bound = args.anchor_bound or 1.5
+        option = option_text(arch_kwargs, "anchored")
+        text += ANCHORED_TEXT.format(option=option, n_pairs=n_pairs, bound=bound, limit=2 * bound)
+    return ensemble_text + text
+
+
+def search_table(search: dict) -> str:
+    """Markdown list of every configuration tried (the results file's ``search.runs``)."""
+    runs = search["runs"]
     lines = [
-        f"Configurations tried ({len(rows)} runs; {rule}; nothing was "
+        f"Configurations tried ({len(runs)} runs; {search['rule']}; nothing was "
         "chosen per fold; IoU mean % of held-out samples 0001 / 0002 / 0003 / 0004 / 0006 -> "
-        "mean; NDWI: 97.04 / 93.64 / 70.42 / 99.30 / 96.63 -> 91.40"
-        + ("; MNDWI: 96.37 / 93.73 / 86.75 / 99.45 / 95.60 -> 94.38" if swir else "")
-        + "; '(stopped)': run ended early once clearly below NDWI):",
+        f"mean; {search['baselines']}; '(stopped)': run ended early once clearly below NDWI):",
         "",
         "| configuration | LOO IoU mean (%) |",
         "|---|---|",
     ]
-    lines += [f"| {name} | {result} |" for name, result in rows]
-    return "\n".join(lines)
+    lines += [f"| {run['configuration']} | {run['result']} |" for run in runs]
+    return "\n".join(lines + ([f"\n{search['after_table']}"] if search.get("after_table") else []))
 
 
 def cv_table(cv: dict[str, dict]) -> tuple[str, dict[str, float]]:
@@ -837,33 +644,97 @@ def calibration_table(cv: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def write_model_card(path: Path, model_path: Path, cv: dict, args: argparse.Namespace) -> Path:
-    """Write MODEL_CARD.md for the bundled model (architecture, data, command, CV, limits)."""
+def render_card(results: dict, model_path: Path) -> str:
+    """The model card: MODEL_CARD-snowed.md.in filled from the results file (the command, the
+    hand-written text, the search log) and the model file (what it is, its config, its
+    leave-one-out table and calibration temperature)."""
+    args = parse_args(shlex.split(results["command"])[2:])
     ckpt = read_checkpoint(model_path)
-    n_params = sum(v.numel() for k, v in ckpt["state_dict"].items() if "num_batches" not in k)
-    sha = sha256_of(model_path)
+    cv = ckpt.get("metrics", {}).get("loo", {})
+    card, published = results["card"], results.get("as_published", {})
+    bands = list(ckpt["bands"])
+    swir = "B11" in bands
     table, means = cv_table(cv)
-    cfg = {k: v for k, v in ckpt.get("config", {}).items() if k not in ("data", "out", "split")}
-    command = (
-        f".venv/bin/python scripts/train_default.py --bands {','.join(args.bands)} "
-        f"--name {args.name} "
-        f"--card {args.card} --model {args.model} --width {args.width} "
-        f"--loss {args.loss} --epochs {args.epochs} --repeat {args.repeat} "
-        f"--batch-size {args.batch_size} --lr {args.lr:g} --crop {args.crop} "
-        f"--spectral-gain {args.spectral_gain:g} --spectral-offset {args.spectral_offset:g} "
-        f"--brightness {args.brightness[0]:g},{args.brightness[1]:g} --swa {args.swa} "
-        + (
-            f"--seeds {','.join(map(str, args.seed_list))} "
-            if args.ensemble > 1
-            else f"--seed {args.seed} "
-        )
-        + f"--spectral-indices {args.spectral_indices} "
-        + (f"--anchor-bound {args.anchor_bound:g} " if "anchored" in args.spectral_indices else "")
-        + f"--brightness-mode {args.brightness_mode}"
-    )
-    make_equiv = (
+    wins = [s for s, r in cv.items() if r["model"]["iou_mean"] > r["ndwi"]["iou_mean"]]
+    losses = [s for s in cv if s not in wins]
+    lo, hi = args.brightness
+    config = {k: v for k, v in ckpt.get("config", {}).items() if k not in ("data", "out", "split")}
+    values = {
+        "file": model_path.name,
+        "title_note": card["title_note"],
+        "role": card["role"],
+        "created": ckpt.get("created", "?"),
+        "waterseg_version": ckpt.get("waterseg_version", "?"),
+        "torch_version": ckpt.get("torch_version", "?"),
+        "size_mb": f"{model_path.stat().st_size / 1e6:.2f}",
+        "sha256": sha256_of(model_path),
+        "format_version": ckpt.get("format_version"),
+        "architecture": published.get("architecture")
+        or architecture_text(args, bands, ckpt["arch"].get("kwargs", {})),
+        "width": args.width,
+        "channels": ", ".join(
+            str(scale_channels(c, float(args.width))) for c in (64, 128, 256, 512, 1024)
+        ),
+        "params": f"{sum(v.numel() for k, v in ckpt['state_dict'].items() if 'num_batches' not in k):,}",
+        "model_choice": card["model_choice"],
+        "bands": published.get("bands")
+        or f"**{', '.join(bands)}** of Sentinel-2 (B2 blue, B3 green, B4 red,\n  B8 NIR at 10 m"
+        f"{SWIR_BANDS_TEXT if swir else ''}).",
+        "scale": ckpt.get("scale"),
+        "offset": ckpt.get("offset"),
+        "tile_size": ckpt.get("tile_size"),
+        "samples": ", ".join((ckpt.get("split") or {}).get("train", [])),
+        "command": results["command"],
+        "lr": f"{args.lr:g}",
+        "batch_size": args.batch_size,
+        "repeat": args.repeat,
+        "brightness": (
+            f"; every crop in every epoch is multiplied by its own brightness factor\n"
+            f"drawn log-uniformly from [{lo:g}, {hi:g}] (`--brightness {lo:g},{hi:g}` of "
+            "`make train`; the same factor for all\nbands, so band ratios such as NDWI are kept: "
+            "shadows, haze and dark or bright land covers\nthat five tiles do not show)."
+            if args.brightness_mode == "online"
+            else f": copy 0 as it is, copies 1..{args.repeat - 1} with the whole image\n"
+            f"multiplied by one brightness factor drawn log-uniformly from [{lo:g}, {hi:g}] "
+            "(written as new\nsample folders beforehand; the same factor for all bands, so band "
+            "ratios such as NDWI are\nkept: shadows, haze and dark or bright land covers that "
+            "five tiles do not show)."
+        ),
+        "crop": args.crop,
+        "spectral_gain": f"{args.spectral_gain:g}",
+        "spectral_offset": f"{args.spectral_offset:g}",
+        "swa": args.swa,
+        "epochs": args.epochs,
+        "make_train": make_train_line(args, "--bands" in results["command"].split()),
+        "config": json.dumps(config, indent=1, default=str),
+        "mndwi_note": MNDWI_TEXT if swir else "",
+        "cv_table": table,
+        "verdict": (
+            f"The model beats NDWI on {len(wins)} of {len(cv)} held-out samples"
+            + (f" and loses on {', '.join(losses)}" if losses else "")
+            + f"; on average by {100 * means.get('delta', float('nan')):+.2f} IoU-mean points."
+            if cv
+            else "No cross-validation results were recorded."
+        ),
+        "shortfall": "The model does NOT beat NDWI on IoU mean in this test. "
+        if means.get("delta", 0) <= 0
+        else "",
+        "notes": card["notes"] if args.ensemble == 1 else ENSEMBLE_NOTES,
+        "search": search_table(results["search"]),
+        "temperature": f"{float(ckpt.get('temperature_folded_into_head', 1.0)):.3f}",
+        "calibration_table": calibration_table(cv) if cv else "(none)",
+        "limits": card["limits"],
+    }
+    return string.Template(CARD_TEMPLATE.read_text()).substitute(values)
+
+
+def make_train_line(args: argparse.Namespace, with_bands: bool) -> str:
+    """The nearest plain ``make train`` command (no brightness copies, no weight averaging)."""
+    return (
         f"make train MODEL={args.model} WIDTH={args.width} LOSS={args.loss} "
-        f'DATA=<SNOWED> TRAIN_ARGS="--bands {",".join(args.bands)} --epochs {args.epochs * args.repeat} --batch-size '
+        f'DATA=<SNOWED> TRAIN_ARGS="'
+        + (f"--bands {','.join(args.bands)} " if with_bands else "")
+        + f"--epochs {args.epochs * args.repeat} --batch-size "
         f"{args.batch_size} --lr {args.lr:g} --crop {args.crop} --spectral-gain "
         f"{args.spectral_gain:g} --spectral-offset {args.spectral_offset:g}"
         + {"all": " --spectral-indices", "none": ""}.get(
@@ -877,223 +748,18 @@ def write_model_card(path: Path, model_path: Path, cv: dict, args: argparse.Name
         )
         + '"'
     )
-    ensemble_text = (
-        f"**Seed ensemble of {args.ensemble} members** (`create_model(..., members="
-        f"{args.ensemble})`, `backend/models/ensemble.py`): the same\narchitecture trained "
-        f"{args.ensemble} times with seeds {', '.join(map(str, args.seed_list))} (initialisation, "
-        "crops, brightness copies), weights under\n`members.<i>.`; the output is the mean of "
-        "the members' logits (softmax of it = the normalised\ngeometric mean of their "
-        "probabilities). Each member is the model described below.\n\n"
-        if args.ensemble > 1
-        else ""
-    )
-    bands = list(args.bands)
-    n_pairs = len(bands) * (len(bands) - 1) // 2
-    named = {("B3", "B8"): "NDWI", ("B4", "B8"): "-NDVI", ("B3", "B11"): "MNDWI"}
-    pair_names = ", ".join(
-        f"({a},{b})" + (f" = {named[(a, b)]}" if (a, b) in named else "")
-        for i, a in enumerate(bands)
-        for b in bands[i + 1 :]
-    )
-    spectral_text = ensemble_text + (
-        "A fixed input layer (`SpectralIndices`, `backend/models/spectral.py`; no weights) "
-        f"appends to the {len(bands)}\nreflectance bands the normalised difference (a - b) / "
-        f"(a + b + 0.001) of every band pair ({n_pairs} pairs):\n{pair_names}, computed on "
-        "the\nreflectances made finite and clamped to >= 0, so each lies in [-1, 1]. These "
-        "ratios do not\nchange when a pixel gets uniformly brighter or darker (haze, "
-        "illumination, shadow), the\ninductive bias that makes the classical indices robust; "
-        f"the network sees them and the raw bands\n({len(bands) + n_pairs} input channels)."
-        ' Built by `create_model("unet", width=..., spectral_indices=...)`; the\noption '
-        "is stored in the checkpoint's architecture kwargs.\n\n"
-        + (
-            f"A learned 1 x 1 convolution of the {n_pairs} indices (a per-pixel logistic "
-            'regression, zero-initialised;\n`spectral_indices="residual"`) is added to the '
-            "U-Net's logits, so the network learns\nspatial corrections to a per-pixel "
-            "decision on the indices, of which NDWI > 0 is one.\n\n"
-            if args.spectral_indices == "residual"
-            else ""
-        )
-        + (
-            ANCHORED_TEXT.format(
-                n_pairs=n_pairs,
-                bound=args.anchor_bound or 1.5,
-                limit=2 * (args.anchor_bound or 1.5),
-            )
-            if args.spectral_indices == "anchored"
-            else ""
-        )
-        if args.spectral_indices in ("all", "residual", "anchored")
-        else ""
-    )
-    lo, hi = args.brightness
-    brightness_text = (
-        f"; every crop in every epoch is multiplied by its own brightness factor\n"
-        f"drawn log-uniformly from [{lo:g}, {hi:g}] (`--brightness {lo:g},{hi:g}` of "
-        "`make train`; the same factor for all\nbands, so band ratios such as NDWI are kept: "
-        "shadows, haze and dark or bright land covers\nthat five tiles do not show)."
-        if args.brightness_mode == "online"
-        else f": copy 0 as it is, copies 1..{args.repeat - 1} with the whole image\n"
-        f"multiplied by one brightness factor drawn log-uniformly from [{lo:g}, {hi:g}] "
-        "(written as new\nsample folders beforehand; the same factor for all bands, so band "
-        "ratios such as NDWI are\nkept: shadows, haze and dark or bright land covers that "
-        "five tiles do not show)."
-    )
-    wins = [s for s, r in cv.items() if r["model"]["iou_mean"] > r["ndwi"]["iou_mean"]]
-    losses = [s for s in cv if s not in wins]
-    verdict = (
-        f"The model beats NDWI on {len(wins)} of {len(cv)} held-out samples"
-        + (f" and loses on {', '.join(losses)}" if losses else "")
-        + f"; on average by {100 * means.get('delta', float('nan')):+.2f} IoU-mean points."
-        if cv
-        else "No cross-validation results were recorded."
-    )
-    swir = "B11" in bands
-    role = (
-        "The learned model `segment --method model` uses when the input has the bands below.\n"
-        "**Read first:** the leave-one-sample-out figures below are on the five SNOWED samples\n"
-        "it learned from; on real scenes from other sources it did worse than NDWI, so\n"
-        "`--method auto` (the default) uses the water indices instead. Cross-source figures\n"
-        'and peers: README, "How good is it?".'
-        if swir
-        else "The learned model `segment --method model` uses when the input lacks the\n"
-        "short-wave infrared bands B11 and B12 that `waterseg-default.pt` (`MODEL_CARD.md`)\n"
-        "needs. **Read first:** it is no better than NDWI > 0 on unseen scenes, which\n"
-        '`--method auto` (the default) uses; README, "How good is it?".'
-    )
-    text = f"""# WaterSeg bundled model `{model_path.name}`
-
-{role} Written by `scripts/train_default.py` on
-{ckpt.get("created", "?")} with WaterSeg {ckpt.get("waterseg_version", "?")} and torch
-{ckpt.get("torch_version", "?")}.
-
-- File: `resources/models/{model_path.name}`, {model_path.stat().st_size / 1e6:.2f} MB,
-  SHA-256 `{sha}` (recorded in `{model_path.name}.sha256`; the backend refuses a bundled
-  model whose checksum differs).
-- Format: a WaterSeg checkpoint (format version {ckpt.get("format_version")}), loadable with
-  `torch.load(..., weights_only=True)`; inference only (no optimizer state).
-
-## Architecture
-
-{spectral_text}Plain U-Net (Ronneberger et al. 2015; `backend/models/unet.py`) at width multiplier
-{args.width} of the base channels (64..1024), i.e. channels
-{", ".join(str(scale_channels(c, float(args.width))) for c in (64, 128, 256, 512, 1024))}
-at 1/1 .. 1/16, four 2x2 poolings (input sides must be multiples of 16), 3x3 conv + BatchNorm
-+ ReLU, one output head with 2 classes (0 land, 1 water). {n_params:,} parameters, stored as
-fp16 (cast to fp32 when loaded). Chosen for CPU speed (WaterSeg must be usable without a GPU)
-and by cross-validation: with five training tiles a small model generalises better than the
-paper's MU-Net (width 0.0625 had the best leave-one-out mean of the 4-band model; see
-`MODEL_CARD-rgbn.md`).
-
-## Input and output
-
-- Bands, in this order: **{", ".join(bands)}** of Sentinel-2 (B2 blue, B3 green, B4 red,
-  B8 NIR at 10 m{SWIR_BANDS_TEXT if swir else ""}).
-- Scaling: reflectance = raw x {ckpt.get("scale")} + {ckpt.get("offset")} (Sentinel-2 L2A
-  digital numbers are reflectance x 10000); no further normalisation (mean/std: none).
-  Products of processing baseline 04.00 or newer carry BOA_ADD_OFFSET = -1000: use
-  `segment --l2a-offset`.
-- Tiles of {ckpt.get("tile_size")} x {ckpt.get("tile_size")} px; the segment command tiles
-  larger rasters with overlap and blends the probabilities.
-- Output: logits per class; p(water) = softmax; water where p(water) > 0.5. The model was
-  trained with cross-entropy only (a proper scoring rule), so p(water) is meant as a
-  probability; see the calibration table below.
-
-## Training data
-
-The five SNOWED samples of `../shared/data/snowed-sample/SNOWED` ({", ".join(list_samples(args.data))}),
-256 x 256 px each, Sentinel-2 Level-2A, labels 1 = water / 0 = land.
-
-> Andria G., Scarpetta M., Spadavecchia M., Affuso P., Giaquinto N., "SNOWED: Automatically
-> Constructed Dataset of Satellite Imagery for Water Edge Measurements", Sensors 23(9):4491,
-> 2023, https://doi.org/10.3390/s23094491. Contains modified Copernicus Sentinel data.
-
-The labels were made automatically from NOAA shoreline vectors and are noisy (e.g.
-sample_0003 labels inland ponds as land).
-
-## Training command and config
-
-```
-{command}
-```
-
-This calls the project's training code (`backend.train.train`, the code behind `make train`)
-once per cross-validation fold and once on all samples, with Adam at a constant learning
-rate {args.lr:g}, batch {args.batch_size}, cross-entropy loss. Each sample is listed
-{args.repeat} times per epoch{brightness_text} In training every copy gets its own random {args.crop} x
-{args.crop} crop, flip / 90-degree rotation, per-band gain jitter (x U(1 - {args.spectral_gain:g},
-1 + {args.spectral_gain:g})) and per-band offset jitter (+ U(-{args.spectral_offset:g},
-{args.spectral_offset:g}) reflectance). There is no validation set (with five samples every
-sample is either training data or the held-out test, and nothing is selected on the test
-sample): the shipped weights are the average of the weights after each of the last
-{args.swa} of {args.epochs} epochs (stochastic weight averaging, BatchNorm statistics averaged
-too), because single epochs of such a small, noisy training set swing widely on unseen
-tiles. The nearest plain `make train` run (without the brightness copies and the
-averaging) on a folder of the samples is
-
-```
-{make_equiv}
-```
-
-Config stored in the checkpoint:
-
-```
-{json.dumps(cfg, indent=1, default=str)}
-```
-
-## Leave-one-sample-out cross-validation against NDWI
-
-For each sample: a model trained with the command above on the other four, scored on the
-held-out sample's 65,536 pixels, beside the classical water index NDWI = (B3 - B8) /
-(B3 + B8) > 0 on the same pixels{MNDWI_TEXT if swir else ""}. IoU in %, against the SNOWED labels.
-
-{table}
-
-{verdict}
-
-{"The model does NOT beat NDWI on IoU mean in this test. " if means.get("delta", 0) <= 0 else ""}{(SWIR_NOTES if swir else NOTES) if args.ensemble == 1 else ENSEMBLE_NOTES}
-
-{search_table(swir)}
-
-Calibration: the softmax of the logits is divided by a temperature T = {args.temperature:.3f},
-fitted by minimising the NLL of the pooled held-out predictions above (one parameter; it
-changes probabilities, never the water/land decision). It is folded into the shipped
-model's output layer. Figures of the held-out p(water) after T (NLL and Brier per pixel,
-ECE over 10 confidence bins; T was fitted on these same pixels, so they are slightly
-optimistic):
-
-{calibration_table(cv) if cv else "(none)"}
-
-## Known limits
-
-- **Clouds and cloud shadows** are not a class: thick cloud is usually land, cloud shadow
-  and dark terrain shadow may be called water. Mask clouds first (e.g. the L2A SCL band).
-- **L1C vs L2A**: trained on L2A surface reflectance. L1C top-of-atmosphere input (brighter,
-  bluer, hazier) is within the spectral jitter for moderate haze but is not what the model
-  was trained on; expect more errors on turbid or shallow water.
-- **Processing baseline 04.00+ offset**: raw L2A values then carry +1000; without
-  `--l2a-offset` water looks bright and may be missed.
-{SWIR_LIMITS if swir else RGBN_LIMITS}
-- **Ice, snow, and frozen lakes** were not in the training data.
-- **Sun glint, whitecaps, floating vegetation, very turbid (brown) water** are rare or absent
-  in five tiles.
-- **Small sample**: five 2.56 km tiles from the US coast. Rivers narrower than about 2
-  pixels (20 m) are not resolved.
-
-## Licence
-
-The weights are distributed with WaterSeg under its MIT licence. They were derived from
-SNOWED, whose own terms apply to the data (see the article above), and from Copernicus
-Sentinel-2 data, which is free and open (attribution: "Contains modified Copernicus
-Sentinel data").
-"""
-    path.write_text(text)
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.card_only:
+        results = json.loads(results_path(args.dest, args.name).read_text())
+        card = args.dest / args.card
+        card.write_text(render_card(results, args.dest / f"{args.name}.pt"))
+        print(f"wrote {card}")
+        return 0
     ids = list_samples(args.data)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -1112,8 +778,10 @@ def main(argv: list[str] | None = None) -> int:
         last = fold_checkpoint(args, ids, args.out / "final")
         dest = export_default(last, args.dest, cv, args)
         print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB)")
-        card = write_model_card(args.dest / args.card, dest, cv or {}, args)
-        print(f"wrote {card}")
+        results = write_results(args)
+        card = args.dest / args.card
+        card.write_text(render_card(json.loads(results.read_text()), dest))
+        print(f"wrote {results} and {card}")
     print(f"done in {(time.perf_counter() - t0) / 60:.1f} min")
     return 0
 

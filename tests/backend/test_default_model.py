@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,6 +206,52 @@ def test_bundled_model_checksum_size_and_card(name, card_name, bands, mode):
     assert path.name in card and recorded in card
     for needed in ("Andria", "Sensors 23(9):4491", "Copernicus Sentinel", "NDWI", ", ".join(bands)):
         assert needed in card
+
+
+def _train_default():
+    """scripts/train_default.py, which trains these models and writes their cards."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "train_default.py"
+    spec = importlib.util.spec_from_file_location("train_default", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("name", "card_name", "bands", "mode"), BUNDLED)
+def test_the_card_is_its_template_filled_from_the_results_file_and_the_model(
+    name, card_name, bands, mode
+):
+    """Byte for byte, so card, results and model cannot drift apart: change the template
+    (MODEL_CARD-snowed.md.in) or the results file and rerun scripts/train_default.py
+    --card-only, never the card by hand."""
+    train_default = _train_default()
+    path = _bundled(name)
+    results = json.loads(train_default.results_path(paths.MODELS_DIR, path.stem).read_text())
+    card = train_default.render_card(results, path)
+    assert card == (paths.MODELS_DIR / card_name).read_text()
+
+
+def test_a_new_run_keeps_the_cards_text_and_writes_the_rest_from_the_model(tmp_path):
+    """A run records its command in a results file that starts from the bundled model's with
+    the same kind of bands (hand-written text and search log), without the parts kept as the
+    old card published them; the architecture is then written from the model."""
+    train_default = _train_default()
+    shutil.copyfile(_bundled("RGBN_MODEL"), tmp_path / "waterseg-test.pt")
+    where = ["--dest", str(tmp_path), "--name", "waterseg-test", "--card", "CARD.md"]
+    args = train_default.parse_args(
+        [*where, "--bands", "B2,B3,B4,B8", "--spectral-indices", "residual"]
+    )
+    results = json.loads(train_default.write_results(args).read_text())
+    bundled = json.loads((paths.MODELS_DIR / "results-rgbn.json").read_text())
+    assert results["command"] == train_default.command_line(args)
+    assert "--bands B2,B3,B4,B8 --name waterseg-test --card CARD.md" in results["command"]
+    assert results["search"] == bundled["search"] and results["card"] == bundled["card"]
+    assert "as_published" in bundled and "as_published" not in results
+    assert train_default.main(["--card-only", *where, "--threads", "0"]) == 0
+    card = (tmp_path / "CARD.md").read_text()
+    assert "of every band pair (6 pairs):" in card  # written from the model, not as published
+    assert '`spectral_indices="residual"`' in card  # the option as this checkpoint stores it
+    assert "**B2, B3, B4, B8** of Sentinel-2" in card and results["command"] in card
 
 
 @pytest.mark.parametrize(("name", "card_name", "bands", "mode"), BUNDLED)
