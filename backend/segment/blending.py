@@ -76,17 +76,18 @@ class StripAccumulator:
 
     def emit(self, n: int) -> np.ndarray:
         """First ``n`` rows as blended probabilities, float32 (n, width), NaN where weight is 0."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            out = np.where(self.wsum[:n] > 0, self.acc[:n] / self.wsum[:n], np.nan).astype(
-                np.float32
-            )
-        if n >= self.tile:
+        wsum = self.wsum[:n]
+        out = np.full((n, self.width), np.nan, np.float32)
+        np.divide(self.acc[:n], wsum, out=out, where=wsum > 0)
+        keep = self.tile - n
+        if keep <= 0:
             self.acc[:] = 0
             self.wsum[:] = 0
         else:
-            self.acc[: self.tile - n] = self.acc[n:].copy()
-            self.wsum[: self.tile - n] = self.wsum[n:].copy()
-            self.acc[self.tile - n :] = 0
-            self.wsum[self.tile - n :] = 0
+            # Overlapping source and destination: numpy copies through a buffer as needed.
+            self.acc[:keep] = self.acc[n:]
+            self.wsum[:keep] = self.wsum[n:]
+            self.acc[keep:] = 0
+            self.wsum[keep:] = 0
         self.row0 += n
         return out

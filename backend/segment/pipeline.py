@@ -1,8 +1,11 @@
-"""Strip-by-strip streaming segmentation: read a strip, tile it, infer, blend, emit finished rows.
+"""Streaming segmentation in blocks of tiles: read a block, infer, blend, emit finished rows.
 
-Memory is bounded by one tile row (``tile`` rows x raster width) of input, blending sums and
-output, independent of the raster height; no full-scene float array is ever held. While the
-model runs on tile row k, a reader thread already reads tile row k + 1 (GDAL releases the GIL).
+The raster is read in blocks one tile high and ``BLOCK_TILES`` tiles wide, so the input held
+in memory does not grow with the raster width. Blending keeps one tile row of weighted sums
+(two float32 rows of ``tile`` x width: 21 MB for a 10980-wide scene): it is what joins the
+blocks, left to right within a tile row and across tile rows below. No full-scene float array
+is ever held. While the model runs on one block, a reader thread already reads the next one
+(GDAL releases the GIL).
 """
 
 from __future__ import annotations
@@ -35,19 +38,21 @@ L2A_OFFSET = -1000.0
 
 
 class ArrayReader:
-    """In-memory strip reader (tests, benchmarks): ``array`` (C, H, W), ``valid`` (H, W) bool."""
+    """In-memory reader (tests, benchmarks): ``array`` (C, H, W), ``valid`` (H, W) bool."""
 
     def __init__(self, array: np.ndarray, valid: np.ndarray | None = None):
         self.array = array
         self.valid = valid
         self.height, self.width = array.shape[1:]
 
-    def read_strip(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
-        raw = self.array[:, row0:row1]
+    def read_window(
+        self, row0: int, row1: int, col0: int, col1: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        raw = self.array[:, row0:row1, col0:col1]
         if self.valid is None:
             valid = np.ones(raw.shape[1:], bool)
         else:
-            valid = self.valid[row0:row1].copy()
+            valid = self.valid[row0:row1, col0:col1].copy()
         if raw.dtype.kind == "f":
             valid &= np.all(np.isfinite(raw), axis=0)
         return raw, valid
@@ -63,15 +68,35 @@ class RowBlock:
     valid: np.ndarray
 
 
+# Tiles per read block along a tile row: wide enough that a block's GDAL read is efficient,
+# narrow enough that the input held does not grow with the raster width (8 tiles of 256 px
+# with a 25 % overlap are 1600 columns).
+BLOCK_TILES = 8
+
+
 def _fill_invalid(x: np.ndarray, valid: np.ndarray) -> None:
-    """Replace nodata pixels of normalised input x (C, h, W) by the band means of the valid
-    pixels, in place, so nodata does not look like dark water to the model."""
+    """Replace the nodata pixels of one normalised tile x (C, T, T) by the band means of the
+    tile's valid pixels, in place, so nodata does not look like dark water to the model. The
+    fill depends on the tile alone, not on how the raster is read."""
     if valid.all():
         return
     inv = ~valid
     for c in range(x.shape[0]):
         band = x[c]
         band[inv] = float(band[valid].mean()) if valid.any() else 0.0
+
+
+def read_blocks(xs: list[int], tile: int, width: int) -> list[tuple[int, int, list[int]]]:
+    """The read blocks of one tile row: ``(col0, col1, tile origins)``, ``BLOCK_TILES`` tiles
+    each, left to right; neighbouring blocks share the tiles' overlap columns.
+
+    >>> read_blocks([0, 192, 384, 544], 256, 800)[0][:2]
+    (0, 800)
+    """
+    return [
+        (group[0], min(group[-1] + tile, width), group)
+        for group in (xs[i : i + BLOCK_TILES] for i in range(0, len(xs), BLOCK_TILES))
+    ]
 
 
 def iter_probability_rows(
@@ -87,14 +112,18 @@ def iter_probability_rows(
 ) -> Iterator[RowBlock]:
     """Stream blended water probabilities of the raster behind ``reader`` top to bottom.
 
-    ``reader.read_strip(row0, row1)`` -> (raw (C, h, W), valid (h, W) bool);
-    ``normalise(raw)`` -> float32 (C, h, W); ``predictor(tiles (N, C, T, T))`` -> (N, T, T)
-    probabilities. Tiles whose pixels are all nodata are skipped. ``on_tiles(done, total)``
-    reports progress; ``cancelled()`` returning True raises ``Cancelled`` between batches.
+    ``reader.read_window(row0, row1, col0, col1)`` -> (raw (C, h, w), valid (h, w) bool);
+    ``normalise(raw)`` -> float32 (C, h, w), pixel by pixel; ``predictor(tiles (N, C, T, T))``
+    -> (N, T, T) probabilities. Tiles whose pixels are all nodata are skipped. Batches are the
+    consecutive tiles of one tile row, so the result does not depend on the read blocks.
+    ``on_tiles(done, total)`` reports progress; ``cancelled()`` returning True raises
+    ``Cancelled`` between blocks and batches.
     """
     height, width = reader.height, reader.width
     grid = TileGrid(height, width, tile, overlap)
-    ys, xs = grid.ys, grid.xs
+    ys = grid.ys
+    blocks = read_blocks(grid.xs, tile, width)
+    reads = [(y, block) for y in ys for block in blocks]
     total, done = grid.count, 0
     acc = StripAccumulator(tile, max(width, tile))
     batch_size = int(getattr(predictor, "batch_size", 8))
@@ -102,52 +131,69 @@ def iter_probability_rows(
         ThreadPoolExecutor(max_workers=1, thread_name_prefix="waterseg-read") if prefetch else None
     )
 
-    def read(k: int):
-        y = ys[k]
-        return reader.read_strip(y, min(y + tile, height))
+    def read(i: int):
+        y, (col0, col1, _) = reads[i]
+        return reader.read_window(y, min(y + tile, height), col0, col1)
 
     def check() -> None:
         if cancelled is not None and cancelled():
             raise Cancelled()
 
+    batch: list[tuple[int, np.ndarray]] = []
+
+    def run_batch(y: int) -> None:
+        nonlocal done
+        check()
+        probs = predictor(np.stack([t for _, t in batch]))
+        for (x0, _), p in zip(batch, probs, strict=True):
+            w = tile_weight(tile, overlap, y == 0, y + tile >= height, x0 == 0, x0 + tile >= width)
+            acc.add(p, w, y, x0)
+        done += len(batch)
+        batch.clear()
+        if on_tiles:
+            on_tiles(done, total)
+
     try:
+        i = 0
         pending = pool.submit(read, 0) if pool else None
         for k, y in enumerate(ys):
             check()
-            raw, valid = pending.result() if pool else read(k)
-            if pool and k + 1 < len(ys):
-                pending = pool.submit(read, k + 1)
-            h = raw.shape[1]
-            if valid.any():
+            h = min(y + tile, height) - y
+            row_valid = np.zeros((h, width), bool)
+            for col0, col1, origins in blocks:
+                check()
+                raw, valid = pending.result() if pool else read(i)
+                i += 1
+                if pool and i < len(reads):
+                    pending = pool.submit(read, i)
+                row_valid[:, col0:col1] = valid
+                if not valid.any():
+                    done += len(origins)
+                    continue
                 x = normalise(raw)
-                _fill_invalid(x, valid)
-                if h < tile or width < tile:
-                    x = np.pad(
-                        x, ((0, 0), (0, tile - h), (0, max(0, tile - width))), mode="symmetric"
-                    )
-                todo = [x0 for x0 in xs if valid[:, x0 : x0 + tile].any()]
-                for b in range(0, len(todo), batch_size):
-                    check()
-                    chunk = todo[b : b + batch_size]
-                    batch = np.stack([x[:, :, x0 : x0 + tile] for x0 in chunk])
-                    probs = predictor(batch)
-                    for x0, p in zip(chunk, probs, strict=True):
-                        w = tile_weight(
-                            tile, overlap, y == 0, y + tile >= height, x0 == 0, x0 + tile >= width
-                        )
-                        acc.add(p, w, y, x0)
-                    done += len(chunk)
-                    if on_tiles:
-                        on_tiles(done, total)
-                done += len(xs) - len(todo)
-            else:
-                done += len(xs)
+                pad = ((0, tile - h), (0, max(0, tile - (col1 - col0))))
+                if any(p for _, p in pad):
+                    x = np.pad(x, ((0, 0), *pad), mode="symmetric")
+                    valid = np.pad(valid, pad, mode="symmetric")
+                for x0 in origins:
+                    v = valid[:, x0 - col0 : x0 - col0 + tile]
+                    if not v.any():
+                        done += 1
+                        continue
+                    t = x[:, :, x0 - col0 : x0 - col0 + tile].copy()
+                    _fill_invalid(t, v)
+                    batch.append((x0, t))
+                    if len(batch) == batch_size:
+                        run_batch(y)
+                del raw, x  # before the next block's arrays exist
+            if batch:
+                run_batch(y)
             if on_tiles:
                 on_tiles(done, total)
             end = ys[k + 1] if k + 1 < len(ys) else height
             n = end - y
             prob = acc.emit(n)[:, :width]
-            rows_valid = valid[:n]
+            rows_valid = row_valid[:n]
             prob[~rows_valid] = np.nan
             yield RowBlock(y, prob, rows_valid)
     finally:

@@ -90,9 +90,18 @@ class RasterSource:
 
     def read_strip(self, row0: int, row1: int) -> tuple[np.ndarray, np.ndarray]:
         """Rows [row0, row1) of the mapped bands and their validity."""
+        return self.read_window(row0, row1, 0, self.width)
+
+    def read_window(
+        self, row0: int, row1: int, col0: int, col1: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows [row0, row1) x columns [col0, col1) of the mapped bands and their validity."""
         from rasterio.windows import Window
 
-        return self._read(f"rows {row0}-{row1}", Window(0, row0, self.width, row1 - row0))
+        return self._read(
+            f"rows {row0}-{row1}, columns {col0}-{col1}",
+            Window(col0, row0, col1 - col0, row1 - row0),
+        )
 
     def overview_factor(self, max_pixels: int) -> int:
         """The smallest integer step at which the whole raster is at most ``max_pixels``."""

@@ -19,9 +19,15 @@ import numpy as np
 from backend.segment.georef import GeoRef
 
 
-def marching_squares(
-    prob: np.ndarray, threshold: float, row_offset: int, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+# Rows of cells marching squares works on at a time: its float64 temporaries then take a few
+# MB whatever the raster width (a whole 193-row block of a 10980-wide scene would need ~17 MB
+# for each of them).
+MARCH_ROWS = 32
+
+_Segments = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def marching_squares(prob: np.ndarray, threshold: float, row_offset: int, width: int) -> _Segments:
     """Contour segments of ``prob`` (h, w) float32/64 (NaN = nodata) at ``threshold``.
 
     Returns ``(key_a, key_b, xy_a, xy_b)``: int64 (S,) edge keys of both ends of each segment
@@ -29,10 +35,36 @@ def marching_squares(
     = raster row of ``prob[0]``; ``width`` = raster width, used for the keys). Every segment
     runs from a to b with the water on its right in pixel coordinates (rows down), that is on
     its left on a north-up map, so segments chain head to tail (:func:`join_segments`).
+
+    The cells are done ``MARCH_ROWS`` rows at a time (chunks share their boundary row, so
+    every cell is done once); the segments come out in the order of one pass over all rows.
     """
+    h = prob.shape[0]
+    parts = [
+        _march(prob[r : r + MARCH_ROWS + 1], threshold, row_offset + r, width)
+        for r in range(0, max(h - 1, 1), MARCH_ROWS)
+    ]
+    parts = [part for part in parts if part[0].size]
+    if len(parts) <= 1:
+        return parts[0][:4] if parts else _no_segments()
+    combo = np.concatenate([part[4] for part in parts])
+    order = np.argsort(combo, kind="stable")  # case by case, rows in order within each case
+    ka, kb, xa, xb = (np.concatenate([part[i] for part in parts])[order] for i in range(4))
+    return ka, kb, xa, xb
+
+
+def _no_segments() -> _Segments:
+    return np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 2)), np.empty((0, 2))
+
+
+def _march(
+    prob: np.ndarray, threshold: float, row_offset: int, width: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`marching_squares` of one chunk, plus each segment's case (the ``combos`` index
+    below, int8 (S,)), by which the chunks' segments are put back in one-pass order."""
     p = np.asarray(prob, np.float64)
     h, w = p.shape
-    empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty((0, 2)), np.empty((0, 2)))
+    empty = (*_no_segments(), np.empty(0, np.int8))
     if h < 2 or w < 2:
         return empty
     wet = p >= threshold
@@ -89,8 +121,8 @@ def marching_squares(
         ("t", "r", (two & ct & cr) | pairs_tr_lb, "tr", "centre"),
         ("l", "b", (two & cl & cb) | pairs_tr_lb, "bl", "centre"),
     ]
-    ka, kb, xa, xb = [], [], [], []
-    for e1, e2, sel, corner, spare in combos:
+    ka, kb, xa, xb, case = [], [], [], [], []
+    for c, (e1, e2, sel, corner, spare) in enumerate(combos):
         ii, jj = np.nonzero(sel)
         if ii.size == 0:
             continue
@@ -114,9 +146,10 @@ def marching_squares(
         kb.append(k2)
         xa.append(p1)
         xb.append(p2)
+        case.append(np.full(ii.size, c, np.int8))
     if not ka:
         return empty
-    return np.concatenate(ka), np.concatenate(kb), np.concatenate(xa), np.concatenate(xb)
+    return tuple(np.concatenate(a) for a in (ka, kb, xa, xb, case))
 
 
 def _side(a: np.ndarray, b: np.ndarray, col, row) -> np.ndarray:

@@ -179,3 +179,88 @@ def test_device_choice():
             choose_device("cuda")
     with pytest.raises(UserError):
         choose_device("tpu")
+
+
+class _EdgeAwareModel:
+    """A numpy 'model' whose output depends on where a pixel sits in its tile (a box blur
+    with zero padding): a tile placed one pixel off, or blended with the wrong weight, changes
+    the mosaic. Deterministic per tile, whatever the batch."""
+
+    batch_size = 3
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        m = tiles.mean(axis=1)
+        padded = np.pad(m, ((0, 0), (2, 2), (2, 2)))
+        t = m.shape[-1]
+        blur = sum(padded[:, i : i + t, j : j + t] for i in range(5) for j in range(5)) / 25
+        return (1 / (1 + np.exp(-blur))).astype(np.float32)
+
+
+def _whole_array_blend(x, valid, model, tile, overlap):
+    """The mosaic by its definition: every tile (nodata filled with the tile's own valid band
+    means) predicted, weighted and summed into full-size arrays, row by row, left to right."""
+    from backend.segment.pipeline import _fill_invalid
+
+    h, w = x.shape[1:]
+    grid = TileGrid(h, w, tile, overlap)
+    acc = np.zeros((h, w), np.float32)
+    wsum = np.zeros((h, w), np.float32)
+    for y in grid.ys:
+        todo = []
+        for x0 in grid.xs:
+            v = valid[y : y + tile, x0 : x0 + tile]
+            if v.any():
+                t = x[:, y : y + tile, x0 : x0 + tile].copy()
+                _fill_invalid(t, v)
+                todo.append((x0, t))
+        for b in range(0, len(todo), model.batch_size):
+            chunk = todo[b : b + model.batch_size]
+            for (x0, _), p in zip(chunk, model(np.stack([t for _, t in chunk])), strict=True):
+                wt = tile_weight(tile, overlap, y == 0, y + tile >= h, x0 == 0, x0 + tile >= w)
+                acc[y : y + tile, x0 : x0 + tile] += wt * p
+                wsum[y : y + tile, x0 : x0 + tile] += wt
+    out = np.full((h, w), np.nan, np.float32)
+    np.divide(acc, wsum, out=out, where=wsum > 0)
+    out[~valid] = np.nan
+    return out
+
+
+@pytest.mark.parametrize("block_tiles", [1, 2, 3, 8, 1000])
+def test_blocks_of_tiles_blend_bit_for_bit_like_the_whole_array(monkeypatch, block_tiles):
+    # Issue 14: reading in blocks of tiles (memory flat in the raster width) must not change a
+    # single bit of the mosaic, whatever the block width, with and without nodata.
+    import backend.segment.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "BLOCK_TILES", block_tiles)
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(3, 230, 410)).astype(np.float32)
+    x += np.linspace(-3, 3, 410, dtype=np.float32)
+    valid = np.ones((230, 410), bool)
+    valid[:, :70] = False  # a nodata border: whole tiles skipped, others partly filled
+    valid[150:, 300:] = False
+    model = _EdgeAwareModel()
+    want = _whole_array_blend(x, valid, model, 64, 0.25)
+    got = np.concatenate(
+        [
+            b.prob
+            for b in iter_probability_rows(
+                ArrayReader(x, valid), model, lambda r: r.astype(np.float32), tile=64
+            )
+        ]
+    )
+    np.testing.assert_array_equal(got, want)  # bit for bit, NaN where nodata
+    assert np.isfinite(got[valid]).all()
+
+
+def test_read_blocks_cover_each_tile_once_and_share_only_the_overlap():
+    from backend.segment.pipeline import BLOCK_TILES, read_blocks
+
+    xs = tile_origins(10980, 256, 0.25)
+    blocks = read_blocks(xs, 256, 10980)
+    assert [x for _, _, group in blocks for x in group] == xs
+    assert all(len(group) <= BLOCK_TILES for _, _, group in blocks)
+    assert blocks[0][0] == 0 and blocks[-1][1] == 10980
+    for (c0, c1, group), (n0, _, _) in zip(blocks, blocks[1:]):
+        assert c1 == group[-1] + 256 and c0 == group[0]
+        assert 0 < c1 - n0 <= 256  # the next block starts inside this one's last tile
+    assert max(c1 - c0 for c0, c1, _ in blocks) <= BLOCK_TILES * 256

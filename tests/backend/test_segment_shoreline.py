@@ -233,3 +233,22 @@ def test_the_shoreline_bench_row_counts_what_it_chained():
     assert row["segments"] == segments[0].size and row["lines"] == len(join_segments(*segments))
     assert row["march_s"] == row["numpy_s"] == 1.0  # each stage is one tick of the fake clock
     assert row["walk_s"] == 1.0
+
+
+def test_marching_squares_in_row_chunks_gives_the_one_pass_segments(monkeypatch):
+    # Issue 14: the cells are done a few rows at a time, so the float64 temporaries do not
+    # grow with the raster width; the segments, their order and the lines must not change.
+    import backend.segment.shoreline as shoreline
+
+    rng = np.random.default_rng(3)
+    p = rng.random((97, 61)).astype(np.float32)
+    p[rng.random(p.shape) < 0.05] = np.nan  # nodata cells
+    p[p > 0.97] = 0.5  # corners exactly at the threshold
+    monkeypatch.setattr(shoreline, "MARCH_ROWS", 10_000)
+    one_pass = marching_squares(p, 0.5, 11, 500)
+    for rows in (1, 2, 7, 32):
+        monkeypatch.setattr(shoreline, "MARCH_ROWS", rows)
+        chunked = marching_squares(p, 0.5, 11, 500)
+        assert one_pass[0].size > 100
+        for a, b in zip(one_pass, chunked, strict=True):
+            np.testing.assert_array_equal(a, b)
