@@ -18,7 +18,6 @@ import numpy as np
 
 from backend.segment.georef import GeoRef
 
-
 # Rows of cells marching squares works on at a time: its float64 temporaries then take a few
 # MB whatever the raster width (a whole 193-row block of a 10980-wide scene would need ~17 MB
 # for each of them).

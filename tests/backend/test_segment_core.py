@@ -260,7 +260,7 @@ def test_read_blocks_cover_each_tile_once_and_share_only_the_overlap():
     assert [x for _, _, group in blocks for x in group] == xs
     assert all(len(group) <= BLOCK_TILES for _, _, group in blocks)
     assert blocks[0][0] == 0 and blocks[-1][1] == 10980
-    for (c0, c1, group), (n0, _, _) in zip(blocks, blocks[1:]):
+    for (c0, c1, group), (n0, _, _) in zip(blocks, blocks[1:], strict=False):
         assert c1 == group[-1] + 256 and c0 == group[0]
         assert 0 < c1 - n0 <= 256  # the next block starts inside this one's last tile
     assert max(c1 - c0 for c0, c1, _ in blocks) <= BLOCK_TILES * 256
