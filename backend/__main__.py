@@ -1,8 +1,8 @@
-"""``python -m backend``: see backend/cli.py. Process settings first (backend/runtime.py)."""
+"""``python -m backend``: see backend/cli.py. Process settings first (backend/core/runtime.py)."""
 
 import sys
 
-from backend.runtime import prepare
+from backend.core.runtime import prepare
 
 prepare(sys.argv[1:])
 

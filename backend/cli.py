@@ -13,18 +13,27 @@ import importlib
 import sys
 import traceback
 
-from backend.errors import Cancelled, UserError
+from backend.core.errors import Cancelled, UserError
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("backend.segment.cli", "segment rasters into a water mask and a shoreline"),
     "batch": ("backend.batch.cli", "segment many scenes on a Dask cluster, skipping finished ones"),
     "plan": ("backend.segment.plan", "say how segment reads a raster: model, bands (no torch)"),
-    "train": ("backend.train", "train a model on SNOWED"),
-    "evaluate": ("backend.evaluate", "evaluate a checkpoint on a SNOWED split (Table I metrics)"),
-    "table1": ("backend.table1", "train and evaluate the paper's 12 configurations"),
-    "demo": ("backend.demo", "segment the demo scene with the bundled model, with a quicklook"),
-    "info": ("backend.info", "report Python, torch, CUDA and the default model (for diagnostics)"),
-    "model-info": ("backend.info", "describe a checkpoint: architecture, bands, metrics"),
+    "train": ("backend.learning.train", "train a model on SNOWED"),
+    "evaluate": (
+        "backend.learning.evaluate",
+        "evaluate a checkpoint on a SNOWED split (Table I metrics)",
+    ),
+    "table1": ("backend.learning.table1", "train and evaluate the paper's 12 configurations"),
+    "demo": (
+        "backend.commands.demo",
+        "segment the demo scene with the bundled model, with a quicklook",
+    ),
+    "info": (
+        "backend.commands.info",
+        "report Python, torch, CUDA and the default model (for diagnostics)",
+    ),
+    "model-info": ("backend.commands.info", "describe a checkpoint: architecture, bands, metrics"),
 }
 
 

@@ -33,7 +33,7 @@ POLICIES = {
 
 
 def _scene(folder: Path, size: int) -> Path:
-    from backend.synthetic_scene import generate_scene, write_scene
+    from backend.datasets.synthetic import generate_scene, write_scene
 
     scene = generate_scene(size=size, seed=1)
     image = folder / "busy_scene.tif"
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--busy-limit", type=float, default=300.0, help="max seconds of one run")
     args = p.parse_args(argv or [])
 
-    from backend.threads import choose_policy
+    from backend.core.threads import choose_policy
 
     threads = choose_policy([], {}).threads
     fair = (args.busy + threads) / threads

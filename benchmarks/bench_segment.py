@@ -245,16 +245,16 @@ def end_to_end_s(
 def _bench_models(names: list[str] | None) -> list[tuple[str, object]]:
     import torch
 
-    from backend.contract import bundled_models
+    from backend.core.contract import bundled_models
+    from backend.core.paths import MODELS_DIR
     from backend.models import create_model, list_models
-    from backend.paths import MODELS_DIR
 
     models = []
     for entry in bundled_models():  # every bundled file: default, rgbn, rgb
         path = MODELS_DIR / entry.file
         if not path.is_file() or (names is not None and entry.key not in names):
             continue
-        from backend.checkpoint import load_model
+        from backend.core.checkpoint import load_model
 
         try:
             m, _, meta = load_model(path)
@@ -301,10 +301,10 @@ def _measure(plain, fast, raster, tiles, repeats: int, clock) -> dict[str, float
 
 def bench_raster(size: int = 512) -> np.ndarray:
     """uint16 (4, size, size): the synthetic Sentinel-2 demo scene (sea, coast, river, lake,
-    town; backend.synthetic_scene), so the trained default model draws a realistic
+    town; backend.datasets.synthetic), so the trained default model draws a realistic
     shoreline; random uint16 noise if that module is missing."""
     try:
-        from backend.synthetic_scene import generate_scene
+        from backend.datasets.synthetic import generate_scene
 
         return np.ascontiguousarray(generate_scene(size, seed=0).image, dtype=np.uint16)
     except ImportError:
@@ -463,7 +463,7 @@ def _write_big(path: Path, size: int) -> None:
 def memory_rows(sizes=(1024, 2048, 8192, 10980)) -> list[dict]:
     import torch
 
-    from backend.checkpoint import InputSpec, build_checkpoint, save_checkpoint
+    from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
     from backend.models import create_model
 
     rows = []

@@ -3,7 +3,7 @@
 ``python -m benchmarks train`` (part of ``make bench``), or
 ``python -m benchmarks.bench_train [--models munet,unet] [--width half] [--steps 2]``.
 
-Each measurement is the real training step of ``backend.train`` -- forward, the L_Seg+Edge
+Each measurement is the real training step of ``backend.learning.train`` -- forward, the L_Seg+Edge
 loss (the paper's best) in fp32, backward, Adam step -- on random 256 x 256 x 4 inputs with
 random labels (speed does not depend on the values), after one warm-up step. CPU: batch 2;
 CUDA: the Table II batch size with bf16 autocast (fp16 where bf16 is missing), plus peak GPU
@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.augment import Augment
+from backend.datasets.augment import Augment
+from backend.learning.train import MODEL_DEFAULTS, TrainSet, amp_settings
 from backend.losses import create_loss
 from backend.models import create_model, list_models
-from backend.train import MODEL_DEFAULTS, TrainSet, amp_settings
 
 PAPER_TRAIN_SAMPLES = 2730
 SNOWED_SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared/data/snowed-sample/SNOWED"

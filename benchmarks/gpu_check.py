@@ -530,7 +530,7 @@ def untrained_munet_half(path: Path) -> Path:
     """An untrained MU-Net half checkpoint for the 6 scene bands, via the project's API."""
     import torch
 
-    from backend.checkpoint import InputSpec, build_checkpoint, save_checkpoint
+    from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
     from backend.models import create_model
 
     torch.manual_seed(0)
@@ -633,7 +633,7 @@ def train_data(check: Check, step: Step) -> str:
 
 
 def steps_per_epoch(n_train: int, batch: int, world: int) -> int:
-    """Optimiser steps of one epoch per rank, as backend.train's DataLoader makes them
+    """Optimiser steps of one epoch per rank, as backend.learning.train's DataLoader makes them
     (DistributedSampler pads to ceil(n / world); a last batch of one sample is dropped)."""
     per_rank = math.ceil(n_train / world)
     drop_last = per_rank > batch and per_rank % batch == 1
@@ -655,12 +655,12 @@ def ddp_rank0_main(backend: str, argv: list[str]) -> int:
     """Run ``python -m backend train ARGV`` as rank 0 of WORLD_SIZE 2 in a 1-member
     ``backend`` (nccl or gloo) process group, in this one process.
 
-    backend.train wraps the model in DistributedDataParallel only when WORLD_SIZE > 1 and
+    backend.learning.train wraps the model in DistributedDataParallel only when WORLD_SIZE > 1 and
     joins the process group only when none is initialised, so joining a 1-member group first
     runs all its DDP code (wrapping, all-reduce, broadcast, barrier, destroy) on one GPU; the
     DistributedSampler then gives this rank half of the training samples per epoch.
     """
-    from backend.runtime import prepare
+    from backend.core.runtime import prepare
 
     prepare(["train", *argv])  # what ``python -m backend`` does before torch loads
     import torch

@@ -160,7 +160,7 @@ def find_interpreter(
 
 def backend_env(root: Path = PLUGIN_ROOT) -> dict[str, str]:
     """Environment for the backend subprocess: PYTHONPATH = the plugin root, unbuffered, one
-    core left for QGIS's UI (``WATERSEG_RESERVE_CORES``, backend/threads.py).
+    core left for QGIS's UI (``WATERSEG_RESERVE_CORES``, backend/core/threads.py).
 
     QGIS's own PYTHONPATH/PYTHONHOME are dropped: they point at QGIS's Python, which may be a
     different version than the backend's.

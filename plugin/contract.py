@@ -1,5 +1,5 @@
 """The plugin's reading of ``resources/contract.json``, the file the backend reads too
-(``backend/contract.py``): bundled models, devices, segment options, output names, progress
+(``backend/core/contract.py``): bundled models, devices, segment options, output names, progress
 events and stages. Plain json: the plugin never imports ``backend``.
 
 Decisions about a raster (band mapping, which bundled model) are not made here: the dock asks

@@ -46,7 +46,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backend.checkpoint import (  # noqa: E402
+from backend.core.checkpoint import (  # noqa: E402
     InputSpec,
     build_checkpoint,
     read_checkpoint,
@@ -56,7 +56,7 @@ from backend.checkpoint import (  # noqa: E402
 )
 from backend.datasets.esw import list_scenes, read_scene_arrays  # noqa: E402
 from backend.datasets.snowed import ALL_BANDS, list_samples, load_sample_arrays  # noqa: E402
-from backend.metrics import ConfusionMatrix  # noqa: E402
+from backend.learning.metrics import ConfusionMatrix  # noqa: E402
 from backend.models import build_model  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"

@@ -6,7 +6,7 @@ Scores, on every pixel of each shared SNOWED sample (Sentinel-2 L2A, 256 x 256 p
 built automatically from NOAA shoreline vectors, so noisy: sample_0003 calls inland ponds land;
 ../shared/data/snowed-sample/SNOWED), IoU water / land / mean of:
 
-- the classical indices of ``backend/baselines.py`` at 0 (NDWI, MNDWI, AWEI_sh, WI2015) and
+- the classical indices of ``backend/core/water_indices.py`` at 0 (NDWI, MNDWI, AWEI_sh, WI2015) and
   NDWI / MNDWI at the scene's own Otsu threshold (clamped to ``baselines.OTSU_CLAMP``);
 - the per-scene methods ``segment --method *-adaptive`` (``--method auto`` picks one): the
   index above its edge-Otsu threshold (``baselines.edge_otsu_threshold``), with two other edge
@@ -95,12 +95,12 @@ PEER_VERSION_OF = {"waterdetect": "waterdetect", "coastsat": "coastsat-package"}
 
 
 # --------------------------------------------------------------------------------------------
-# Scoring and reporting (project venv; pure, tested in tests/backend/test_peers.py)
+# Scoring and reporting (project venv; pure, tested in tests/scripts/test_peers.py)
 # --------------------------------------------------------------------------------------------
 def score(pred: np.ndarray, label: np.ndarray) -> dict[str, float]:
     """IoU water / land / mean of a (H, W) water mask against a (H, W) 0/1 label
-    (backend.metrics definitions; 255 in the label is ignored)."""
-    from backend.metrics import ConfusionMatrix
+    (backend.learning.metrics definitions; 255 in the label is ignored)."""
+    from backend.learning.metrics import ConfusionMatrix
 
     cm = ConfusionMatrix()
     cm.update(np.asarray(pred).astype(np.uint8), np.asarray(label).astype(np.uint8))
@@ -168,7 +168,7 @@ def load_samples(data: Path) -> dict[str, tuple[dict[str, np.ndarray], np.ndarra
 
 def index_methods() -> list[tuple[str, Callable[[dict[str, np.ndarray]], tuple[np.ndarray, dict]]]]:
     """(name, bands -> (water mask, extra facts)) for the classical indices in the product."""
-    from backend.baselines import (
+    from backend.core.water_indices import (
         ADAPTIVE_INDICES,
         EDGE_QUANTILES,
         INDEX_BANDS,
@@ -218,8 +218,8 @@ def waterseg_default_masks(samples: dict) -> dict[str, np.ndarray]:
     (as scripts/train_default.py evaluates), water where p(water) > 0.5."""
     import torch
 
-    from backend import paths
-    from backend.checkpoint import load_model
+    from backend.core import paths
+    from backend.core.checkpoint import load_model
     from backend.datasets.snowed import band_indices
 
     model, spec, _ = load_model(paths.DEFAULT_MODEL, paths.bundled_sha256(paths.DEFAULT_MODEL))
@@ -432,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
         for sid, (bands, _, label) in samples.items():
             mask, extra = run(bands)
             per[sid] = score(mask, label) | extra
-        rows.append(method_row(name, per, note="backend/baselines.py"))
+        rows.append(method_row(name, per, note="backend/core/water_indices.py"))
 
     peer_env: dict = {"venv": str(args.venv), "installs": PEER_INSTALLS}
     try:

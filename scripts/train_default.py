@@ -4,7 +4,7 @@
     .venv/bin/python scripts/train_default.py --card-only [--name waterseg-rgbn --card ...]
 
 1. Leave-one-sample-out cross-validation over the SNOWED samples in --data: for each sample,
-   train on the others with the project's own training code (``backend.train.train``, the
+   train on the others with the project's own training code (``backend.learning.train.train``, the
    code behind ``make train`` / ``python -m backend train``), then score the model and the
    NDWI > 0 baseline on the held-out sample's pixels (IoU water / land / mean, plus the
    calibration of the model's water probability: NLL, Brier score, expected calibration error).
@@ -43,19 +43,19 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backend import paths  # noqa: E402
-from backend.baselines import ndwi_water_mask  # noqa: E402
-from backend.checkpoint import (  # noqa: E402
+from backend.core import paths  # noqa: E402
+from backend.core.checkpoint import (  # noqa: E402
     load_model,
     read_checkpoint,
     save_checkpoint,
     sha256_of,
 )
+from backend.core.water_indices import ndwi_water_mask  # noqa: E402
 from backend.datasets.snowed import band_indices, list_samples, load_sample_arrays  # noqa: E402
-from backend.metrics import ConfusionMatrix  # noqa: E402
+from backend.learning.metrics import ConfusionMatrix  # noqa: E402
+from backend.learning.train import TrainConfig, train  # noqa: E402
 from backend.models.blocks import scale_channels  # noqa: E402
 from backend.models.ensemble import ensemble_checkpoint  # noqa: E402
-from backend.train import TrainConfig, train  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "snowed-sample" / "SNOWED"
 MODELS = REPO / "resources" / "models"
@@ -117,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["copies", "online"],
         default="copies",
         help="copies: one fixed factor per repeated copy (written beforehand); online: a new "
-        "factor for every crop in every epoch (backend.augment.Augment brightness)",
+        "factor for every crop in every epoch (backend.datasets.augment.Augment brightness)",
     )
     p.add_argument("--swa", type=int, default=10, help="average the weights of the last K epochs")
     p.add_argument("--seed", type=int, default=0)
@@ -456,7 +456,7 @@ decision on the {n_pairs} indices plus a bounded correction from the U-Net:
 logit(water) - logit(land) = d + e, d = w . indices + c, |e| < {limit:g}
 (`backend/models/spectral.py`, `WithSpectralIndices`). w and c are fitted first, by logistic
 regression (L-BFGS, convex: no seed lottery) on the training tiles (`spectral.fit_anchor`,
-called by `backend.train.train`), and then frozen; the U-Net's logits pass through
+called by `backend.learning.train.train`), and then frozen; the U-Net's logits pass through
 {bound:g} x tanh(. / {bound:g}), so it can change the decision only where the linear rule is
 unsure (|d| < {limit:g}, i.e. p(water) between about 0.38 and 0.62) and never overrule a clear
 spectral decision, whatever it learned from four or five tiles. Without the bound, the same

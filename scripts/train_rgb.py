@@ -6,9 +6,9 @@
    one acquisition (satellite, date, baseline, orbit) are always held out together. ``--folds
    0`` is leave-one-acquisition-out (16 models); ``--folds K`` is grouped K-fold over the
    acquisitions (seeded shuffle, dealt round-robin). Each fold trains on random 256 px crops
-   of its training scenes with a random rendering (backend/augment_rgb.py), then segments
+   of its training scenes with a random rendering (backend/datasets/augment_rgb.py), then segments
    every held-out scene whole with the engine's tiled, blended inference
-   (``backend.segment.pipeline.predict_array``) and scores it with ``backend.metrics``.
+   (``backend.segment.pipeline.predict_array``) and scores it with ``backend.learning.metrics``.
    Fixed RGB rules are scored on the same pixels as a reference.
 2. The final model is trained the same way on every scene (first, so that a bundle exists
    even if the CV is cut short) and bundled in fp16 as
@@ -41,8 +41,7 @@ import torch.nn.functional as F
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from backend.augment_rgb import RGBAugment  # noqa: E402
-from backend.checkpoint import (  # noqa: E402
+from backend.core.checkpoint import (  # noqa: E402
     InputSpec,
     build_checkpoint,
     read_checkpoint,
@@ -50,10 +49,11 @@ from backend.checkpoint import (  # noqa: E402
     sha256_of,
     unpack_checkpoint,
 )
+from backend.datasets.augment_rgb import RGBAugment  # noqa: E402
 from backend.datasets.esw import group_by_acquisition, list_scenes, read_scene_arrays  # noqa: E402
 from backend.datasets.snowed import band_indices, list_samples, load_sample_arrays  # noqa: E402
+from backend.learning.metrics import ConfusionMatrix  # noqa: E402
 from backend.losses import dice_loss  # noqa: E402
-from backend.metrics import ConfusionMatrix  # noqa: E402
 from backend.models import create_model  # noqa: E402
 from backend.models.blocks import scale_channels  # noqa: E402
 from backend.models.unet import BASE_CHANNELS as UNET_CHANNELS  # noqa: E402

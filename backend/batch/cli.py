@@ -25,7 +25,7 @@ from backend.batch.manifest import file_sha256
 from backend.batch.merge import MERGED_NAME, merge_shorelines, target_srs
 from backend.batch.report import BatchReport, eta_s, make_batch_reporter
 from backend.batch.scene import SceneJob, result_row, run_scene
-from backend.errors import UserError
+from backend.core.errors import UserError
 
 SOME_FAILED_EXIT = 3
 # Peak memory of one segment run is about 1.1 GB on a 10980 x 10980 scene (docs/segment.md);

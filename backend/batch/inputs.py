@@ -6,7 +6,7 @@ import glob
 import os
 from pathlib import Path
 
-from backend.errors import UserError
+from backend.core.errors import UserError
 
 # Extensions of the GDAL raster formats a folder is searched for (lower case, with the dot).
 RASTER_EXTENSIONS = frozenset(

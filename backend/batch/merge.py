@@ -11,7 +11,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from backend.errors import UserError
+from backend.core.errors import UserError
 
 MERGED_NAME = "batch_shoreline.gpkg"
 

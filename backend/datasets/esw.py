@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from backend.errors import UserError
+from backend.core.errors import UserError
 
 IMAGE_SUFFIX = "_B2B3B4.jpg"
 TRUTH_SUFFIX = "_truth.tif"

@@ -17,7 +17,7 @@ On-disk format (one folder per sample, any folder name)::
 
 A sample is ``{"image": float32 (C, 256, 256), "mask": int64 (256, 256), "id": str}`` where
 the C channels are the requested bands (default B2 B3 B4 B8) scaled by
-``backend.checkpoint.InputSpec`` (1e-4: reflectance). Every file is checked when it is read
+``backend.core.checkpoint.InputSpec`` (1e-4: reflectance). Every file is checked when it is read
 (shape, dtype, label values) and a problem raises ``UserError`` naming the file.
 
 Split (:func:`make_split`): the paper used 2730 / 1171 / 433 of the 4334 samples for
@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from backend.checkpoint import DEFAULT_BANDS, InputSpec
-from backend.errors import UserError
+from backend.core.checkpoint import DEFAULT_BANDS, InputSpec
+from backend.core.errors import UserError
 
 ALL_BANDS = ["B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12"]
 IMAGE_FILE = "sample_2A.npy"

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from backend.augment import Augment, random_crop
+from backend.datasets.augment import Augment, random_crop
 
 
 class CenterCrop(Dataset):

@@ -27,10 +27,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from backend.baselines import INDEX_BANDS
+from backend.core.water_indices import INDEX_BANDS
 
 # Normalised differences by name: (minuend, subtrahend) Sentinel-2 bands, as the engine's
-# index methods define them (backend/baselines.py).
+# index methods define them (backend/core/water_indices.py).
 INDEX_PAIRS: dict[str, tuple[str, str]] = {k: INDEX_BANDS[k] for k in ("ndwi", "mndwi")}
 TRUE_COLOUR = ("B4", "B3", "B2")  # red, green, blue
 _EPS = 1e-6

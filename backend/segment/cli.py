@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from backend import paths
-from backend.contract import segment_options
-from backend.errors import Cancelled, UserError
+from backend.core import paths
+from backend.core.contract import segment_options
+from backend.core.errors import Cancelled, UserError
 from backend.segment.pipeline import OutputPlan, SegmentOptions, segment_source
 from backend.segment.plan import (
     MODEL,
@@ -134,7 +134,7 @@ def load_checkpoint_model(
     checked against its recorded SHA-256. ``why`` is one line saying which bundled model was
     chosen and why ("" with --model).
     """
-    from backend.checkpoint import load_model
+    from backend.core.checkpoint import load_model
 
     rasters = list(rasters)
     why = ""

@@ -1,12 +1,12 @@
 """``segment --method ndwi|mndwi|awei_sh|wi2015|*-adaptive``: a water index instead of a model.
 
-The index (formulas, papers and the bands each needs: :mod:`backend.baselines`) runs through
-the same engine as a model: tiles, blending, mask, shoreline. It is turned into a
+The index (formulas, papers and the bands each needs: :mod:`backend.core.water_indices`) runs
+through the same engine as a model: tiles, blending, mask, shoreline. It is turned into a
 probability-like field ``p = sigmoid(k * (index - t))``, so ``p = 0.5`` is the index's water
 threshold ``t``: the mask at the default threshold 0.5 is "index > t" and the shoreline is the
 index's ``t`` contour. ``t`` is 0 for the fixed methods; an adaptive method
-(:data:`backend.baselines.ADAPTIVE_INDICES`) sets it per raster with :func:`scene_threshold`
-before the raster is streamed. Inputs are Sentinel-2 reflectance x 10000 (as for the bundled
+(:data:`backend.core.water_indices.ADAPTIVE_INDICES`) sets it per raster with
+:func:`scene_threshold` before the raster is streamed. Inputs are Sentinel-2 reflectance x 10000 (as for the bundled
 models); numpy only, no torch.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from backend.baselines import (
+from backend.core.checkpoint import InputSpec
+from backend.core.water_indices import (
     ADAPTIVE_INDICES,
     EDGE_QUANTILES,
     EDGE_SPREAD_WARNING,
@@ -23,7 +24,6 @@ from backend.baselines import (
     method_bands,
     method_index,
 )
-from backend.checkpoint import InputSpec
 
 # How steep the sigmoid is per index unit: the normalised differences and AWEI_sh span about
 # -1..1 on reflectance, WI2015 about -100..100.

@@ -7,7 +7,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
-from backend.device import choose_device  # noqa: F401 - the engine's name for it
+from backend.core.device import choose_device  # noqa: F401 - the engine's name for it
 
 
 def default_batch_size(device: str) -> int:
@@ -19,15 +19,15 @@ def default_batch_size(device: str) -> int:
 
 def physical_cores() -> int:
     """Physical cores among the CPUs this process may run on (SMT siblings counted once)."""
-    from backend.threads import affinity_cpus
-    from backend.threads import physical_cores as cores_of
+    from backend.core.threads import affinity_cpus
+    from backend.core.threads import physical_cores as cores_of
 
     return cores_of(affinity_cpus())
 
 
 def configure_cpu_threads() -> int:
     """Set torch's intra-op thread count and return it: the count the thread policy chose
-    (backend/threads.py: ``--threads``, ``WATERSEG_THREADS``, ``OMP_NUM_THREADS``), else one
+    (backend/core/threads.py: ``--threads``, ``WATERSEG_THREADS``, ``OMP_NUM_THREADS``), else one
     thread per physical core this process may run on.
 
     oneDNN convolutions gain nothing from SMT siblings (they share the FMA units) and lose to
@@ -36,7 +36,7 @@ def configure_cpu_threads() -> int:
     """
     import torch
 
-    from backend.threads import configured_threads
+    from backend.core.threads import configured_threads
 
     n = configured_threads() or physical_cores()
     torch.set_num_threads(n)
@@ -119,7 +119,7 @@ class TilePredictor:
     or a tuple/list whose first element is such a tensor (multi-head models: head 0 segments).
 
     Inference optimisations, none of which changes the probabilities beyond float32 rounding
-    (tests/backend/test_segment_perf.py checks 1e-4 on every architecture):
+    (tests/backend/segment/test_inference.py checks 1e-4 on every architecture):
 
     - ``fuse``: an eval copy of the model with BatchNorm folded into the preceding convs
       (:func:`fuse_for_inference`; the caller's model is left as it is);

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.contract import output_path
-from backend.errors import Cancelled, UserError
+from backend.core.contract import output_path
+from backend.core.errors import Cancelled, UserError
 from backend.segment.blending import StripAccumulator, tile_weight
 from backend.segment.shoreline import ContourBuilder, build_shoreline
 from backend.segment.tiling import TileGrid

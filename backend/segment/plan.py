@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from backend import paths
-from backend.baselines import method_bands as _method_bands
-from backend.contract import BundledModel, bundled_models, segment_options
-from backend.errors import UserError
+from backend.core import paths
+from backend.core.contract import BundledModel, bundled_models, segment_options
+from backend.core.errors import UserError
+from backend.core.water_indices import method_bands as _method_bands
 from backend.segment.bands import (
     LAYOUTS,
     BandMapping,
@@ -182,7 +182,7 @@ def _choice(
 
 def index_choice(method: str, reason: str = "") -> ModelChoice:
     """``--method ndwi`` (or another water index): no checkpoint, the index's bands."""
-    from backend.baselines import ADAPTIVE_INDICES
+    from backend.core.water_indices import ADAPTIVE_INDICES
 
     bands = list(_method_bands(method))
     if method in ADAPTIVE_INDICES:
@@ -235,7 +235,7 @@ def model_for(model: Path) -> ModelChoice:
         return ModelChoice(str(model), key, list(entry.bands))
     if not Path(model).is_file():
         raise UserError(f"model not found: {model}; check the --model path")
-    from backend.checkpoint import InputSpec, read_checkpoint
+    from backend.core.checkpoint import InputSpec, read_checkpoint
 
     spec = InputSpec.from_dict(read_checkpoint(model, None))
     return ModelChoice(str(model), None, list(spec.bands))

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from backend.errors import UserError
+from backend.core.errors import UserError
 from backend.segment.raster_io import map_bands
 
 WATER_RGB = np.array([30, 110, 255], np.float32)

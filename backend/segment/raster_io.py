@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from rasterio.errors import RasterioError, RasterioIOError
 
-from backend.errors import UserError
+from backend.core.errors import UserError
 from backend.segment.bands import (  # noqa: F401 - re-exported for the engine and tests
     BandMapping,
     RasterBands,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from backend.contract import option
-from backend.errors import UserError
+from backend.core.contract import option
+from backend.core.errors import UserError
 
 # The range of --overlap is defined once, in the option table (resources/contract.json).
 MIN_OVERLAP = float(option("overlap")["min"])

@@ -132,7 +132,7 @@ def run_backend(*args, timeout: float = 300) -> subprocess.CompletedProcess:
 
 def tiny_checkpoint(path: Path, arch: str = "unet", width: float = 0.125, tile: int = 64) -> Path:
     """Save a random-weights checkpoint of ``arch`` at ``width`` with tile size ``tile``."""
-    from backend.checkpoint import InputSpec, build_checkpoint, save_checkpoint
+    from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
     from backend.models import create_model
 
     torch.manual_seed(0)

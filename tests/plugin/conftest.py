@@ -52,7 +52,7 @@ TINY_MODEL_CODE = """
 import sys
 import textwrap
 import torch
-from backend.checkpoint import InputSpec, build_checkpoint, save_checkpoint
+from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
 from backend.models import create_model
 torch.manual_seed(0)
 model = create_model("unet", width=0.125)
@@ -91,7 +91,7 @@ def tiny_model(tmp_path_factory, backend_python) -> Path:
 
 def backend_segment_ready() -> bool:
     return (REPO / "backend" / "segment" / "cli.py").is_file() and (
-        REPO / "backend" / "info.py"
+        REPO / "backend" / "commands" / "info.py"
     ).is_file()
 
 

@@ -1,6 +1,6 @@
 """SegmentRequest arguments and outputs, and the bundled-model table of the contract checked
 against the shipped checkpoints. (Band mapping and the bundled-model choice are the backend's:
-tests/backend/test_segment_plan.py.)"""
+tests/backend/segment/test_plan.py.)"""
 
 import json
 import subprocess
