@@ -644,6 +644,10 @@ def calibration_table(cv: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+# A new model's card until `make bench` has measured it and its results file quotes the run.
+NO_SPEED = "Not measured yet: run `make bench` and quote its figures here (results file, `speed`)."
+
+
 def render_card(results: dict, model_path: Path) -> str:
     """The model card: MODEL_CARD-snowed.md.in filled from the results file (the command, the
     hand-written text, the search log) and the model file (what it is, its config, its
@@ -724,6 +728,7 @@ def render_card(results: dict, model_path: Path) -> str:
         "temperature": f"{float(ckpt.get('temperature_folded_into_head', 1.0)):.3f}",
         "calibration_table": calibration_table(cv) if cv else "(none)",
         "limits": card["limits"],
+        "speed": card.get("speed", NO_SPEED),
     }
     return string.Template(CARD_TEMPLATE.read_text()).substitute(values)
 

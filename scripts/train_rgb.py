@@ -432,6 +432,9 @@ def render_card(results: dict) -> str:
         "command": results["command"],
         "notes": "".join(f"- {n}\n" for n in results.get("notes", [])),
         "protocol_note": PROTOCOL_NOTE if cfg["folds"] else "",
+        "speed": results.get(
+            "speed", "Not measured yet: run `make bench` and quote its figures here (`speed`)."
+        ),
         "final_command_note": (
             "That command ran the cross-validation; the bundled model was trained with the same"
             " config by an earlier run, stopped after the final model for time:\n\n```\n"
