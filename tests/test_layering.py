@@ -105,6 +105,13 @@ def test_backend_packages_import_only_the_layers_below():
     assert set(BACKEND_LAYER_EXCEPTIONS) <= used, "an exception that no longer applies"
 
 
+def _runs_to_ok(code: str) -> None:
+    """Run ``code`` in a fresh interpreter from the repository root; it must print ok."""
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("ok")
+
+
 def test_core_and_the_commands_that_run_without_torch_import_without_it():
     """``info`` reports a missing torch instead of failing, ``plan`` never needs it, and core
     is below everything: none of them may import torch when they load."""
@@ -117,9 +124,7 @@ def test_core_and_the_commands_that_run_without_torch_import_without_it():
         "for name in names: importlib.import_module(name)\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("ok")
+    _runs_to_ok(code)
 
 
 def test_backend_imports_without_qgis_available():
@@ -132,9 +137,7 @@ def test_backend_imports_without_qgis_available():
         "    if info.name != 'backend.__main__': importlib.import_module(info.name)\n"
         "print('ok')\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("ok")
+    _runs_to_ok(code)
 
 
 @pytest.mark.qgis

@@ -136,22 +136,7 @@ class RasterSource:
         """Bands ``indexes`` of the whole raster resampled to (len(indexes), out_h, out_w)
         (nearest; overviews used) and their validity (bool (out_h, out_w)) by the rules of
         :meth:`read_strip`, without the cloud mask."""
-        shape = (len(indexes), out_h, out_w)
-        try:
-            raw = self._ds.read(indexes, out_shape=shape)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # NodataShadowWarning: nodata wins, fine
-                valid = np.all(self._ds.read_masks(indexes, out_shape=shape) > 0, axis=0)
-        except _READ_ERRORS as exc:
-            raise UserError(
-                f"cannot read an overview of {self.path}: {_first_line(exc)}; the file is "
-                "truncated or corrupt, re-download or re-export it"
-            ) from None
-        if raw.dtype.kind == "f":
-            valid &= np.all(np.isfinite(raw), axis=0)
-        if self.zero_is_nodata:
-            valid &= np.any(raw != 0, axis=0)
-        return raw, valid
+        return self._read("an overview", None, (out_h, out_w), list(indexes), clouds=False)
 
     def _cloud_flags(self, window, out_hw) -> np.ndarray:
         """Bool: the pixels of a read (``window`` or the whole raster at ``out_hw``) that the
@@ -165,20 +150,26 @@ class RasterSource:
         where = {"window": window} if out_hw is None else {"out_shape": (1, *out_hw)}
         return self.cloud.flagged(self._ds.read([self.cloud.index], **where)[0])
 
-    def _read(self, what: str, window=None, out_hw=None) -> tuple[np.ndarray, np.ndarray]:
+    def _read(
+        self, what: str, window=None, out_hw=None, indexes=None, clouds: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bands ``indexes`` (default: the mapped ones) of ``window``, or of the whole raster
+        resampled to ``out_hw``, and their validity (the cloud mask too when ``clouds``)."""
+        indexes = self.indexes if indexes is None else indexes
+
         def where(count: int) -> dict:
             return {"window": window} if out_hw is None else {"out_shape": (count, *out_hw)}
 
         try:
-            raw = self._ds.read(self.indexes, **where(len(self.indexes)))
-            if self._all_valid:
+            raw = self._ds.read(indexes, **where(len(indexes)))
+            if self._all_valid and list(indexes) == list(self.indexes):
                 valid = np.ones(raw.shape[1:], bool)
             else:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # NodataShadowWarning: nodata wins, fine
-                    masks = self._ds.read_masks(self.indexes, **where(len(self.indexes)))
+                    masks = self._ds.read_masks(indexes, **where(len(indexes)))
                 valid = np.all(masks > 0, axis=0)
-            if self.cloud is not None:
+            if clouds and self.cloud is not None:
                 valid &= ~self._cloud_flags(window, out_hw)
         except _READ_ERRORS as exc:
             raise UserError(
