@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 from backend.core.checkpoint import load_model
 from backend.core.device import choose_device
 from backend.core.errors import UserError
+from backend.core.water_indices import ndwi
 from backend.datasets.snowed import SNOWED, list_samples, read_split
 from backend.datasets.transforms import CenterCrop
 from backend.learning.metrics import ConfusionMatrix, evaluate_model
@@ -45,8 +46,8 @@ def ndwi_baseline(root: str | os.PathLike, ids: list[str]) -> dict[str, Any]:
     ds = SNOWED(root, ids, bands=["B3", "B8"])
     for i in range(len(ds)):
         s = ds[i]
-        green, nir = s["image"][0], s["image"][1]
-        cm.update(((green - nir) > 0).long(), s["mask"])
+        water = ndwi(s["image"][0].numpy(), s["image"][1].numpy()) > 0  # NaN (0 + 0): land
+        cm.update(torch.from_numpy(water).long(), s["mask"])
     out = cm.compute()
     out["samples"] = len(ds)
     return out
