@@ -82,17 +82,8 @@ def tiny_model(tmp_path_factory, backend_python) -> Path:
         text=True,
         timeout=300,
     )
-    if done.returncode != 0:
-        pytest.skip(
-            f"cannot build a tiny checkpoint (backend models not ready?): {done.stderr[-300:]}"
-        )
+    assert done.returncode == 0, f"cannot build a tiny checkpoint: {done.stderr[-300:]}"
     return path
-
-
-def backend_segment_ready() -> bool:
-    return (REPO / "backend" / "segment" / "cli.py").is_file() and (
-        REPO / "backend" / "commands" / "info.py"
-    ).is_file()
 
 
 class RecordingIface:

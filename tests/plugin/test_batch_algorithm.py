@@ -15,7 +15,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from .conftest import backend_segment_ready, write_raster
+from .conftest import write_raster
 
 pytestmark = [pytest.mark.qgis]
 
@@ -64,7 +64,6 @@ def test_parameters_become_one_batch_command(algorithm, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not backend_segment_ready(), reason="backend segment command not written yet")
 def test_many_scenes_run_loads_the_merged_shoreline(algorithm, tmp_path, tiny_model):
     import processing
 

@@ -20,15 +20,9 @@ from qgis.core import (
 
 from tests.band_names import NAMED  # the namings the backend and dock tests map too
 
-from .conftest import EPSG, backend_segment_ready, model_method_param, write_raster
+from .conftest import EPSG, model_method_param, write_raster
 
-pytestmark = [
-    pytest.mark.qgis,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not backend_segment_ready(), reason="backend segment command not written yet"
-    ),
-]
+pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 
 
 def _run_dock(plugin, tmp_path, tiny_model, layer, qtbot):

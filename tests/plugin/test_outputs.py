@@ -15,12 +15,9 @@ from plugin.dock import DOCUMENTS_OUT_DIR_KEY, default_out_dir
 from plugin.layers import group_name
 from plugin.request import unique_out_dir
 
-from .conftest import backend_segment_ready, write_raster
+from .conftest import write_raster
 
 pytestmark = pytest.mark.qgis
-needs_backend = pytest.mark.skipif(
-    not backend_segment_ready(), reason="backend segment command not written yet"
-)
 
 
 def _set_method(dock, method: str) -> None:
@@ -96,7 +93,6 @@ def test_unique_out_dir_never_reuses_existing_or_busy_outputs(tmp_path):
 
 
 @pytest.mark.slow
-@needs_backend
 def test_second_run_does_not_overwrite_the_first(plugin, tmp_path, qtbot):
     """NDWI on a 4-band layer (no model: fast), the same layer twice."""
     layer = _add(write_raster(tmp_path / "four.tif", size=(48, 64)), "four")
@@ -136,7 +132,6 @@ def _non_file_layer(tmp_path):
 
 
 @pytest.mark.slow
-@needs_backend
 def test_export_folders_are_removed_after_success_and_failure(plugin, tmp_path, qtbot, monkeypatch):
     from osgeo import gdal
 
@@ -172,7 +167,6 @@ def test_export_folders_are_removed_after_success_and_failure(plugin, tmp_path, 
         gdal.Unlink("/vsimem/waterseg-outputs.tif")
 
 
-@needs_backend
 def test_cancel_reads_as_cancelled_not_failed(plugin, tmp_path, qtbot, qgis_iface):
     """A cancel ends the QgsTask as completed (QGIS 3.22 calls every task whose run() returns
     False "Task failed"), described as cancelled; the dock says "Cancelled" at Info level."""
