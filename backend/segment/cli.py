@@ -103,6 +103,7 @@ def _options(args) -> SegmentOptions:
         quicklook=args.quicklook,
         l2a_offset=args.l2a_offset,
         overwrite=args.overwrite,
+        tile_size=args.tile_size,
     )
 
 

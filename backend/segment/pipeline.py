@@ -245,6 +245,7 @@ class SegmentOptions:
     quicklook: bool = False
     l2a_offset: bool = False
     overwrite: bool = False
+    tile_size: int | None = None  # None: the checkpoint's
 
 
 @dataclass
@@ -379,7 +380,7 @@ def segment_source(
     t0 = time.monotonic()
     georef = source.georef
     device = getattr(predictor, "device", "cpu")
-    tile = int(spec.tile_size)
+    tile = int(opts.tile_size or spec.tile_size)
     grid = TileGrid(georef.height, georef.width, tile, opts.overlap)
     reporter.event(
         "start",

@@ -245,6 +245,37 @@ def test_overlap_range_is_the_table_range(tmp_path, value, ok):
 
 
 def test_every_number_is_checked_against_its_range(tmp_path):
-    for flag, value in (("--threshold", "1"), ("--smooth", "11"), ("--batch-size", "0")):
+    for flag, value in (
+        ("--threshold", "1"),
+        ("--smooth", "11"),
+        ("--batch-size", "0"),
+        ("--tile-size", "32"),
+    ):
         with pytest.raises(UserError, match=f"{flag} .* out of range"):
             segment_main(["nope.tif", "--out-dir", str(tmp_path), flag, value])
+
+
+def test_tile_size_overrides_the_models_tile(tmp_path, ckpt, repo_root, backend_python):
+    # The checkpoint's tile (64 here) is the default; --tile-size 128 tiles the raster with
+    # 128 px tiles at the same overlap fraction, and says so in the start event.
+    from backend.segment.tiling import TileGrid
+
+    water = np.zeros((200, 260), bool)
+    water[30:150, 40:200] = True
+    src = write_raster(tmp_path / "lake.tif", water_scene(water))
+    starts, masks = {}, {}
+    for tile in (None, 128):
+        out = tmp_path / f"o{tile}"
+        extra = [] if tile is None else ["--tile-size", tile]
+        r = _segment(
+            repo_root,
+            backend_python,
+            [src, "--out-dir", out, "--model", ckpt, "--progress", "json", *extra],
+        )
+        assert r.returncode == 0, r.stderr
+        starts[tile] = json.loads(r.stdout.splitlines()[0])
+        with rasterio.open(out / "lake_water.tif") as m:
+            masks[tile] = m.read(1)
+    assert starts[None]["tiles"] == TileGrid(200, 260, 64, 0.25).count
+    assert starts[128]["tiles"] == TileGrid(200, 260, 128, 0.25).count < starts[None]["tiles"]
+    assert masks[None].shape == masks[128].shape == (200, 260)
