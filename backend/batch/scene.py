@@ -2,8 +2,9 @@
 
 ``segment`` runs in a subprocess (:mod:`backend.batch.child`), which the kernel kills when the
 worker dies, and commits its outputs atomically; the manifest is written after the commit.
-So a worker killed mid-scene leaves at most a hidden staging folder, which the next attempt
-removes before it starts. Exit code 2 of segment (bad input) is a result (status "failed"),
+So a worker killed mid-scene leaves at most a hidden staging folder, which a later segment
+run in that folder removes once its owner is gone (``Staging.remove_stale``, one rule for
+segment and batch). Exit code 2 of segment (bad input) is a result (status "failed"),
 not an exception, so Dask does not retry it; any other failure raises :class:`SceneFailed`
 and Dask's ``retries`` apply.
 """
@@ -14,7 +15,6 @@ import fcntl
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -83,15 +83,6 @@ def result_row(job: SceneJob, status: str, seconds: float, **fields: Any) -> dic
         "error": fields.get("error", ""),
         "outputs": fields.get("outputs", {}),
     }
-
-
-def remove_stale_staging(out_dir: Path, stem: str) -> list[Path]:
-    """Remove the staging folders ``.waterseg-<stem>-XXXXXXXX`` a killed segment left behind."""
-    pattern = re.compile(rf"\.waterseg-{re.escape(stem)}-[a-z0-9_]{{8}}")
-    stale = [p for p in out_dir.glob(".waterseg-*") if pattern.fullmatch(p.name) and p.is_dir()]
-    for p in stale:
-        shutil.rmtree(p, ignore_errors=True)
-    return stale
 
 
 def cpus_for_this_scene(per_host: dict[str, int]) -> int:
@@ -239,7 +230,6 @@ def run_scene(job: SceneJob) -> dict[str, Any]:
         if is_complete(m, job.scene, job.options, job.model_sha256, job.option_defaults):
             kept = ("water_fraction", "shoreline_length_m", "shoreline_features", "outputs")
             return result_row(job, "skipped", time.monotonic() - t0, **{k: m.get(k) for k in kept})
-    remove_stale_staging(out_dir, job.stem)
     manifest_file.unlink(missing_ok=True)  # the outputs are about to be replaced
     stat = input_stat(job.scene)
     n_cpus = cpus_for_this_scene(job.cpus_per_scene)

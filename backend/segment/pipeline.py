@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -276,15 +277,17 @@ class Staging:
     """A hidden temporary folder in the output folder; ``commit()`` renames its files into
     place, ``discard()`` (on error or cancel) removes everything.
 
-    The folder, ``.waterseg-<stem>-XXXXXXXX``, records the PID of the process that owns it,
-    so that a later run can remove what a killed one left behind (:meth:`remove_stale`).
+    The folder, ``.waterseg-<stem>-XXXXXXXX``, records the PID and host of the process that
+    owns it, so that a later run can remove what a killed one left behind
+    (:meth:`remove_stale`), also when batch workers on several machines share the folder.
     """
 
     OWNER = ".owner"
 
     def __init__(self, out_dir: Path, stem: str):
         self.dir = Path(tempfile.mkdtemp(prefix=f".waterseg-{stem}-", dir=out_dir))
-        (self.dir / self.OWNER).write_text(str(os.getpid()), encoding="ascii")
+        owner = f"{os.getpid()}@{socket.gethostname()}"
+        (self.dir / self.OWNER).write_text(owner, encoding="ascii")
         self.out_dir = out_dir
 
     def path(self, final: Path) -> Path:
@@ -312,16 +315,30 @@ class Staging:
         return removed
 
 
+# A staging folder whose owner runs on another machine (batch workers sharing an output
+# folder) cannot be checked from here; it counts as alive until it is this old.
+REMOTE_STAGING_MAX_AGE_S = 24 * 3600
+
+
 def _owner_alive(owner_file: Path) -> bool:
-    """Whether the PID written in ``owner_file`` is a running process. A folder without the
-    file (created a moment ago, or by an older version) counts as alive for an hour."""
-    try:
-        pid = int(owner_file.read_text(encoding="ascii").strip())
-    except (OSError, ValueError):
+    """Whether the process named in ``owner_file`` (``PID@host``; a bare PID from older
+    versions means this host) may still be writing. A folder without the file (created a
+    moment ago, or by an older version) counts as alive for an hour; one owned by another
+    host, for :data:`REMOTE_STAGING_MAX_AGE_S`."""
+
+    def younger_than(seconds: float) -> bool:
         try:
-            return time.time() - owner_file.parent.stat().st_mtime < 3600
+            return time.time() - owner_file.parent.stat().st_mtime < seconds
         except OSError:
             return False
+
+    try:
+        pid_text, _, host = owner_file.read_text(encoding="ascii").strip().partition("@")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return younger_than(3600)
+    if host and host != socket.gethostname():
+        return younger_than(REMOTE_STAGING_MAX_AGE_S)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -22,7 +22,6 @@ from backend.batch.cli import local_cluster_size
 from backend.batch.cli import main as batch_main
 from backend.batch.inputs import expand_inputs
 from backend.batch.manifest import is_complete, read_manifest
-from backend.batch.scene import remove_stale_staging
 from backend.core.errors import UserError
 from tests.backend.rasters import water_scene, write_raster
 
@@ -272,18 +271,6 @@ def test_manifest_goes_stale_when_the_input_options_or_model_change(tmp_path):
     m["input_stat"] = input_stat(str(src))
     out.unlink()
     assert not is_complete(m, str(src), {"threshold": 0.5}, "abc")
-
-
-def test_stale_staging_of_this_scene_only_is_removed(tmp_path):
-    for name in (".waterseg-a-abc_1234", ".waterseg-a-b-abcd1234", ".waterseg-ab-abcd1234"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "a_water.tif").write_text("partial")
-    removed = remove_stale_staging(tmp_path, "a")
-    assert [p.name for p in removed] == [".waterseg-a-abc_1234"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        ".waterseg-a-b-abcd1234",
-        ".waterseg-ab-abcd1234",
-    ]
 
 
 def test_embedded_cluster_never_runs_more_scenes_than_cores():

@@ -254,6 +254,36 @@ def test_staging_left_by_a_killed_run_is_removed_at_the_next_start(tmp_path):
     ]
 
 
+def test_staging_of_another_host_is_kept_until_it_is_a_day_old(tmp_path):
+    # Batch workers on several machines may share an output folder: a PID of another host
+    # says nothing here, so its folder is left alone (its scene may still be running there)
+    # until it is older than any scene takes.
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from backend.segment.pipeline import REMOTE_STAGING_MAX_AGE_S, Staging
+
+    remote = tmp_path / ".waterseg-far-abcdefgh"
+    remote.mkdir()
+    (remote / ".owner").write_text(f"999999@not-{socket.gethostname()}")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its PID is now free
+    local_dead = tmp_path / ".waterseg-near-abcdefgh"
+    local_dead.mkdir()
+    (local_dead / ".owner").write_text(f"{dead.pid}@{socket.gethostname()}")
+    assert Staging.remove_stale(tmp_path) == [local_dead]
+    assert remote.is_dir()
+    old = time.time() - REMOTE_STAGING_MAX_AGE_S - 60
+    os.utime(remote, (old, old))
+    assert Staging.remove_stale(tmp_path) == [remote]
+    own = Staging(tmp_path, "mine")  # what a run writes: this PID at this host
+    assert (own.dir / ".owner").read_text() == f"{os.getpid()}@{socket.gethostname()}"
+    assert Staging.remove_stale(tmp_path) == []
+    own.discard()
+
+
 def test_zero_filled_border_without_nodata_is_nodata_unless_asked(tmp_path):
     water = _disc()
     data = water_scene(water)
