@@ -137,18 +137,19 @@ def s2cloudless_bands(held: dict[str, int]) -> tuple[list[int], list[str]]:
 
 
 def pixel_metres(georef) -> float | None:
-    """A raster's mean pixel size in metres (a geographic CRS by its centre latitude), or None
-    without a CRS."""
+    """A raster's pixel size in metres at its centre, measured as the shoreline measures its
+    lengths (:func:`backend.segment.shoreline.lengths_m`, geodesic on the CRS's ellipsoid):
+    the geometric mean of one pixel's width and height. None without a CRS."""
     if georef.crs is None:
         return None
-    size = georef.pixel_size
-    if georef.is_geographic:
-        _, lat = georef.pixel_to_map(np.array(georef.width / 2), np.array(georef.height / 2))
-        return size * 111_320.0 * math.sqrt(max(math.cos(math.radians(float(lat))), 1e-3))
-    try:
-        return size * float(georef.crs.linear_units_factor[1])
-    except (AttributeError, ValueError):  # no linear units known: take map units as metres
-        return size
+    from backend.segment.shoreline import lengths_m
+
+    c, r = georef.width / 2, georef.height / 2
+    x, y = georef.pixel_to_map(np.array([c, c + 1, c]), np.array([r, r, r + 1]))
+    across = np.stack([x[:2], y[:2]], axis=1)
+    down = np.stack([x[[0, 2]], y[[0, 2]]], axis=1)
+    width, height = lengths_m([across, down], georef)
+    return math.sqrt(width * height)
 
 
 def choose_cloud_mask(
