@@ -507,9 +507,9 @@ def print_table(result: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     import torch
 
-    from backend.core.checkpoint import load_model
     from backend.core.contract import bundled_models
     from backend.core.paths import MODELS_DIR
+    from backend.models.loading import load_model
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_engines")
     p.add_argument("--repeats", type=int, default=7, help="interleaved timing runs (7)")

@@ -254,7 +254,7 @@ def _bench_models(names: list[str] | None) -> list[tuple[str, object]]:
         path = MODELS_DIR / entry.file
         if not path.is_file() or (names is not None and entry.key not in names):
             continue
-        from backend.core.checkpoint import load_model
+        from backend.models.loading import load_model
 
         try:
             m, _, meta = load_model(path)

@@ -52,12 +52,12 @@ from backend.core.checkpoint import (  # noqa: E402
     read_checkpoint,
     save_checkpoint,
     sha256_of,
-    unpack_checkpoint,
 )
 from backend.datasets.esw import list_scenes, read_scene_arrays  # noqa: E402
 from backend.datasets.snowed import ALL_BANDS, list_samples, load_sample_arrays  # noqa: E402
 from backend.learning.metrics import ConfusionMatrix  # noqa: E402
 from backend.models import build_model  # noqa: E402
+from backend.models.loading import unpack_checkpoint  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 MODELS = REPO / "resources" / "models"

@@ -219,8 +219,8 @@ def waterseg_default_masks(samples: dict) -> dict[str, np.ndarray]:
     import torch
 
     from backend.core import paths
-    from backend.core.checkpoint import load_model
     from backend.datasets.snowed import band_indices
+    from backend.models.loading import load_model
 
     model, spec, _ = load_model(paths.DEFAULT_MODEL, paths.bundled_sha256(paths.DEFAULT_MODEL))
     masks = {}

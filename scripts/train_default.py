@@ -44,18 +44,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from backend.core import paths  # noqa: E402
-from backend.core.checkpoint import (  # noqa: E402
-    load_model,
-    read_checkpoint,
-    save_checkpoint,
-    sha256_of,
-)
+from backend.core.checkpoint import read_checkpoint, save_checkpoint, sha256_of  # noqa: E402
 from backend.core.water_indices import ndwi_water_mask  # noqa: E402
 from backend.datasets.snowed import band_indices, list_samples, load_sample_arrays  # noqa: E402
 from backend.learning.metrics import ConfusionMatrix  # noqa: E402
 from backend.learning.train import TrainConfig, train  # noqa: E402
 from backend.models.blocks import scale_channels  # noqa: E402
 from backend.models.ensemble import ensemble_checkpoint  # noqa: E402
+from backend.models.loading import load_model  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "snowed-sample" / "SNOWED"
 MODELS = REPO / "resources" / "models"

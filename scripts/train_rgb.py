@@ -47,7 +47,6 @@ from backend.core.checkpoint import (  # noqa: E402
     read_checkpoint,
     save_checkpoint,
     sha256_of,
-    unpack_checkpoint,
 )
 from backend.datasets.augment_rgb import RGBAugment  # noqa: E402
 from backend.datasets.esw import group_by_acquisition, list_scenes, read_scene_arrays  # noqa: E402
@@ -56,6 +55,7 @@ from backend.learning.metrics import ConfusionMatrix  # noqa: E402
 from backend.losses import dice_loss  # noqa: E402
 from backend.models import create_model  # noqa: E402
 from backend.models.blocks import scale_channels  # noqa: E402
+from backend.models.loading import unpack_checkpoint  # noqa: E402
 from backend.models.unet import BASE_CHANNELS as UNET_CHANNELS  # noqa: E402
 from backend.segment.pipeline import predict_array  # noqa: E402
 

@@ -10,7 +10,8 @@
 - ``threads`` and ``runtime``: the process settings ``python -m backend`` applies before torch
   loads.
 
-Modules here import only each other (``checkpoint`` rebuilds a network from
-:mod:`backend.models` inside its functions), so the engine, learning and the commands can all
-depend on them; tests/test_layering.py holds both rules.
+Modules here import only each other (rebuilding a checkpoint's network needs the model
+registry, so that is :mod:`backend.models.loading`, one layer up), so the engine, learning and
+the commands can all depend on them; tests/test_layering.py holds the layers and that no
+backend modules import each other in a circle.
 """

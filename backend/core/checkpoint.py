@@ -27,7 +27,9 @@ Keys (format version 1):
 ``created``           ISO timestamp; ``torch_version``; ``waterseg_version``
 
 Saving is atomic (temporary file in the same folder, fsync, rename), so a kill at any moment
-leaves either the old file or the new one, never a torn one.
+leaves either the old file or the new one, never a torn one. Rebuilding the network of a
+checkpoint needs the model registry, one layer up: :mod:`backend.models.loading`
+(``load_model``, ``unpack_checkpoint``, ``model_from_checkpoint``).
 """
 
 from __future__ import annotations
@@ -120,16 +122,15 @@ def build_checkpoint(
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Assemble a checkpoint dict. ``model`` may be wrapped in DDP (``.module`` is used);
-    ``SpectralOptions`` among ``arch_kwargs`` are stored as their dict."""
+    values of ``arch_kwargs`` with a ``to_dict()`` (``SpectralOptions``) are stored as their
+    dict."""
     import torch
 
     from backend import __version__
-    from backend.models.spectral import SpectralOptions
 
     net = getattr(model, "module", model)
-    kwargs = {
-        k: v.to_dict() if isinstance(v, SpectralOptions) else v for k, v in arch_kwargs.items()
-    }
+    # Options objects (SpectralOptions) are stored as their plain dict: weights_only loading.
+    kwargs = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in arch_kwargs.items()}
     ckpt: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -232,41 +233,3 @@ def read_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
         if key not in ckpt:
             raise UserError(f"{path} is missing '{key}'; the checkpoint is incomplete")
     return ckpt
-
-
-def model_from_checkpoint(ckpt: dict[str, Any]):
-    """Rebuild the model of a checkpoint dict, weights loaded, in eval mode, fp32, on CPU."""
-    from backend.models import build_model
-
-    arch = ckpt["arch"]
-    try:
-        model = build_model(arch["name"], dict(arch.get("kwargs", {})))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"checkpoint architecture {arch!r} cannot be built: {exc}") from None
-    state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise UserError(
-            f"checkpoint weights do not match architecture {arch['name']}: {first}"
-        ) from None
-    return model.eval()
-
-
-def load_model(path: str | os.PathLike, expected_sha256: str | None = None):
-    """Path -> (model in eval mode on CPU, InputSpec, checkpoint dict without state_dict)."""
-    return unpack_checkpoint(read_checkpoint(path, expected_sha256))
-
-
-def unpack_checkpoint(ckpt: dict[str, Any]):
-    """A checkpoint dict from :func:`read_checkpoint` -> (model, InputSpec, meta) as
-    :func:`load_model` returns them (for callers that look at the checkpoint first)."""
-    model = model_from_checkpoint(ckpt)
-    spec = InputSpec.from_dict(ckpt)
-    meta = {
-        k: v
-        for k, v in ckpt.items()
-        if k not in ("state_dict", "optimizer", "scheduler", "scaler", "rng")
-    }
-    return model, spec, meta

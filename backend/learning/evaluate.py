@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from backend.core.checkpoint import load_model
 from backend.core.device import choose_device
 from backend.core.errors import UserError
 from backend.core.water_indices import ndwi
 from backend.datasets.snowed import SNOWED, list_samples, read_split
 from backend.datasets.transforms import CenterCrop
 from backend.learning.metrics import ConfusionMatrix, evaluate_model
+from backend.models.loading import load_model
 
 TABLE1_KEYS = ("f1_water", "iou_water", "iou_land", "iou_mean")
 LABELS = {

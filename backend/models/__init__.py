@@ -80,9 +80,10 @@ LEGACY_SPECTRAL_KEYS = {
 
 def build_model(name: str, kwargs: dict) -> nn.Module:
     """A checkpoint's ``arch`` -> a model: a composite (:data:`COMPOSITES`) from its own
-    keyword arguments, else :func:`create_model` with :func:`upgrade_kwargs`."""
+    keyword arguments and this function, to build its parts, else :func:`create_model` with
+    :func:`upgrade_kwargs`."""
     if name in COMPOSITES:
-        model = COMPOSITES[name](**kwargs)
+        model = COMPOSITES[name](build_model, **kwargs)
         model.arch_name = name
         return model
     return create_model(name, **upgrade_kwargs(kwargs))

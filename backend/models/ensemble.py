@@ -7,7 +7,7 @@
 initialised copies (weights under ``members.<i>.``); K = 1 returns the plain model, so
 existing checkpoints keep their state-dict keys. ``members`` is an architecture keyword, so
 a checkpoint's ``arch.kwargs`` rebuilds the ensemble
-(``backend.core.checkpoint.model_from_checkpoint``).
+(``backend.models.loading.model_from_checkpoint``).
 
 **What is averaged: logits.** The output is the arithmetic mean of the members' logits, per
 head (a tuple of head means for heads = 2). It is still a logits tensor: softmax of it is the

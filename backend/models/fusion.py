@@ -22,7 +22,7 @@ scale turns digital numbers into reflectance). Output: (B, 2, H, W) logits, clas
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -103,6 +103,7 @@ class IndexFusion(nn.Module):
 
 
 def fusion(
+    build: Callable[[str, dict], nn.Module],
     *,
     bands: Sequence[str],
     rgb_arch: dict,
@@ -112,9 +113,8 @@ def fusion(
     indices: Sequence[str] = ("ndwi", "mndwi"),
 ) -> IndexFusion:
     """Build an :class:`IndexFusion` with a fresh RGB network ``rgb_arch`` = {"name", "kwargs"}
-    (weights come from the checkpoint), rebuilt as any stored architecture is
-    (``backend.models.build_model``)."""
-    from backend.models import build_model
-
-    net = build_model(rgb_arch["name"], dict(rgb_arch.get("kwargs", {})))
+    (weights come from the checkpoint), rebuilt by ``build`` as any stored architecture is
+    (``backend.models.build_model`` passes itself, so this module does not import the
+    package that imports it)."""
+    net = build(rgb_arch["name"], dict(rgb_arch.get("kwargs", {})))
     return IndexFusion(bands, net, rgb_mean, rgb_std, gain, indices)

@@ -135,7 +135,7 @@ def load_checkpoint_model(
     checked against its recorded SHA-256. ``why`` is one line saying which bundled model was
     chosen and why ("" with --model).
     """
-    from backend.core.checkpoint import load_model
+    from backend.models.loading import load_model
 
     rasters = list(rasters)
     why = ""

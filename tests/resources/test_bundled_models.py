@@ -18,7 +18,6 @@ from backend.core import paths
 from backend.core.checkpoint import (
     InputSpec,
     build_checkpoint,
-    load_model,
     read_checkpoint,
     save_checkpoint,
     sha256_of,
@@ -26,6 +25,7 @@ from backend.core.checkpoint import (
 from backend.core.errors import UserError
 from backend.core.water_indices import ndwi_water_mask
 from backend.datasets.synthetic import generate_scene, make_demo_scene
+from backend.models.loading import load_model
 from tests.band_names import MODEL_METHOD
 
 # --- Checksum check --------------------------------------------------------------------

@@ -5,7 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.core.checkpoint import load_model, sha256_of
+from backend.core.checkpoint import sha256_of
+from backend.models.loading import load_model
 from backend.segment.pipeline import predict_array
 
 MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "waterseg-rgb.pt"

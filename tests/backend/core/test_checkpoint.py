@@ -121,8 +121,9 @@ def test_random_bytes_are_a_user_error(tmp_path):
 
 
 def test_built_checkpoint_loads_with_weights_only(tmp_path):
-    from backend.core.checkpoint import build_checkpoint, load_model
+    from backend.core.checkpoint import build_checkpoint
     from backend.models import create_model
+    from backend.models.loading import load_model
 
     model = create_model("unet", width=0.125)
     ckpt = build_checkpoint(model, "unet", {"width": 0.125}, InputSpec(), loss="ce")
@@ -161,8 +162,8 @@ OLD_SPECTRAL_FORMS = [
 def test_a_checkpoint_with_the_old_flat_spectral_kwargs_loads_the_same_model(
     tmp_path, old, spectral
 ):
-    from backend.core.checkpoint import load_model
     from backend.models import create_model, upgrade_kwargs
+    from backend.models.loading import load_model
 
     base = {"width": 0.0625, "in_channels": 4, "num_classes": 2, "heads": 1}
     assert upgrade_kwargs({**base, **old}) == {**base, "spectral": spectral}
@@ -198,7 +199,7 @@ def test_upgrade_kwargs_by_hand():
 
 
 def test_an_unbuildable_spectral_option_is_a_one_line_user_error(tmp_path):
-    from backend.core.checkpoint import load_model
+    from backend.models.loading import load_model
 
     ckpt = {**_minimal(), "arch": {"name": "unet", "kwargs": {"spectral_indices": "some"}}}
     with pytest.raises(UserError, match="cannot be built: spectral mode 'some'"):
@@ -206,8 +207,9 @@ def test_an_unbuildable_spectral_option_is_a_one_line_user_error(tmp_path):
 
 
 def test_spectral_options_are_stored_as_a_plain_dict(tmp_path):
-    from backend.core.checkpoint import build_checkpoint, load_model
+    from backend.core.checkpoint import build_checkpoint
     from backend.models import SpectralOptions, create_model
+    from backend.models.loading import load_model
 
     options = SpectralOptions("residual", index_pair=(0, 3))
     model = create_model("unet", width=0.0625, spectral=options).eval()

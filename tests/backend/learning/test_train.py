@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.core.checkpoint import load_model, read_checkpoint
+from backend.core.checkpoint import read_checkpoint
 from backend.core.errors import UserError
 from backend.datasets import SNOWED, read_split
 from backend.learning.evaluate import evaluate_checkpoint, format_text
@@ -29,6 +29,7 @@ from backend.learning.train import (
     train,
 )
 from backend.models import list_models
+from backend.models.loading import load_model
 
 TINY = {"model": "unet", "width": 0.0625, "loss": "ce+sd", "crop": 32, "batch_size": 2}
 

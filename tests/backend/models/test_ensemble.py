@@ -5,15 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.core.checkpoint import (
-    InputSpec,
-    build_checkpoint,
-    load_model,
-    model_from_checkpoint,
-    save_checkpoint,
-)
+from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
 from backend.models import create_model
 from backend.models.ensemble import Ensemble, ensemble_checkpoint, ensemble_state_dict
+from backend.models.loading import load_model, model_from_checkpoint
 from backend.segment.inference import fuse_for_inference
 
 KW = {"width": 0.0625, "spectral": {"mode": "residual"}}

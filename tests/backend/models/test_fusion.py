@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from backend.core.checkpoint import InputSpec, build_checkpoint, load_model, save_checkpoint
+from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
 from backend.models import build_model
 from backend.models.fusion import IndexFusion
+from backend.models.loading import load_model
 
 BANDS = ["B2", "B3", "B4", "B8", "B11", "B12"]
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.core.checkpoint import (
-    InputSpec,
-    build_checkpoint,
-    load_model,
-    read_checkpoint,
-    save_checkpoint,
-)
+from backend.core.checkpoint import InputSpec, build_checkpoint, read_checkpoint, save_checkpoint
 from backend.models import create_model, list_models
+from backend.models.loading import load_model
 from backend.models.spectral import (
     SpectralIndices,
     SpectralOptions,

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from backend.core.checkpoint import InputSpec, build_checkpoint, load_model, save_checkpoint
+from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
 from backend.models import create_model
+from backend.models.loading import load_model
 
 KWARGS = {"width": 0.0625, "in_channels": 4, "num_classes": 2, "heads": 1}
 

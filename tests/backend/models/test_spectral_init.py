@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from backend.core.checkpoint import InputSpec, build_checkpoint, load_model, save_checkpoint
+from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
 from backend.core.water_indices import ndwi_water_mask
 from backend.models import create_model
+from backend.models.loading import load_model
 from backend.models.spectral import DEFAULT_INIT_GAIN, NDWI_PAIR, init_from_index
 from backend.segment.inference import fuse_for_inference
 from tests.backend.rasters import randomise_batchnorm
