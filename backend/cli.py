@@ -18,6 +18,10 @@ from backend.core.errors import Cancelled, UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "segment": ("backend.segment.cli", "segment rasters into a water mask and a shoreline"),
     "batch": ("backend.batch.cli", "segment many scenes on a Dask cluster, skipping finished ones"),
+    "change": (
+        "backend.change.cli",
+        "shoreline change through time: transects, positions, DSAS rates, plots",
+    ),
     "plan": ("backend.segment.plan", "say how segment reads a raster: model, bands (no torch)"),
     "train": ("backend.learning.train", "train a model on SNOWED"),
     "evaluate": (
