@@ -352,10 +352,10 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 if note:
                     reporter.log(f"{p.name}: {note}")
             if is_adaptive(args.method):
-                found, line = scene_threshold(
+                found, line, haze = scene_threshold(
                     source, args.method, L2A_OFFSET if args.l2a_offset else 0.0
                 )
-                predictor.threshold = found.threshold
+                predictor.threshold, predictor.haze = found.threshold, haze
                 reporter.log(f"{p.name}: {line}")
             done = segment_source(
                 source,

@@ -19,7 +19,10 @@ from backend.core.water_indices import (
     ADAPTIVE_INDICES,
     EDGE_QUANTILES,
     EDGE_SPREAD_WARNING,
+    NO_HAZE,
+    Haze,
     SceneThreshold,
+    dark_object_haze,
     edge_otsu_threshold,
     method_bands,
     method_index,
@@ -46,7 +49,9 @@ def is_adaptive(method: str) -> bool:
 
 class IndexPredictor:
     """tiles float32 (N, C, T, T) reflectance of ``method_bands(method)`` -> probability-like
-    float32 (N, T, T) = sigmoid(k * (index - threshold)); 0 where the index is undefined."""
+    float32 (N, T, T) = sigmoid(k * (index - threshold)); 0 where the index is undefined.
+    ``haze`` (set per raster with the threshold, adaptive methods only) is subtracted from the
+    bands first."""
 
     device = "cpu"
 
@@ -56,26 +61,49 @@ class IndexPredictor:
         self.k = SHARPNESS.get(method, DEFAULT_SHARPNESS)
         self.batch_size = batch_size or 8
         self.threshold = 0.0
+        self.haze: Haze = NO_HAZE
 
     def __call__(self, tiles: np.ndarray) -> np.ndarray:
-        index = method_index(self.method, {b: tiles[:, i] for i, b in enumerate(self.bands)})
+        bands = {b: self.haze.subtract(b, tiles[:, i]) for i, b in enumerate(self.bands)}
+        index = method_index(self.method, bands)
         with np.errstate(over="ignore", invalid="ignore"):
             p = 1.0 / (1.0 + np.exp(-self.k * (index - np.float32(self.threshold))))
         return np.nan_to_num(p, nan=0.0).astype(np.float32, copy=False)
 
 
-def scene_threshold(source, method: str, extra_offset: float = 0.0) -> tuple[SceneThreshold, str]:
+def scene_haze(source, refl: np.ndarray, valid: np.ndarray, bands, extra_offset: float) -> Haze:
+    """:func:`dark_object_haze` of a raster read at ``valid``'s shape: ``refl`` holds ``bands``
+    as reflectance; B2 is read too when the raster has it (``source.held``)."""
+    held = getattr(source, "held", {}) or {}
+    blue = None
+    if "B2" in bands:
+        blue = refl[list(bands).index("B2")]
+    elif "B2" in held:
+        raw_b2, valid_b2 = source.read_bands_and_validity([held["B2"]], *valid.shape)
+        blue = InputSpec(bands=["B2"], scale=1e-4, offset=0.0).normalise(
+            raw_b2, extra_offset=extra_offset
+        )[0]
+        valid = valid & valid_b2
+    return dark_object_haze({b: refl[i] for i, b in enumerate(bands)}, valid, blue)
+
+
+def scene_threshold(
+    source, method: str, extra_offset: float = 0.0
+) -> tuple[SceneThreshold, str, Haze]:
     """The adaptive threshold of one open raster (a ``RasterSource`` mapped to
-    ``method_bands(method)``) -> (what :func:`edge_otsu_threshold` found, one log line).
+    ``method_bands(method)``) -> (what :func:`edge_otsu_threshold` found, one log line, the
+    scene's haze to subtract first).
 
     Reads the raster once at up to :data:`OVERVIEW_PIXELS` pixels and scales it as the
     engine will (``extra_offset``: ``--l2a-offset``'s -1000); nodata pixels (by the source's
-    own rules) are left out."""
+    own rules) are left out. On top-of-atmosphere rasters the haze is removed before the
+    index (:func:`backend.core.water_indices.dark_object_haze`)."""
     factor = source.overview_factor(OVERVIEW_PIXELS)
     raw, valid = source.read_decimated(OVERVIEW_PIXELS)
     bands = method_bands(method)
     refl = index_spec(method).normalise(raw, extra_offset=extra_offset)
-    index = method_index(method, {b: refl[i] for i, b in enumerate(bands)})
+    haze = scene_haze(source, refl, valid, bands, extra_offset) if valid.any() else NO_HAZE
+    index = method_index(method, {b: haze.subtract(b, refl[i]) for i, b in enumerate(bands)})
     index[~valid] = np.nan
     if not np.isfinite(index).any():
         found = SceneThreshold(0.0, 0, 0.0, fallback="no valid pixels")
@@ -101,4 +129,6 @@ def scene_threshold(source, method: str, extra_offset: float = 0.0) -> tuple[Sce
                 f"; WARNING: those thresholds spread over {found.spread:.2f}: strong edges that "
                 "are not water/land (surf, sand, fields), check the mask or pass --method mndwi"
             )
-    return found, line
+    if haze.why:
+        line += f"; {haze.why}"
+    return found, line, haze

@@ -52,6 +52,7 @@ class RasterSource:
         self.mapping = mapping
         self.cloud = cloud  # pixels it flags are nodata (backend.segment.clouds)
         self.cloud_why_not = ""  # why s2cloudless did not run, for the log (open_raster)
+        self.held: dict[str, int] = {}  # every band the raster holds by name (open_raster)
         self.indexes = mapping.indexes
         nodata = dataset.nodatavals[mapping.indexes[0] - 1]
         self.georef = GeoRef(dataset.crs, dataset.transform, dataset.width, dataset.height, nodata)
@@ -237,7 +238,8 @@ def open_raster(
         )
         _check_dtypes_and_probe(Path(path), ds, mapping.indexes)
         source = RasterSource(Path(path), ds, mapping, False if zero_is_data else None)
-        choice = choose_cloud_mask(cloud_mask, source, bands.held()[0], extra_offset)
+        source.held = bands.held()[0]  # canonical band name -> raster band, all of them
+        choice = choose_cloud_mask(cloud_mask, source, source.held, extra_offset)
         source.cloud, source.cloud_why_not = choice.mask, choice.why_not_s2cloudless
         return source
     except BaseException:

@@ -19,6 +19,7 @@ from backend.segment import s2cloudless
 from backend.segment.cli import _cloud_note
 from backend.segment.clouds import (
     EMPTY_QA60,
+    QA60_GIVES_WAY,
     CloudBand,
     CloudGrid,
     cloud_band_for,
@@ -332,7 +333,7 @@ def test_lightgbm_missing_is_one_log_line_and_no_mask(tmp_path, monkeypatch):
         s2cloudless.load_model.cache_clear()
 
 
-def test_scl_and_a_flagging_qa60_take_precedence_over_s2cloudless(tmp_path, monkeypatch):
+def test_scl_takes_precedence_over_s2cloudless_and_s2cloudless_over_qa60(tmp_path, monkeypatch):
     seen = []
     _fake_model(monkeypatch, seen)
     shape = (96, 96)
@@ -345,7 +346,9 @@ def test_scl_and_a_flagging_qa60_take_precedence_over_s2cloudless(tmp_path, monk
     qa = np.where(_disc(shape, (20, 70), 10), 1024, 0)
     raster, *_ = _l1c_scene(tmp_path / "qa.tif", shape=shape, extra=[("QA60", qa)])
     with open_raster(raster, ["B3", "B8"], cloud_mask="auto") as source:
-        assert source.cloud == CloudBand(14, "QA60") and not seen
+        assert isinstance(source.cloud, CloudGrid) and len(seen) == 1
+        assert QA60_GIVES_WAY in _cloud_note(source, argparse.Namespace(cloud_mask="auto"))
+    seen.clear()
     empty = np.zeros(shape)
     raster, *_ = _l1c_scene(tmp_path / "empty.tif", shape=shape, extra=[("QA60", empty)])
     with open_raster(raster, ["B3", "B8"], cloud_mask="auto") as source:

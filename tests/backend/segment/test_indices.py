@@ -14,7 +14,7 @@ from rasterio.crs import CRS
 
 from backend.core import paths
 from backend.core.contract import option
-from backend.core.water_indices import ADAPTIVE_INDICES, INDEX_BANDS, ndwi
+from backend.core.water_indices import ADAPTIVE_INDICES, INDEX_BANDS, dark_object_haze, ndwi
 from backend.segment.plan import AUTO, AUTO_INDICES, MODEL
 from tests.backend.rasters import run_backend, tiny_checkpoint, water_scene, write_raster
 
@@ -140,7 +140,8 @@ def _offset_lake(path, descriptions, nodata=None, frame=0):
     index = np.where(lake, 0.7, 0.1) + rng.uniform(-0.02, 0.02, (h, w))
     b3 = np.full((h, w), 1000.0)
     other = b3 * (1 - index) / (1 + index)  # (b3 - other) / (b3 + other) = index
-    bands = {"B2": 0.9 * b3, "B3": b3, "B4": 1.1 * b3, "B8": other, "B11": other, "B12": other}
+    # B2 at 0.03: surface reflectance, so no haze is removed (see test_haze_* below)
+    bands = {"B2": 0.3 * b3, "B3": b3, "B4": 1.1 * b3, "B8": other, "B11": other, "B12": other}
     data = np.rint(np.stack([bands[d] for d in descriptions])).astype(np.uint16)
     if frame:
         data[:, :frame] = data[:, -frame:] = nodata
@@ -299,3 +300,65 @@ def test_adaptive_threshold_is_learned_on_the_values_the_engine_sees_with_l2a_of
     assert "pass --l2a-offset" in forgot.stderr
     plain = run_backend("segment", raster, "--out-dir", tmp_path / "p", "--method", "mndwi")
     assert plain.returncode == 0 and "pass --l2a-offset" not in plain.stderr
+
+
+def _shaded_toa_scene(path):
+    """A top-of-atmosphere (L1C-like) scene: a lake, sunlit vegetation and a hill shadow.
+
+    Surface reflectance (B2, B3, B4, B8, B11): water 0.02 0.03 0.02 0.005 0.002; vegetation
+    0.03 0.06 0.04 0.30 0.15; vegetation in shadow (diffuse light only) 0.004 0.006 0.004 0.03
+    0.012. Every band then gets the atmosphere's path radiance 0.08 0.05 0.03 0.012 0.002,
+    which lifts the shadow's green far above its NIR and SWIR: NDWI 0.46, MNDWI 0.79."""
+    h, w = 80, 96
+    yy, xx = np.mgrid[0:h, 0:w]
+    lake = (xx - 28) ** 2 + (yy - 40) ** 2 < 18**2
+    shadow = (xx > 60) & (yy > 10) & (yy < 70) & (xx < 86)
+    surface = {
+        "water": (0.02, 0.03, 0.02, 0.005, 0.002),
+        "veg": (0.03, 0.06, 0.04, 0.30, 0.15),
+        "shade": (0.004, 0.006, 0.004, 0.03, 0.012),
+    }
+    path_radiance = np.array([0.08, 0.05, 0.03, 0.012, 0.002])
+    cls = np.where(lake, 0, np.where(shadow, 2, 1))
+    table = np.array([surface["water"], surface["veg"], surface["shade"]]) + path_radiance
+    rng = np.random.default_rng(5)
+    refl = table[cls].transpose(2, 0, 1) * (1 + rng.uniform(-0.03, 0.03, (5, h, w)))
+    data = np.rint(refl * 10000).astype(np.uint16)
+    names = ["B2", "B3", "B4", "B8", "B11"]
+    return write_raster(path, data, crs=UTM33, descriptions=names), lake, shadow
+
+
+def test_dark_object_haze_by_hand():
+    valid = np.ones((10, 10), bool)
+    green = np.full((10, 10), 0.06, np.float32)
+    green[0] = 0.045  # the dark object (a tenth of the pixels): 0.045 - 0.005 = 0.040 of haze
+    nir = np.full((10, 10), 0.2, np.float32)
+    nir[0] = 0.012  # 0.012 - 0.002 = 0.010 of haze
+    toa = dark_object_haze({"B3": green, "B8": nir}, valid, np.full((10, 10), 0.08))
+    assert toa.offsets["B3"] == pytest.approx(0.040, abs=1e-6)
+    assert toa.offsets["B8"] == pytest.approx(0.010, abs=1e-6)
+    assert "top-of-atmosphere reflectance (darkest blue 0.080)" in toa.why
+    np.testing.assert_allclose(toa.subtract("B8", np.float32([0.2])), [0.2 - toa.offsets["B8"]])
+    surface = dark_object_haze({"B3": green, "B8": nir}, valid, np.full((10, 10), 0.02))
+    assert surface.offsets == {} and "surface reflectance" in surface.why
+    no_blue = dark_object_haze({"B3": green, "B8": nir}, valid, None)
+    assert no_blue.offsets == {} and "no blue band" in no_blue.why
+
+
+def test_haze_removal_keeps_hill_shadow_out_of_the_water_on_a_toa_scene(tmp_path):
+    raster, lake, shadow = _shaded_toa_scene(tmp_path / "toa.tif")
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--method", "auto")
+    assert done.returncode == 0, done.stderr
+    assert "haze removed by dark-object subtraction (B3 -0.0" in done.stderr
+    mask = _mask(tmp_path / "o" / "toa_water.tif")
+    np.testing.assert_array_equal(mask, lake)  # the lake, and no shadow
+    # Without B2 the level cannot be told: the shadow reads as water, and the log says why.
+    with rasterio.open(raster) as src:
+        data = src.read()[1:]
+    no_blue = write_raster(
+        tmp_path / "nb.tif", data, crs=UTM33, descriptions=["B3", "B4", "B8", "B11"]
+    )
+    done = run_backend("segment", no_blue, "--out-dir", tmp_path / "nb", "--method", "auto")
+    assert done.returncode == 0, done.stderr
+    assert "no haze correction: the raster has no blue band (B2)" in done.stderr
+    assert _mask(tmp_path / "nb" / "nb_water.tif")[shadow].mean() > 0.9
