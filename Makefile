@@ -21,7 +21,7 @@ SCENE ?=
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(STAMP): requirements.txt $(wildcard requirements-dev.txt) constraints.txt scripts/setup.sh
+$(STAMP): requirements.txt $(wildcard requirements-dev.txt) constraints.txt requirements-nodeps.txt scripts/setup.sh
 	bash scripts/setup.sh
 
 setup:  ## install Debian packages and the .venv (idempotent; seconds when done)

@@ -8,7 +8,10 @@ Interpreter discovery order (first that exists wins):
   1. QgsSettings ``waterseg/python`` (set in the dock's Backend section),
   2. environment variable ``WATERSEG_PYTHON``,
   3. ``<plugin root>/.venv/bin/python`` (made by ``make setup``),
-  4. a ``python3``/``python`` on PATH that can import torch.
+  4. the per-user environment made by the dock's *Install backend* (plugin/backend_home.py:
+     ``~/.local/share/waterseg/backend-<hash>`` or the platform's equivalent, shared by all
+     profiles), that of the plugin's dependency set first, then an out-of-date one,
+  5. a ``python3``/``python`` on PATH that can import torch.
 Inside QGIS desktop ``sys.executable`` may be the qgis binary itself, so it is only used when
 its name says it is a Python.
 """
@@ -28,6 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backend_home import HomeStatus, home_status
+
 PLUGIN_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "WATERSEG_PYTHON"
 SETTINGS_KEY = "waterseg/python"
@@ -46,8 +51,9 @@ def venv_python(root: Path = PLUGIN_ROOT) -> Path:
 def setup_hint(root: Path = PLUGIN_ROOT) -> str:
     """The exact command(s) that install the backend, for messages."""
     return (
-        f"run 'make setup' in {root} (creates {venv_python(root)}), or set the backend Python "
-        f"in the WaterSeg dock (Backend > Python) or in the {ENV_VAR} environment variable"
+        "click Install backend in the WaterSeg dock (Backend section), or run 'make setup' in "
+        f"{root} (creates {venv_python(root)}), or set the backend Python in the dock "
+        f"(Backend > Python) or in the {ENV_VAR} environment variable"
     )
 
 
@@ -141,6 +147,15 @@ def find_interpreter(
         if not check_torch or can_import_torch(str(venv)):
             return Interpreter(str(venv), "plugin virtual environment")
 
+    status = per_user_status(env, root)
+    if status is not None:
+        found = [(b, False) for b in [status.current] if b] + [(b, True) for b in status.outdated]
+        for backend, outdated in found:
+            if check_torch and not can_import_torch(str(backend.python)):
+                continue
+            note = " (out of date: Install backend updates it)" if outdated else ""
+            return Interpreter(str(backend.python), f"per-user environment {backend.path}{note}")
+
     candidates: list[str] = []
     if Path(sys.executable).name.lower().startswith("python"):
         candidates.append(sys.executable)
@@ -156,6 +171,17 @@ def find_interpreter(
         "none",
         f"no Python with PyTorch found for the WaterSeg backend; " f"{setup_hint(root)}",
     )
+
+
+def per_user_status(
+    env: dict[str, str] | None = None, root: Path = PLUGIN_ROOT
+) -> HomeStatus | None:
+    """The per-user folder's environments (backend_home.home_status), or None when the
+    plugin's dependency files cannot be read."""
+    try:
+        return home_status(env, root)
+    except OSError:
+        return None
 
 
 def backend_env(root: Path = PLUGIN_ROOT) -> dict[str, str]:

@@ -47,8 +47,10 @@ from .backend_process import (
     error_line,
     find_interpreter,
     parse_json_object,
+    setup_hint,
 )
 from .contract import BUNDLED_MODELS, UI_OPTIONS
+from .install import BackendInstallRow
 from .layers import (
     EXPORT_MAX_PIXELS,
     EXPORT_WARN_PIXELS,
@@ -230,6 +232,9 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.runButton.clicked.connect(self.start_run)
         self.cancelButton.clicked.connect(self.cancel_runs)
         self.checkButton.clicked.connect(self.check_backend)
+        self.install_row = BackendInstallRow(self)  # Install/Update backend (plugin/install.py)
+        self.backendForm.insertRow(2, self.install_row)
+        self.install_row.installed.connect(lambda result: result.ok and self.check_backend())
         self.exportButton.clicked.connect(self._export_clicked)
         self.backendGroup.setCollapsed(True)
 
@@ -587,7 +592,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if info is None:
             text = (
                 f"Python: {interp.path} ({interp.source})\nThe backend does not start: {error}\n"
-                f"Fix: run 'make setup' in {PLUGIN_ROOT}, or choose another Python above."
+                f"Fix: {setup_hint()}."
             )
             self.diagnosticsText.setPlainText(text)
             return
@@ -602,7 +607,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             f"Default model: {'ok' if info.get('default_model_ok') else 'missing or corrupt'}",
         ]
         if not info.get("torch"):
-            lines.append(f"Fix: run 'make setup' in {PLUGIN_ROOT}")
+            lines.append(f"Fix: {setup_hint()}")
         self.diagnosticsText.setPlainText("\n".join(lines))
         self.deviceCombo.setItemText(0, f"auto ({info.get('device', '?')})")
         self.deviceCombo.setItemText(2, "cuda" if cuda else "cuda (not available)")
@@ -858,10 +863,12 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if not self._shown_once:
             self._shown_once = True
             self.refresh_model_info()
+            self.install_row.offer_on_start(self.pythonWidget.filePath())
         self.pick_default_layer()
 
     def shutdown(self) -> None:
         """Stop helper processes and cancel runs (plugin unload)."""
+        self.install_row.shutdown()
         try:
             QgsProject.instance().layersAdded.disconnect(self._on_layers_added)
         except TypeError:  # already disconnected

@@ -2,7 +2,8 @@
 
 The zip holds one folder, ``waterseg/``, with only what the plugin needs at run time:
 metadata.txt, __init__.py, plugin/, backend/, resources/ (icons, styles, bundled models),
-the runtime requirements.txt and constraints.txt, scripts/setup.sh, a user's Makefile
+the runtime dependency set (requirements.txt, constraints.txt, requirements-nodeps.txt),
+scripts/setup.sh (which the dock's Install backend runs), a user's Makefile
 (packaging/Makefile: setup, info, demo; so ``make setup`` in the installed folder installs
 the runtime requirements only), LICENSE and README when present. No tests, development
 requirements, the development Makefile, caches, virtual environments or training runs.
@@ -27,6 +28,7 @@ FILES = [
     "README.md",
     "requirements.txt",
     "constraints.txt",
+    "requirements-nodeps.txt",
     "scripts/setup.sh",
 ]
 RENAMED = {"packaging/Makefile": "Makefile"}  # repository path -> path in the plugin folder

@@ -59,6 +59,9 @@ def test_package_zip_installs_and_loads(tmp_path):
         "waterseg/backend/cli.py",
         "waterseg/resources/icons/waterseg.svg",
         "waterseg/resources/styles/water_mask.qml",
+        "waterseg/requirements-nodeps.txt",  # the dependency set of Install backend
+        "waterseg/plugin/backend_home.py",
+        "waterseg/plugin/install.py",
     ):
         assert needed in names
     for model in ("waterseg-default.pt", "waterseg-rgbn.pt"):  # both bundled models travel
