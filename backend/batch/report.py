@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from backend.batch.manifest import write_atomic
+from backend.batch.scene import QUALITY_FIELDS
 from backend.segment.progress import JsonReporter, NullReporter, Reporter
 
 CSV_NAME = "batch_report.csv"
@@ -27,9 +28,17 @@ COLUMNS = (
     "water_fraction",
     "shoreline_length_m",
     "shoreline_features",
+    *QUALITY_FIELDS,
     "error",
 )
 STATUSES = ("done", "skipped", "failed", "pending")
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: empty for None, lists (flags, warnings) joined by "; "."""
+    if value is None:
+        return ""
+    return "; ".join(map(str, value)) if isinstance(value, list | tuple) else value
 
 
 class BatchReport:
@@ -81,7 +90,7 @@ class BatchReport:
         writer = csv.DictWriter(buf, COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for r in self.rows.values():
-            writer.writerow({k: "" if r.get(k) is None else r.get(k) for k in COLUMNS})
+            writer.writerow({k: _cell(r.get(k)) for k in COLUMNS})
         write_atomic(self.csv_path, buf.getvalue())
         doc = {"summary": self.summary(), "scenes": list(self.rows.values())}
         write_atomic(self.json_path, json.dumps(doc, indent=1) + "\n")

@@ -70,6 +70,12 @@ class SceneJob:
         return scene_stem(self.scene)
 
 
+QUALITY_FIELDS = ("method", "threshold", "cloud_fraction", "flags", "warnings")
+"""What ``segment``'s done event says of a scene's quality, carried into the report and the
+manifest as it is (the method chosen, its per-scene threshold, the share masked as cloud, flags
+such as "haze", every warning it logged)."""
+
+
 def result_row(job: SceneJob, status: str, seconds: float, **fields: Any) -> dict[str, Any]:
     """A row of the batch report (see docs/batch.md for the columns)."""
     return {
@@ -80,6 +86,7 @@ def result_row(job: SceneJob, status: str, seconds: float, **fields: Any) -> dic
         "water_fraction": fields.get("water_fraction"),
         "shoreline_length_m": fields.get("shoreline_length_m"),
         "shoreline_features": fields.get("shoreline_features"),
+        **{k: fields.get(k) for k in QUALITY_FIELDS},
         "error": fields.get("error", ""),
         "outputs": fields.get("outputs", {}),
     }
@@ -229,6 +236,7 @@ def run_scene(job: SceneJob) -> dict[str, Any]:
         m = read_manifest(manifest_file)
         if is_complete(m, job.scene, job.options, job.model_sha256, job.option_defaults):
             kept = ("water_fraction", "shoreline_length_m", "shoreline_features", "outputs")
+            kept += QUALITY_FIELDS
             return result_row(job, "skipped", time.monotonic() - t0, **{k: m.get(k) for k in kept})
     manifest_file.unlink(missing_ok=True)  # the outputs are about to be replaced
     stat = input_stat(job.scene)
@@ -253,6 +261,7 @@ def run_scene(job: SceneJob) -> dict[str, Any]:
         "shoreline_features": done.get("shoreline_features"),
         "shoreline_length_m": shoreline_length_m(outputs),
         "outputs": outputs,
+        **{k: done.get(k) for k in QUALITY_FIELDS},
     }
     manifest = {
         "format": FORMAT,

@@ -295,6 +295,42 @@ def _cloud_note(source, args) -> str | None:
     )
 
 
+HAZE_ALL = 0.95
+"""A cloud mask over more than this share of a raster leaves nothing worth segmenting: unless
+water/land edges show through it (haze, thin cirrus), which :func:`_through_haze` checks."""
+
+
+def _mask_name(cloud) -> str:
+    from backend.segment.clouds import CloudGrid
+
+    return "s2cloudless" if isinstance(cloud, CloudGrid) else f"the {cloud.kind} band"
+
+
+def _through_haze(source, args, share: float) -> str:
+    """The cloud mask of ``source`` covers nearly everything: drop it and return a HAZE flag
+    line when an adaptive index still finds a clear water/land edge under it, else raise a
+    UserError that names the mask, its share and the flag that segments anyway."""
+    from backend.segment.indices import is_adaptive, scene_threshold
+    from backend.segment.pipeline import L2A_OFFSET
+
+    cloud, name = source.cloud, _mask_name(source.cloud)
+    if is_adaptive(args.method):
+        source.cloud = None
+        found, _, _ = scene_threshold(source, args.method, L2A_OFFSET if args.l2a_offset else 0.0)
+        if found.fallback is None:
+            return (
+                f"HAZE: {name} flags {share:.0%} of the raster as cloud, yet water/land edges "
+                f"show through it (index contrast {found.contrast:.2f}): segmented without the "
+                "cloud mask and flagged; haze or thin cirrus lowers the contrast, check the mask"
+            )
+        source.cloud = cloud
+    raise UserError(
+        f"{name} flags {share:.0%} of {source.path.name} as cloud, so nothing is left to "
+        "segment; if the ground shows through (haze, thin cirrus), pass --cloud-mask none to "
+        "segment it anyway"
+    )
+
+
 def _run(args, reporter, cancel: CancelFlag) -> int:
     from backend.segment.indices import is_adaptive, scene_threshold
     from backend.segment.pipeline import L2A_OFFSET
@@ -347,16 +383,26 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
             args.cloud_mask,
             L2A_OFFSET if args.l2a_offset else 0.0,
         ) as source:
-            notes = (source.mapping.note, source.nodata_note, _cloud_note(source, args))
+            notes = [source.mapping.note, source.nodata_note, _cloud_note(source, args)]
+            quality = {"method": args.method, "threshold": None, "flags": [], "warnings": []}
+            quality["cloud_fraction"] = round(source.cloud_fraction(), 6) if source.cloud else 0.0
+            if quality["cloud_fraction"] > HAZE_ALL:
+                notes.append(_through_haze(source, args, quality["cloud_fraction"]))
+                quality["flags"].append("haze")
             for note in (*notes, _offset_note(source, args)):
                 if note:
                     reporter.log(f"{p.name}: {note}")
+                    if note.upper().startswith(("WARNING", "HAZE")):
+                        quality["warnings"].append(note)
             if is_adaptive(args.method):
                 found, line, haze = scene_threshold(
                     source, args.method, L2A_OFFSET if args.l2a_offset else 0.0
                 )
                 predictor.threshold, predictor.haze = found.threshold, haze
+                quality["threshold"] = round(found.threshold, 4)
                 reporter.log(f"{p.name}: {line}")
+                if "WARNING" in line:
+                    quality["warnings"].append(line[line.index("WARNING") :])
             done = segment_source(
                 source,
                 predictor,
@@ -369,7 +415,8 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 model_name=str(model_path),
                 cancelled=cancel,
             )
-        reporter.event("done", **done)
+        quality["warnings"] += done.pop("warnings", [])
+        reporter.event("done", **done, **quality)
     reporter.event("finished", elapsed_s=round(time.monotonic() - t0, 3), count=len(inputs))
     return 0
 

@@ -476,8 +476,14 @@ def segment_source(
         for w in writers:
             w.close()
         if valid_pixels == 0:
+            cloud = getattr(source, "cloud", None)
+            if cloud is not None:
+                raise UserError(
+                    f"{source.path} has no valid pixels left after the cloud mask "
+                    f"({cloud.describe()}); pass --cloud-mask none to segment it anyway"
+                )
             raise UserError(
-                f"{source.path} has no valid pixels (every pixel is nodata, masked or NaN); "
+                f"{source.path} has no valid pixels (every pixel is nodata or NaN); "
                 "check the raster's nodata value or pass another raster"
             )
         water_fraction = water_pixels / valid_pixels
@@ -552,4 +558,5 @@ def segment_source(
         "shoreline_features": n_lines,
         "water_fraction": round(water_fraction, 6),
         "valid_pixels": valid_pixels,
+        "warnings": [warning] if warning else [],
     }
