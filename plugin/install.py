@@ -49,6 +49,8 @@ from .task import log
 
 SETUP_SCRIPT = PLUGIN_ROOT / "scripts" / "setup.sh"
 BASE_PYTHON = "/usr/bin/python3.11"  # setup.sh's default: the Python of Debian's GDAL
+# The Python the venv is made from, where it is not Debian's (other Linux, macOS: untested)
+BASE_PYTHON_ENV_VAR = "WATERSEG_BASE_PYTHON"
 TMP_PREFIX = ".install-"  # <home>/.install-<hash>-<pid>: an install in progress
 OLD_PREFIX = ".replaced-"  # an environment being replaced by a reinstall
 # About what the CPU PyTorch wheel and its neighbours take installed (1.0 GB here) plus pip's
@@ -180,10 +182,15 @@ class BackendInstaller:
     def target(self) -> Path:
         return env_dir(self.status.home, self.status.digest)
 
+    @property
+    def base_python(self) -> str:
+        return self.env.get(BASE_PYTHON_ENV_VAR, "").strip() or BASE_PYTHON
+
     def command(self, tmp: Path) -> list[str]:
         """argv of the install into ``tmp``."""
         deps = deps_dir(self.env, self.root)
-        return ["bash", str(SETUP_SCRIPT), "--venv", str(tmp), "--runtime", "--deps", str(deps)]
+        argv = ["bash", str(SETUP_SCRIPT), "--venv", str(tmp), "--runtime", "--deps", str(deps)]
+        return [*argv, "--python", self.base_python]
 
     def run(
         self,
@@ -306,7 +313,7 @@ class BackendInstaller:
             "hash": self.status.digest,
             "plugin_version": plugin_version(self.root),
             "created": datetime.now().astimezone().isoformat(timespec="seconds"),
-            "base_python": BASE_PYTHON,
+            "base_python": self.base_python,
             "deps": str(deps_dir(self.env, self.root)),
         }
         _relocate_scripts(tmp, tmp, target)

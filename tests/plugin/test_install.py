@@ -225,6 +225,20 @@ def test_data_home_rule():
     )
 
 
+def test_install_command_is_setup_sh_runtime_into_a_temporary_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("WATERSEG_HOME", str(tmp_path))
+    monkeypatch.delenv("WATERSEG_DEPS_DIR", raising=False)
+    monkeypatch.delenv("WATERSEG_BASE_PYTHON", raising=False)
+    argv = BackendInstaller().command(tmp_path / ".install-x")
+    assert argv[:2] == ["bash", str(REPO / "scripts" / "setup.sh")]
+    assert argv[2:] == [
+        "--venv", str(tmp_path / ".install-x"), "--runtime", "--deps", str(REPO),
+        "--python", "/usr/bin/python3.11",
+    ]  # fmt: skip
+    monkeypatch.setenv("WATERSEG_BASE_PYTHON", "/opt/qgis/bin/python3")  # other Linux, macOS
+    assert BackendInstaller().command(tmp_path / "t")[-1] == "/opt/qgis/bin/python3"
+
+
 def test_dependency_hash_is_setup_sh_stamp_of_the_development_venv():
     """setup.sh asks backend_home for its stamp; the bytes hashed are those it always hashed
     (so an existing .venv is not reinstalled): REQS, requirements.txt, constraints.txt, pins."""
