@@ -234,7 +234,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.checkButton.clicked.connect(self.check_backend)
         self.install_row = BackendInstallRow(self)  # Install/Update backend (plugin/install.py)
         self.backendForm.insertRow(2, self.install_row)
-        self.install_row.installed.connect(lambda result: result.ok and self.check_backend())
+        self.install_row.installed.connect(self._on_backend_installed)
         self.exportButton.clicked.connect(self._export_clicked)
         self.backendGroup.setCollapsed(True)
 
@@ -587,6 +587,12 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             ["info", "--json"],
             lambda info, err: self._on_info(interp, info, err),
         )
+
+    def _on_backend_installed(self, result) -> None:
+        """After Install backend: show the new backend, and read the layer's bands with it."""
+        if result.ok:
+            self.check_backend()
+            self.request_plan()
 
     def _on_info(self, interp, info: dict | None, error: str) -> None:
         if info is None:

@@ -377,6 +377,8 @@ class InstallTask(QgsTask):
         return self.result.ok or self.result.cancelled
 
     def finished(self, _ok: bool) -> None:  # main thread
+        if not self.result.ok and self.result.error is None:  # cancelled before it ran
+            self.result.cancelled = True
         self.completed.emit(self.result)
 
 

@@ -92,7 +92,7 @@ def date_from_text(text: str) -> tuple[datetime | None, str]:
     for pattern in (_ISO, _TIFF, _COMPACT):
         for m in pattern.finditer(text):
             g = m.groups()
-            dt = _compact(g[0], g[3]) if pattern is _COMPACT else _make(*g)
+            dt = _make(*g)
             if dt is not None:
                 key = (dt.year, dt.month, dt.day)
                 if key not in days or days[key].time() < dt.time():

@@ -1,0 +1,167 @@
+"""``python -m backend change`` on generated dated scenes (the batch's outputs): every file,
+the statistics of a lake shrinking at a known rate, cloud as missing, flagged and undated
+scenes reported, the water-level correction."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from backend.change.cli import main
+from backend.core.errors import UserError
+from tests.backend.change.scenes import write_series
+
+DATES = ["2016-01-01", "2017-01-01", "2018-01-01", "2019-01-01", "2020-01-01", "2021-01-01"]
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    out = tmp_path_factory.mktemp("scenes")
+    quality = {
+        "2019-01-01": {
+            "cloud_fraction": 0.9,
+            "shadow_fraction": 0.0,
+            "method": "mndwi-adaptive",
+            "threshold": 0.1,
+            "warnings": ["cloudy"],
+        }
+    }
+    return write_series(out, [*DATES, "lake"], rate=8.0, cloud_on="2018-01-01", quality=quality)
+
+
+def test_change_writes_every_output(series, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "--batch-dir",
+            str(series),
+            "--out-dir",
+            str(out),
+            "--spacing",
+            "100",
+            "--length",
+            "200",
+            "--min-baseline-length",
+            "100",
+            "--progress",
+            "json",
+            "--plots",
+            "all",
+        ]
+    )
+    assert code == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = {e["kind"] for e in events if e["event"] == "output"}
+    assert {
+        "transects",
+        "positions",
+        "shorelines",
+        "positions_wide",
+        "positions_long",
+        "rates",
+        "outliers",
+        "report_json",
+        "report_html",
+        "overview_png",
+        "plots_dir",
+        "transects_style",
+    } <= kinds
+    assert events[-1]["event"] == "finished" and events[-1]["corrected"] is False
+    report = json.loads((out / "change_report.json").read_text())
+    assert (
+        report["skipped_scenes"][0]["scene"] == "lake"
+        and "undated" in report["skipped_scenes"][0]["reason"]
+    )
+    assert report["dates_flagged"] == ["2019-01-01"]  # cloud_fraction 0.9 > 0.5
+    assert "not corrected" in " ".join(report["notes"])
+    rates = list(csv.DictReader((out / "rates.csv").read_text().splitlines()))
+    n = len(rates)
+    assert n == pytest.approx(2 * np.pi * 500 / 100, abs=2)
+    lrr = np.array([float(r["lrr"]) for r in rates])
+    # the lake shrinks 8 m/yr: the shore moves 8 m/yr towards the water (positive)
+    assert np.allclose(lrr, 8.0, atol=0.6)
+    # the north-east quarter was cloud on 2018-01-01: missing there, not zero
+    long = list(csv.DictReader((out / "positions_long.csv").read_text().splitlines()))
+    on_cloud = [r for r in long if r["date"] == "2018-01-01" and r["status"] == "unseen"]
+    assert 0 < len(on_cloud) < n and all(r["position_m"] == "" for r in on_cloud)
+    assert {r["status"] for r in long if r["date"] == "2019-01-01"} == {"excluded:cloudy"}
+    from osgeo import ogr
+
+    ds = ogr.Open(str(out / "transects.gpkg"))
+    layer = ds.GetLayer(0)
+    names = [
+        layer.GetLayerDefn().GetFieldDefn(i).GetName()
+        for i in range(layer.GetLayerDefn().GetFieldCount())
+    ]
+    assert {
+        "transect_id",
+        "sce",
+        "nsm",
+        "epr",
+        "lrr",
+        "lrr_r2",
+        "lrr_ci95",
+        "wlr",
+        "n_dates",
+    } <= set(names)
+    assert layer.GetFeatureCount() == n
+    ds = None  # noqa: F841 - a layer dies with its dataset: keep one alive at a time
+    shores = ogr.Open(str(out / "shorelines.gpkg"))
+    feats = {
+        f.GetField("date"): (f.GetField("cloud_fraction"), f.GetField("method"))
+        for f in shores.GetLayer(0)
+    }
+    shores = None  # noqa: F841
+    assert feats["2019-01-01"] == (0.9, "mndwi-adaptive")
+    assert len(list((out / "plots").glob("transect_*.png"))) == n
+    assert "Shoreline change" in (out / "change_report.html").read_text()
+
+
+def test_water_level_correction(series, tmp_path):
+    # levels rising 0.4 m/yr on a 0.05 slope: shift = (level - mean) / 0.05 = +8 m/yr, which
+    # doubles the measured rate of 8 m/yr
+    levels = tmp_path / "levels.csv"
+    levels.write_text("date,level\n2015-12-01,-0.0366\n2021-02-01,2.0\n")
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "--batch-dir",
+                str(series),
+                "--out-dir",
+                str(out),
+                "--spacing",
+                "200",
+                "--length",
+                "200",
+                "--min-baseline-length",
+                "100",
+                "--progress",
+                "none",
+                "--plots",
+                "none",
+                "--levels",
+                str(levels),
+                "--slope",
+                "0.05",
+            ]
+        )
+        == 0
+    )
+    rates = list(csv.DictReader((out / "rates.csv").read_text().splitlines()))
+    lrr = np.array([float(r["lrr"]) for r in rates])
+    level_rate = 2.0366 / (
+        (np.datetime64("2021-02-01") - np.datetime64("2015-12-01")).astype(float) / 365.2425
+    )
+    assert np.allclose(lrr, 8.0 + level_rate / 0.05, atol=0.7)
+    assert all(r["corrected"] == "1" for r in rates)
+
+
+def test_user_errors(tmp_path, series):
+    with pytest.raises(UserError, match="batch-dir"):
+        main(["--out-dir", str(tmp_path)])
+    with pytest.raises(UserError, match="go together"):
+        main(["--batch-dir", str(series), "--out-dir", str(tmp_path), "--slope", "0.1"])
