@@ -221,13 +221,29 @@ def method_bands(method: str) -> tuple[str, ...]:
     raise ValueError(f"unknown index method {method!r}; valid: {', '.join(valid)}")
 
 
+SENSOR_FLOOR = 1.5e-4
+"""Reflectance at or below which a band sits at the product's floor: Sen2Cor clips negative
+surface reflectance to 0 or 1 DN (0.0001) in L2A products of processing baselines before
+04.00. Over dark, clear water NIR and SWIR both sit there, and so may green: NDWI and MNDWI
+are then exactly 0 (or undefined), on the land side of any threshold at or above 0."""
+
+
 def method_index(method: str, bands: dict[str, np.ndarray]) -> np.ndarray:
     """The index a method thresholds: :func:`water_index`, or for an adaptive method the mean
-    of its normalised differences (NaN where any is undefined)."""
+    of its normalised differences (NaN where any is undefined).
+
+    For an adaptive method, a pixel whose NIR and SWIR bands (those of its indices other than
+    green) are all at :data:`SENSOR_FLOOR` gets the index +1, water's end of the scale: land
+    always reflects some NIR or SWIR, dark clear water does not."""
     if method in INDEX_BANDS:
         return water_index(method, bands)
     parts = [water_index(i, bands) for i in ADAPTIVE_INDICES[method]]
-    return parts[0] if len(parts) == 1 else np.mean(parts, axis=0, dtype=np.float32)
+    index = parts[0] if len(parts) == 1 else np.mean(parts, axis=0, dtype=np.float32)
+    dark = [INDEX_BANDS[i][1] for i in ADAPTIVE_INDICES[method]]  # B8 and/or B11
+    at_floor = np.all([np.asarray(bands[b]) <= SENSOR_FLOOR for b in dark], axis=0)
+    valid = np.any([np.asarray(bands[b]) != 0 for b in (INDEX_BANDS["ndwi"][0], *dark)], axis=0)
+    index[at_floor & valid] = 1.0
+    return index
 
 
 def sobel_magnitude(image: np.ndarray) -> np.ndarray:

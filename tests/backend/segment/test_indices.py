@@ -362,3 +362,24 @@ def test_haze_removal_keeps_hill_shadow_out_of_the_water_on_a_toa_scene(tmp_path
     assert done.returncode == 0, done.stderr
     assert "no haze correction: the raster has no blue band (B2)" in done.stderr
     assert _mask(tmp_path / "nb" / "nb_water.tif")[shadow].mean() > 0.9
+
+
+def test_floor_clipped_dark_water_is_water(tmp_path):
+    """An L2A product of an older baseline: over dark, clear water Sen2Cor clipped B3, B8 and
+    B11 to 1 DN, so NDWI and MNDWI are exactly 0 there, the land side of a threshold >= 0."""
+    h, w = 64, 80
+    yy, xx = np.mgrid[0:h, 0:w]
+    lake = (xx - 40) ** 2 + (yy - 32) ** 2 < 16**2
+    turbid = lake & (xx < 34)  # the shallow end: ordinary water, well above the floor
+    bands = {  # surface reflectance x 10000: vegetation around a lake
+        "B2": np.where(lake, 1, 300),
+        "B3": np.where(turbid, 500, np.where(lake, 1, 600)),
+        "B4": np.where(lake, 1, 400),
+        "B8": np.where(turbid, 100, np.where(lake, 1, 3000)),
+        "B11": np.where(turbid, 50, np.where(lake, 1, 1500)),
+    }
+    data = np.stack([bands[b] for b in bands]).astype(np.uint16)
+    raster = write_raster(tmp_path / "floor.tif", data, crs=UTM33, descriptions=list(bands))
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "o")
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(_mask(tmp_path / "o" / "floor_water.tif"), lake)
