@@ -445,14 +445,16 @@ class BackendInstallRow(QWidget):
         if status is None or self.running():
             return None
         if status.update_available:
-            text = (
-                "The backend environment is out of date: this plugin version needs other "
-                "dependencies."
+            text = "backend out of date"  # short: the message bar has room for one line
+            log(
+                f"The backend environment {status.outdated[0].path} is out of date: this plugin "
+                f"version needs other dependencies; Update backend installs them into "
+                f"{env_dir(status.home, status.digest)}"
             )
             self._push_with_button(text, "Update backend", Qgis.Warning)
             return text
         if status.current is None and not configured:
-            text = "No WaterSeg backend installed yet."
+            text = "no backend installed yet"
             self._push_with_button(text, "Install backend", Qgis.Info)
             return text
         return None

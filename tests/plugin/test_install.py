@@ -188,8 +188,8 @@ def test_no_network_says_so_and_leaves_nothing(tiny_home, monkeypatch):
 def test_install_offer_when_no_backend(plugin, tiny_home, monkeypatch):
     monkeypatch.setattr("plugin.install.venv_python", lambda: Path("/nonexistent/python"))
     offer = plugin.dock.install_row.offer_on_start("")
-    assert offer == "No WaterSeg backend installed yet."
-    assert "No WaterSeg backend" in plugin.dock.last_message()
+    assert offer == "no backend installed yet"
+    assert "no backend installed" in plugin.dock.last_message()
     assert plugin.dock.install_row.offer_on_start("/usr/bin/python3") is None  # configured
 
 
