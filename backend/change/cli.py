@@ -147,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.jump_z,
         help="flag dates whose water fraction is this many robust SDs above the median (0 off)",
     )
+    g.add_argument(
+        "--per-transect-outliers",
+        action="store_true",
+        help="seek outliers in each transect's raw series (default: in what is left once the "
+        "shift that the whole shore makes on each date is taken out)",
+    )
     g.add_argument("--keep-flagged", action="store_true", help="use flagged dates anyway")
     g.add_argument(
         "--uncertainty",
@@ -254,6 +260,7 @@ def _run(args, reporter: Reporter, t0: float) -> int:
         max_shadow=args.max_shadow,
         jump_z=args.jump_z,
         keep_flagged=args.keep_flagged,
+        coherent=not args.per_transect_outliers,
         uncertainty=args.uncertainty,
         crs=args.crs,
         levels=levels,

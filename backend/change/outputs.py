@@ -124,9 +124,8 @@ def _year_to_iso(year: float) -> str | None:
 
     y = int(np.floor(year))
     start, end = datetime(y, 1, 1), datetime(y + 1, 1, 1)
-    return (start + timedelta(seconds=(year - y) * (end - start).total_seconds())).strftime(
-        "%Y-%m-%d"
-    )
+    seconds = round((year - y) * (end - start).total_seconds())  # no 23:59:59.99 days
+    return (start + timedelta(seconds=seconds)).strftime("%Y-%m-%d")
 
 
 def rate_rows(result: ChangeResult) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ class ChangeOptions:
     max_shadow: float = 0.05
     jump_z: float = 3.5
     keep_flagged: bool = False
+    coherent: bool = True
     uncertainty: float | None = None
     crs: str | None = None
     levels: WaterLevels | None = None
@@ -182,9 +183,11 @@ def analyse(
         shift = opts.levels.shift([s.date for s in scenes], transects.transect_id)
     shifted = raw + shift  # NaN shift (no level for the date): the position is missing
     work = np.where(used[None, :], shifted, np.nan)
-    clean, reason = remove_outliers(
-        work, opts.max_change, opts.median_window, opts.median_threshold
+    common = common_shift(work) if opts.coherent else np.zeros(T)
+    _, reason = remove_outliers(
+        work - common[None, :], opts.max_change, opts.median_window, opts.median_threshold
     )
+    clean = np.where(reason > 0, np.nan, work)
     if opts.uncertainty is not None:
         sigma = np.full(T, float(opts.uncertainty))
     else:
@@ -217,6 +220,21 @@ def analyse(
         notes=notes,
         seconds={k: round(v, 3) for k, v in clock.items()},
     )
+
+
+def common_shift(positions: np.ndarray, min_transects: int = 5) -> np.ndarray:
+    """The shift the whole shore makes on each date: the median over transects of the
+    positions minus each transect's own median, float64 (T,); 0 where fewer than
+    ``min_transects`` transects see the date. Outliers are sought in what is left, so a
+    change that the shore makes together (a lake level, a tide) is never removed."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        anomaly = positions - np.nanmedian(positions, axis=1, keepdims=True)
+        shift = np.nanmedian(anomaly, axis=0)
+    seen = np.isfinite(anomaly).sum(axis=0)
+    return np.where((seen >= min_transects) & np.isfinite(shift), shift, 0.0)
 
 
 def _cloud_share(scene: Scene) -> float:

@@ -8,7 +8,7 @@ are measured in metres from where it crosses the baseline, positive towards the 
 Casting (:func:`cast_transects`): stations every ``spacing`` metres along each baseline line
 (a closed line, such as a lake's shore, is walked all round); each transect is normal to the
 chord between the baseline points ``smoothing`` metres before and after its station, so a
-wiggly baseline gives smoothly turning transects. Where two transects still cross, the
+wiggly baseline gives smoothly turning transects. Where two transects of one baseline still cross, the
 chords of both are doubled (up to 6 times); transects that cross after that are dropped and
 counted. Orientation: the side a ``water_share`` function calls wetter is the water side.
 """
@@ -24,6 +24,9 @@ import shapely
 
 from backend.core.errors import UserError
 
+# A half-chord of half a closed line's length would join a station's two chord ends into one
+# point (no direction); 0.4 keeps a ring's chords well defined.
+MAX_HALF_CHORD = 0.4
 WaterShare = Callable[[np.ndarray], np.ndarray]  # points (m, 2) -> water share 0..1 or NaN
 
 
@@ -91,12 +94,13 @@ def _normals(line: shapely.LineString, s: np.ndarray, half: np.ndarray, closed: 
     return np.stack([t[:, 1], -t[:, 0]], axis=1)
 
 
-def _crossing_pairs(origin: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """Index pairs (k, 2), i < j, of transects that intersect each other."""
+def _crossing_pairs(origin: np.ndarray, end: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Index pairs (k, 2), i < j, of transects of one ``group`` (baseline) that intersect
+    each other. Transects of two baselines (a river's banks) may meet in the water."""
     geoms = shapely.linestrings(np.stack([origin, end], axis=1))
     tree = shapely.STRtree(geoms)
     pairs = tree.query(geoms, predicate="intersects")
-    keep = pairs[0] < pairs[1]
+    keep = (pairs[0] < pairs[1]) & (group[pairs[0]] == group[pairs[1]])
     return pairs[:, keep].T
 
 
@@ -150,7 +154,7 @@ def cast_transects(
             continue
         lines.append((line, closed))
         stations.append(s)
-        halves.append(np.full(len(s), min(smoothing, line.length / 2.0)))
+        halves.append(np.full(len(s), min(smoothing, MAX_HALF_CHORD * line.length)))
         owner.append(np.full(len(s), b))
     if not stations:
         raise UserError("no baseline long enough for one transect; lower --spacing")
@@ -182,13 +186,13 @@ def cast_transects(
     for _ in range(6):
         origin = points - normal * landward
         end = points + normal * (length - landward)
-        pairs = _crossing_pairs(origin, end)
+        pairs = _crossing_pairs(origin, end, ids)
         if not len(pairs):
             break
         bad = np.unique(pairs)
         maxima = np.concatenate(
             [
-                np.full(len(s), line.length / 2.0)
+                np.full(len(s), MAX_HALF_CHORD * line.length)
                 for (line, _), s in zip(lines, stations, strict=True)
             ]
         )
@@ -198,8 +202,9 @@ def cast_transects(
         normal = np.where(flip[:, None], -fresh, fresh)
     origin = points - normal * landward
     end = points + normal * (length - landward)
-    keep = np.ones(len(points), bool)
-    pairs = _crossing_pairs(origin, end)
+    keep = np.hypot(*normal.T) > 0.5  # a chord of no length gives no direction: dropped
+    pairs = _crossing_pairs(origin[keep], end[keep], ids[keep])
+    pairs = np.flatnonzero(keep)[pairs] if len(pairs) else pairs
     while len(pairs):
         counts = np.bincount(pairs.ravel(), minlength=len(points))
         worst = int(np.argmax(counts))
@@ -207,7 +212,9 @@ def cast_transects(
         pairs = pairs[(pairs != worst).all(axis=1)]
     notes = []
     if (~keep).any():
-        notes.append(f"{int((~keep).sum())} transect(s) dropped: they crossed a neighbour")
+        notes.append(
+            f"{int((~keep).sum())} transect(s) dropped: crossing a neighbour or no direction"
+        )
     tid = np.arange(1, int(keep.sum()) + 1)
     return Transects(
         origin=origin[keep],

@@ -42,3 +42,19 @@ def test_remove_outliers_reports_reasons():
     assert reason[0, 2] == SPIKE and reason[0, 5] == MEDIAN
     assert np.isnan(clean[0, [2, 5]]).all()
     assert (reason[0, [0, 1, 3, 4, 6, 7]] == 0).all()
+
+
+def test_a_shift_of_the_whole_shore_is_kept_a_lone_spike_is_not():
+    from backend.change.pipeline import common_shift
+
+    rng = np.random.default_rng(0)
+    p = rng.normal(0, 2.0, (30, 9))
+    p[:, 4] += 60.0  # the lake fell: every transect moved 60 m towards the water on one date
+    p[7, 2] += 70.0  # one transect jumped alone
+    shift = common_shift(p)
+    assert abs(shift[4] - 60.0) < 3.0 and np.abs(np.delete(shift, 4)).max() < 3.0
+    _, reason = remove_outliers(p - shift, 40.0, 5, 30.0)
+    assert np.argwhere(reason > 0).tolist() == [[7, 2]]
+    _, naive = remove_outliers(p, 40.0, 5, 30.0)  # per transect: the real shift is lost
+    assert (naive[:, 4] > 0).all()
+    assert not common_shift(p[:3]).any()  # too few transects to tell: no shift taken out
