@@ -208,6 +208,8 @@ def shoreline_length_m(outputs: dict[str, str]) -> float | None:
     ogr.UseExceptions()
     ds = ogr.Open(path)
     layer = ds.GetLayer(0)
+    if layer.GetLayerDefn().GetFieldIndex("length_m") < 0:  # no CRS: lengths in pixels only
+        return None
     total = sum(float(f.GetField("length_m") or 0.0) for f in layer)
     ds = None  # noqa: F841
     return round(total, 3)

@@ -295,6 +295,39 @@ def _cloud_note(source, args) -> str | None:
     )
 
 
+TRAINED_PIXEL_M = 10.0
+"""Every bundled model learned from 10 m Sentinel-2 pixels (SNOWED samples, ESW renders)."""
+MODEL_PIXEL_RANGE_M = (2.5, 40.0)
+"""Pixel sizes a learned model runs at without a warning: 4x finer or coarser than it learned
+from. Far outside, its filters see other objects (a 300 m Landsat render: comb-like stripes,
+shallow banks called land). The indices are per pixel and have no such range."""
+
+
+def _domain_note(source, args) -> str | None:
+    """A warning when the raster has no CRS, or when a learned model runs on pixels far from
+    the size it learned from (:data:`MODEL_PIXEL_RANGE_M`); else None."""
+    from backend.segment.clouds import pixel_metres
+
+    if source.georef.crs is None:
+        return (
+            "WARNING: the raster has no CRS: the mask and shoreline are in pixel coordinates, "
+            "shoreline lengths are in pixels (length_px), and batch leaves it out of merged "
+            "layers; georeference it (e.g. gdal_translate -a_srs EPSG:... -a_ullr ...) first"
+        )
+    metres = pixel_metres(source.georef)
+    low, high = MODEL_PIXEL_RANGE_M
+    if args.method != MODEL or metres is None or low <= metres <= high:
+        return None
+    ratio = metres / TRAINED_PIXEL_M
+    how = f"{ratio:.0f}x coarser" if ratio > 1 else f"{1 / ratio:.0f}x finer"
+    return (
+        f"WARNING: {metres:.1f} m pixels, {how} than the {TRAINED_PIXEL_M:.0f} m pixels the "
+        "model learned from: expect a wrong mask (stripes, missed banks); resample to about "
+        f"{TRAINED_PIXEL_M:.0f} m first (gdalwarp -tr {TRAINED_PIXEL_M:.0f} "
+        f"{TRAINED_PIXEL_M:.0f} -r average) or, with NIR or SWIR bands, use --method auto"
+    )
+
+
 HAZE_ALL = 0.95
 """A cloud mask over more than this share of a raster leaves nothing worth segmenting: unless
 water/land edges show through it (haze, thin cirrus), which :func:`_through_haze` checks."""
@@ -389,7 +422,7 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
             if quality["cloud_fraction"] > HAZE_ALL:
                 notes.append(_through_haze(source, args, quality["cloud_fraction"]))
                 quality["flags"].append("haze")
-            for note in (*notes, _offset_note(source, args)):
+            for note in (*notes, _offset_note(source, args), _domain_note(source, args)):
                 if note:
                     reporter.log(f"{p.name}: {note}")
                     if note.upper().startswith(("WARNING", "HAZE")):

@@ -98,13 +98,15 @@ def write_lines(
     layer_name: str = "shoreline",
 ) -> int:
     """Write map-coordinate polylines (n, 2) as LineString features with ``length_m`` and
-    ``source`` attributes. ``driver`` is "GPKG" or "ESRI Shapefile". Returns the feature count."""
+    ``source`` attributes. ``driver`` is "GPKG" or "ESRI Shapefile". Returns the feature count.
+    A raster without a CRS has no metres: the field is then ``length_px``, in pixels."""
     ogr, _ = _ogr()
     drv = ogr.GetDriverByName(driver)
     ds = drv.CreateDataSource(str(path))
     try:
         layer = ds.CreateLayer(layer_name, _srs(georef), ogr.wkbLineString)
-        layer.CreateField(ogr.FieldDefn("length_m", ogr.OFTReal))
+        length_field = "length_m" if georef.crs is not None else "length_px"
+        layer.CreateField(ogr.FieldDefn(length_field, ogr.OFTReal))
         src_field = ogr.FieldDefn("source", ogr.OFTString)
         src_field.SetWidth(254)
         layer.CreateField(src_field)
@@ -116,7 +118,7 @@ def write_lines(
                 geom.AddPoint_2D(float(x), float(y))
             feat = ogr.Feature(defn)
             feat.SetGeometry(geom)
-            feat.SetField("length_m", float(length))
+            feat.SetField(length_field, float(length))
             feat.SetField("source", source[:254])
             layer.CreateFeature(feat)
         layer.CommitTransaction()
