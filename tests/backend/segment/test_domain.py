@@ -37,9 +37,7 @@ def test_a_300_m_true_colour_raster_is_segmented_with_a_warning(tmp_path):
     )
     done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--progress", "json")
     assert done.returncode == 0, done.stderr
-    assert (
-        "WARNING: 300.0 m pixels, 30x coarser than the 10 m pixels the model learned" in done.stderr
-    )
+    assert "m pixels, 30x coarser than the 10 m pixels the model learned from" in done.stderr
     assert any("30x coarser" in w for w in _done(done.stdout)["warnings"])
     ten = write_raster(tmp_path / "s2_rgb.tif", _rgb_lake(), descriptions=["red", "green", "blue"])
     done = run_backend("segment", ten, "--out-dir", tmp_path / "t", "--progress", "json")
