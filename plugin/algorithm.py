@@ -25,10 +25,49 @@ from qgis.core import (
 )
 
 from .backend_process import SETTINGS_KEY, BackendRun, backend_command, find_interpreter
-from .contract import describe_event, progress_percent
+from .contract import METHODS, describe_event, progress_percent
 from .layers import local_raster_path
 from .options import processing_parameters, processing_values
 from .request import SegmentRequest, parse_bands
+
+
+def method_bands_text() -> str:
+    """ "mixed-adaptive B3 B8 B11; mndwi-adaptive B3 B11; ..." from the contract's methods."""
+    return "; ".join(f"{m.name} {' '.join(m.bands)}" for m in METHODS.values() if m.bands)
+
+
+def parse_band_mapping(text: str, method: str) -> list[int]:
+    """The Bands parameter -> layer band numbers in the order ``method`` reads its bands.
+
+    Either numbers in that order ("2,4,5") or, for an index method, band names with their
+    layer band in any order ("B3=2, B8=4, B11=5"). ValueError says what is wrong and the fix.
+    """
+    if "=" not in text:
+        return parse_bands(text)
+    needed = METHODS[method].bands if method in METHODS else ()
+    if not needed:
+        raise ValueError(
+            f"band names (B3=2, ...) need a method that says which bands it reads: choose an "
+            f"index method ({method_bands_text()}), or give numbers in the model's band order"
+        )
+    given: dict[str, int] = {}
+    for part in (p.strip() for p in text.replace(";", ",").split(",")):
+        if not part:
+            continue
+        name, _, number = (x.strip() for x in part.partition("="))
+        try:
+            given[name.upper()] = parse_bands(number)[0]
+        except (ValueError, IndexError):
+            raise ValueError(f"'{part}' is not NAME=NUMBER, e.g. B3=2") from None
+    missing = [b for b in needed if b.upper() not in given]
+    extra = sorted(set(given) - {b.upper() for b in needed})
+    if missing or extra:
+        raise ValueError(
+            f"{method} reads {' '.join(needed)}: "
+            + (f"map {' '.join(missing)}" if missing else f"{' '.join(extra)} is not read")
+            + f" (e.g. {', '.join(f'{b}={i + 1}' for i, b in enumerate(needed))})"
+        )
+    return [given[b.upper()] for b in needed]
 
 
 class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
@@ -47,23 +86,25 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
         return "Segment water"
 
     def shortHelpString(self) -> str:  # noqa: N802 (QGIS API)
+        methods = "; ".join(m.describe() for m in METHODS.values())
         return (
             "Separates water from land in an optical satellite image (Sentinel-2 first) and "
-            "draws the shoreline. Method: auto (default) uses the mean of NDWI and MNDWI when the "
-            "layer has B3, B8 and B11 (MNDWI or NDWI alone when it has only one pair), water "
-            "above a threshold set for each layer from its water/land edges, and the bundled RGB "
-            "model for a true-colour image; model runs the learned model below; or one water "
-            "index by name. Bands: the "
-            "layer's band numbers in the "
-            "model's band order (e.g. 2,3,4,8 for B2 B3 B4 B8 of a full Sentinel-2 stack); leave "
-            "empty to let the backend match bands by their names (B04, red (B4), nir, SWIR1 ...), "
-            "or, for unnamed bands, by the Sentinel-2 order of a 4, 12 or 13-band raster (said in "
-            "the log); names that miss a model band stop the run with the fix. A band may not be "
-            "listed twice. Model (with method model): a WaterSeg checkpoint (.pt); empty = the "
-            "bundled B2 B3 B4 B8 B11 B12 model when the layer has B11 and B12, else the bundled "
-            "B2 B3 B4 B8 model ('python -m backend plan RASTER' shows every choice). The "
-            "backend runs in its own Python with PyTorch (see the WaterSeg dock, Backend > Check "
-            "backend). The layer must be a local raster file."
+            f"draws the shoreline. Method: {methods}. auto takes the first adaptive index whose "
+            "bands the layer has, else the bundled model (true colour); how each method works "
+            "and how they compare: docs/segment.md.\n\n"
+            "Bands: which layer band is which band the method reads "
+            f"({method_bands_text()}; model: the model's bands). Leave empty to let the backend "
+            "match them by their names (B04, red (B4), nir, SWIR1 ...), or for unnamed bands by "
+            "the Sentinel-2 order of a 4, 12 or 13-band raster (said in the log). A layer "
+            "without band names (e.g. a VRT from gdalbuildvrt) needs them: numbers in that order "
+            "(2,4,5) or, for an index method, names (B3=2, B8=4, B11=5). A band may not be "
+            "listed twice.\n\n"
+            "Model (method model, or auto on a true-colour layer): a WaterSeg checkpoint (.pt); "
+            "empty = the bundled model that fits the layer's bands ('python -m backend plan "
+            "RASTER' shows every choice). Water threshold: the model's water probability; an "
+            "index method keeps its own threshold at the default 0.5 (docs/segment.md, "
+            "Threshold). The backend runs in its own Python with PyTorch (WaterSeg dock, "
+            "Backend). The layer must be a local raster file."
         )
 
     def createInstance(self):  # noqa: N802 (QGIS API)
@@ -71,22 +112,25 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API)
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Raster layer"))
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.MODEL,
-                "Model (WaterSeg checkpoint .pt; empty = bundled model chosen from the bands)",
-                extension="pt",
-                optional=True,
-            )
+        # Labels stay short (the dialog's parameter panel is about 380 px wide at its default
+        # size); the rest is each parameter's help (tooltip) and shortHelpString.
+        model = QgsProcessingParameterFile(
+            self.MODEL, "Model (.pt; empty = bundled)", extension="pt", optional=True
         )
-        self.addParameter(
-            QgsProcessingParameterString(
-                self.BANDS,
-                "Bands (layer band numbers in model order, e.g. 2,3,4,8; empty = by name)",
-                defaultValue="",
-                optional=True,
-            )
+        model.setHelp(
+            "A WaterSeg checkpoint (.pt), with method model; empty: the bundled model chosen "
+            "from the layer's bands"
         )
+        self.addParameter(model)
+        bands = QgsProcessingParameterString(
+            self.BANDS, "Bands (empty = by name)", defaultValue="", optional=True
+        )
+        bands.setHelp(
+            f"Layer band numbers in the order the method reads its bands ({method_bands_text()}; "
+            "model: the model's), or NAME=NUMBER for an index method; empty: by the layer's "
+            "band names"
+        )
+        self.addParameter(bands)
         for param in processing_parameters():  # DEVICE, OVERLAP, ...: the contract's options
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, "Water mask"))
@@ -106,8 +150,11 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 f"Layer '{layer.name()}' is not a local raster file: save it as GeoTIFF first "
                 "(or use the WaterSeg dock, which exports the visible extent)."
             )
+        options = processing_values(self, parameters, context)
         try:
-            bands = parse_bands(self.parameterAsString(parameters, self.BANDS, context) or "")
+            bands = parse_band_mapping(
+                self.parameterAsString(parameters, self.BANDS, context) or "", options["method"]
+            )
         except ValueError as exc:
             raise QgsProcessingException(str(exc)) from None
         if any(b > layer.bandCount() for b in bands):
@@ -128,11 +175,16 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             out_dir=str(work),
             bands=bands,
             model_path=model,
-            options=processing_values(self, parameters, context),
+            options=options,
             python=interp.path,
         )
         argv = backend_command(interp.path, *request.backend_args())
         feedback.pushInfo(f"Backend: {' '.join(argv)}")
+        if bands and options["method"] == "auto":
+            feedback.pushInfo(
+                "Method auto with Bands runs the model on those bands (as segment does); choose "
+                "an index method (e.g. mixed-adaptive) to run it on them"
+            )
 
         def on_event(event: dict) -> None:
             percent = progress_percent(event)  # the contract's stages, as in the dock's task

@@ -74,64 +74,57 @@ class SegmentManyScenesAlgorithm(QgsProcessingAlgorithm):
         return SegmentManyScenesAlgorithm()
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 (QGIS API)
-        self.addParameter(
+        # Labels stay short (the dialog's parameter panel is about 380 px wide at its default
+        # size); what each one means in full is its help (tooltip) and shortHelpString.
+        params = [
             QgsProcessingParameterMultipleLayers(
                 self.LAYERS, "Raster layers", QgsProcessing.TypeRaster, optional=True
-            )
-        )
-        self.addParameter(
+            ),
             QgsProcessingParameterFile(
                 self.FOLDER,
-                "Folder of scenes (searched recursively)",
+                "Folder of scenes",
                 behavior=QgsProcessingParameterFile.Folder,
                 optional=True,
-            )
-        )
-        self.addParameter(
+            ),
             QgsProcessingParameterFile(
-                self.MODEL,
-                "Model (WaterSeg checkpoint .pt; empty = bundled model chosen from the bands)",
-                extension="pt",
-                optional=True,
-            )
-        )
-        self.addParameter(
+                self.MODEL, "Model (.pt; empty = bundled)", extension="pt", optional=True
+            ),
             QgsProcessingParameterBoolean(
-                self.L2A_OFFSET,
-                "Sentinel-2 L2A of processing baseline 04.00 or newer (subtract 1000)",
-                defaultValue=False,
-            )
-        )
-        self.addParameter(
+                self.L2A_OFFSET, "L2A offset (baseline 04.00+)", defaultValue=False
+            ),
             QgsProcessingParameterNumber(
                 self.WORKERS,
-                "Workers (scenes at once on this machine; 0 = automatic)",
+                "Workers (0 = automatic)",
                 QgsProcessingParameterNumber.Integer,
                 defaultValue=0,
                 minValue=0,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterString(
-                self.SCHEDULER,
-                "Scheduler (auto, local, or a Dask scheduler address tcp://host:8786)",
-                defaultValue="auto",
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterBoolean(self.FORCE, "Redo scenes already done", False)
-        )
-        self.addParameter(
+            ),
+            QgsProcessingParameterString(self.SCHEDULER, "Scheduler", defaultValue="auto"),
+            QgsProcessingParameterBoolean(self.FORCE, "Redo scenes already done", False),
             QgsProcessingParameterCrs(
                 self.MERGE_CRS,
-                "CRS of the merged shoreline (empty = EPSG:4326)",
+                "Merged shoreline CRS",
                 defaultValue="EPSG:4326",
                 optional=True,  # QGIS 3.22 refuses a missing CRS even with a default
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder")
-        )
+            ),
+            QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"),
+        ]
+        helps = {
+            self.LAYERS: "Raster layers of the project to segment (local files)",
+            self.FOLDER: "Every raster in this folder, searched recursively",
+            self.MODEL: "A WaterSeg checkpoint (.pt); empty: the bundled model chosen from "
+            "each scene's bands",
+            self.L2A_OFFSET: "Subtract 1000 from raw values: Sentinel-2 L2A of processing "
+            "baseline 04.00 or newer (from January 2022)",
+            self.WORKERS: "Scenes at once on this machine; 0: as many as the CPUs and memory "
+            "allow",
+            self.SCHEDULER: "auto, local, or a Dask scheduler address (tcp://host:8786)",
+            self.FORCE: "Segment again scenes already done with the same model and options",
+            self.MERGE_CRS: "CRS of the merged shoreline of all scenes (empty: EPSG:4326)",
+        }
+        for param in params:
+            param.setHelp(helps.get(param.name(), ""))
+            self.addParameter(param)
         self.addOutput(
             QgsProcessingOutputVectorLayer(
                 self.OUTPUT_SHORELINE, "Shoreline (all scenes)", QgsProcessing.TypeVectorLine

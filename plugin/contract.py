@@ -31,6 +31,29 @@ BUNDLED_MODELS: dict[str, BundledModel] = {
     m["key"]: BundledModel(m["key"], m["file"], tuple(m["bands"]), m["label"])
     for m in CONTRACT["bundled_models"]
 }
+
+
+@dataclass(frozen=True)
+class Method:
+    """One ``--method`` choice (the contract's methods table): ``bands`` it reads (empty: the
+    plan's or the model's), a short ``label``, and what decides water: "probability" (the
+    model's water probability >= the threshold option), "zero" (index > 0), "scene" (index >
+    a threshold set for each raster), or "" (auto: the method the plan resolves to)."""
+
+    name: str
+    label: str
+    bands: tuple[str, ...]
+    water: str
+
+    def describe(self) -> str:
+        """ "mixed-adaptive (NDWI+MNDWI, threshold per scene)"."""
+        return f"{self.name} ({self.label})"
+
+
+METHODS: dict[str, Method] = {
+    m["name"]: Method(m["name"], m["label"], tuple(m["bands"] or ()), m["water"] or "")
+    for m in CONTRACT["methods"]
+}
 DEVICES: tuple[str, ...] = tuple(CONTRACT["devices"])
 OPTIONS: dict[str, dict[str, Any]] = {o["name"]: o for o in CONTRACT["segment_options"]}
 # The options the dock and the Processing algorithm offer ("ui": true), in table order.

@@ -49,7 +49,7 @@ from .backend_process import (
     parse_json_object,
     setup_hint,
 )
-from .contract import BUNDLED_MODELS, UI_OPTIONS
+from .contract import BUNDLED_MODELS, METHODS, OPTIONS, UI_OPTIONS
 from .install import BackendInstallRow
 from .layers import (
     EXPORT_MAX_PIXELS,
@@ -78,6 +78,10 @@ RECENT_MODELS_KEY = "waterseg/recent_models"
 OUT_DIR_KEY = "waterseg/out_dir"
 DOCUMENTS_OUT_DIR_KEY = "waterseg/documents_out_dir"
 COMBO_MIN_CHARS = 14  # a combo box shrinks to this many characters; its text elides beyond
+MODEL_METHOD = "model"  # --method: the learned model; every other choice but auto is an index
+AUTO_METHOD = "auto"
+EXAMPLE_METHOD = "mixed-adaptive"  # named when auto cannot choose: the first auto tries
+METHODS_DOC = "docs/segment.md (Methods)"  # where the log points for what each method does
 
 
 def make_shrinkable(combo: QComboBox) -> None:
@@ -171,6 +175,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.band_combos: list[QgsRasterBandComboBox] = []
         self._processes: dict[str, QProcess] = {}
         self._shown_once = False
+        self._logged: set[tuple[str, str]] = set()  # (layer, plan warning) already logged
 
         self.message_bar = QgsMessageBar(self)
         self.message_bar.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Fixed)  # may shrink
@@ -196,7 +201,11 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.option_widgets: dict[str, object] = {}  # contract option name -> its widget
         for opt in UI_OPTIONS:  # ranges, defaults and choices from the contract
             widget = getattr(self, widget_name(opt), None)
-            if widget is None:  # an option dock.ui does not place: a generated row
+            if widget is None and opt.get("plan"):  # what runs (--method): above the model
+                widget = make_widget(opt)
+                row, _ = self.inputForm.getWidgetPosition(self.modelLabel)
+                self.inputForm.insertRow(row, opt.get("label", opt["name"]), widget)
+            elif widget is None:  # an option dock.ui does not place: a generated row
                 widget = make_widget(opt)
                 row = self.optionsForm.rowCount() - 1  # above the output folder
                 self.optionsForm.insertRow(row, opt.get("label", opt["name"]), widget)
@@ -204,6 +213,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.option_widgets[opt["name"]] = widget
             if opt.get("plan"):  # an option that changes the backend's plan: ask again
                 on_change(widget, self.request_plan)
+        method_combo = self.option_widgets["method"]
+        for i in range(method_combo.count()):  # "ndwi (NDWI > 0)": the contract's labels
+            method_combo.setItemText(i, METHODS[method_combo.itemData(i)].describe())
+        self.thresholdLabel.setText(OPTIONS["threshold"]["label"])
 
         settings = QgsSettings()
         self.outDirWidget.setStorageMode(QgsFileWidget.GetDirectory)
@@ -452,16 +465,15 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self._cancel_query("plan")
             if self.is_automatic():
                 self.auto_choice = None
-                self.modelInfoLabel.setText(
-                    "Bundled model: chosen from the layer's bands once you pick a raster layer"
-                )
+            self._show_unplanned("chosen from the layer's bands once you pick a raster layer")
             return
         interp = find_interpreter(self.pythonWidget.filePath())
         if not interp.ok:
             self._cancel_query("plan")
             self.plan_error = f"cannot read the layer's bands: {interp.problem}"
             if self.is_automatic():
-                self.modelInfoLabel.setText(f"Bundled model: {self.plan_error}")
+                self.auto_choice = None
+            self._show_unplanned(self.plan_error)
             return
         path = local_raster_path(layer)
         if path:
@@ -485,21 +497,100 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if plan is None:
             if self.is_automatic():
                 self.auto_choice = None
-                self.modelInfoLabel.setText(f"Cannot use this layer: {error}")
+            self._show_unplanned(error)
             for combo in self.band_combos:
                 combo.setBand(-1)
             return
         model = plan.get("model") or {}
-        if self.is_automatic():
+        method = self.resolved_method()
+        why = str(model.get("why") or "")
+        if method != MODEL_METHOD:
+            how = (
+                "chosen from the layer's bands" if self.chosen_method() == AUTO_METHOD else "reads"
+            )
+            text = f"Method: {METHODS[method].describe()}, no model; {how} {' '.join(model.get('bands') or [])}"
+            self.modelInfoLabel.setText(text)
+        elif self.is_automatic():
             self.auto_choice = model.get("key")
-            text = str(model.get("why") or "")
+            text = why
             path = self.model_path()
             if path and not Path(path).is_file():
                 text += f", but {path} is missing: reinstall the plugin"
             self.modelInfoLabel.setText(text)
+        self.modelInfoLabel.setToolTip(why)
         self._set_model_bands([str(b) for b in model.get("bands") or []])
+        self._update_method_rows()
+        name = self.layerCombo.currentLayer().name()
         for note in plan.get("warnings") or []:
-            log(f"{self.layerCombo.currentLayer().name()}: {note}")
+            if (name, note) not in self._logged:  # a re-plan of the same layer: said once
+                self._logged.add((name, note))
+                log(f"{name}: {note}")
+
+    # ---- what runs: the method, and the rows that apply to it -----------------------------
+
+    def chosen_method(self) -> str:
+        """The Method row's choice ("auto", "model", "ndwi", ...)."""
+        return str(widget_value(self.option_widgets["method"]))
+
+    def resolved_method(self) -> str | None:
+        """The method a run uses: the plan's answer (auto resolved), else the Method row's
+        choice when it is not auto, else the model when one is picked by hand (as segment
+        resolves auto with --model); None while auto is unresolved (no plan)."""
+        if self.plan is not None and self.plan.get("method"):
+            return str(self.plan["method"])
+        method = self.chosen_method()
+        if method == AUTO_METHOD:
+            return None if self.is_automatic() else MODEL_METHOD
+        return method
+
+    def _show_unplanned(self, reason: str) -> None:
+        """No plan for the layer (no layer yet, no backend, or bands without names): say what
+        will run, as far as the dock knows, and offer the rows of an explicit method."""
+        method = self.resolved_method()
+        if method is None or (method == MODEL_METHOD and self.is_automatic()):
+            self._set_model_bands([])  # no model known yet: no rows to map
+        if method is None:
+            text = (
+                f"Method auto: {reason}"
+                if "once you pick" in reason
+                else f"Cannot use this layer with method auto: {reason}. Choose a method and "
+                f"map its bands (e.g. {EXAMPLE_METHOD}: {' '.join(METHODS[EXAMPLE_METHOD].bands)})"
+            )
+        elif method == MODEL_METHOD:
+            text = f"Cannot use this layer: {reason}"
+            if self.is_automatic() and "once you pick" not in reason:
+                text += ". Choose a model to map its bands by hand"
+            elif "once you pick" in reason:
+                text = f"Bundled model: {reason}"
+        else:
+            unnamed = "pass --bands" in reason or "cannot tell which" in reason
+            text = f"Method: {METHODS[method].describe()}, no model; " + (
+                f"the layer's bands have no names: map {' '.join(METHODS[method].bands)} below"
+                if unnamed
+                else reason
+            )
+            self._set_model_bands(list(METHODS[method].bands))
+        self.modelInfoLabel.setText(text)
+        self.modelInfoLabel.setToolTip(reason)
+        self._update_method_rows()
+
+    def _update_method_rows(self) -> None:
+        """Show the rows that apply to the method that will run: the model picker and the
+        water probability threshold only for the learned model; the auto choice's resolution
+        in the Method row; the band mapping titled after what reads the bands."""
+        method = self.resolved_method()
+        uses_model = method == MODEL_METHOD
+        for widget in (self.modelLabel, self.modelCombo, self.browseModelButton):
+            widget.setVisible(uses_model)
+        for widget in (self.thresholdLabel, self.thresholdSpin):
+            widget.setVisible(uses_model)  # an index has its own threshold: 0, or per scene
+        combo = self.option_widgets["method"]
+        auto = combo.findData(AUTO_METHOD)
+        resolved = f": {method}" if self.chosen_method() == AUTO_METHOD and method else ""
+        combo.setItemText(auto, METHODS[AUTO_METHOD].describe() + resolved)
+        reader = "model" if uses_model or method is None else method
+        self.bandsGroup.setTitle(f"Band mapping ({reader} band ← layer band)")
+        self.bandsGroup.setVisible(bool(self.model_bands))
 
     def _set_model_bands(self, bands: list[str]) -> None:
         """Show one mapping row per model band (rebuilt only when the bands change)."""
@@ -560,6 +651,9 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
     def _on_layer_changed(self, layer) -> None:
         if isinstance(layer, QgsRasterLayer):
             self.clear_messages()  # a valid choice: "Choose a raster layer…" no longer applies
+        if not self.active_tasks():  # the last run's line and bar were about another layer
+            self.statusLabel.setText("")
+            self.progressBar.setValue(0)
         self._update_input_row(layer)
         for combo in self.band_combos:
             combo.setLayer(self._band_layer())
@@ -671,8 +765,14 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if "plan" in self._processes:
             self.show_message("Still reading the layer's bands: try again in a moment.")
             return None
-        if self.is_automatic() and self.plan is None:
-            self.show_message(f"Layer '{layer.name()}': {self.plan_error or 'no plan yet'}")
+        method = self.resolved_method()
+        if method is None or (method == MODEL_METHOD and self.is_automatic() and not self.plan):
+            fix = (
+                "choose a method and map its bands (Band mapping)"
+                if method is None
+                else "choose a model and map its bands (Band mapping)"
+            )
+            self.show_message(f"Layer '{layer.name()}': {self.plan_error or 'no plan yet'}; {fix}.")
             return None
         need = len(self.model_bands)
         band_count = self.input_band_count(layer)
@@ -686,11 +786,21 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             )
             return None
         bands = self.band_mapping()
+        reader = "model" if method == MODEL_METHOD else method
         if any(b < 1 or b > band_count for b in bands):
-            self.show_message("Map every model band to a band of the layer (Band mapping).")
+            self.show_message(
+                f"Map every {reader} band ({' '.join(self.model_bands)}) to a band of the layer "
+                "(Band mapping)."
+            )
             return None
-        # a plan without a model file (a classical --method) needs no checkpoint
-        needs_model = (self.plan or {}).get("model", {}).get("file") != ""
+        twice = sorted({b for b in bands if bands.count(b) > 1})
+        if twice:
+            self.show_message(
+                f"Layer band {twice[0]} is mapped to two {reader} bands: map each of "
+                f"{' '.join(self.model_bands)} to its own layer band (Band mapping)."
+            )
+            return None
+        needs_model = method == MODEL_METHOD  # an index method needs no checkpoint
         model = self.model_path() if needs_model else None
         if needs_model and not Path(model).is_file():
             self.show_message(
@@ -751,11 +861,11 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
                 export_raster_extent(provider, crs, path, extent, cols, rows, context)
 
         options = {name: widget_value(w) for name, w in self.option_widgets.items()}
-        planned_method = (self.plan or {}).get("method")
-        if options.get("method") == "auto" and planned_method:
-            # the plan resolved auto for this layer; sent as is, "auto" with the explicit
-            # --bands below would make segment run a model on the index's bands
-            options["method"] = planned_method
+        # auto as the plan resolved it for this layer; sent as is, "auto" with the explicit
+        # --bands below would make segment run a model on the index's bands
+        options["method"] = method
+        if method != MODEL_METHOD:  # hidden: an index has its own threshold (0 or per scene)
+            options.pop("threshold", None)
         request = SegmentRequest(
             layer_name=layer.name(),
             input_path=path,
@@ -789,9 +899,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.tasks.append(task)
         self.progressBar.setValue(0)
         self.statusLabel.setText(f"queued: {request.layer_name}")
+        method = METHODS[str(request.options["method"])].describe()
         log(
-            f"queued segmentation of {request.layer_name} with {request.python}: "
-            f"{' '.join(request.backend_args())}"
+            f"queued segmentation of {request.layer_name}: method {method} (what each method "
+            f"does: {METHODS_DOC}); {request.python} -m backend {' '.join(request.backend_args())}"
         )
         QgsApplication.taskManager().addTask(task)
         self._update_buttons()
@@ -826,6 +937,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.show_message(f"Cancelled: {task.request.layer_name}", Qgis.Info, 5)
             self.statusLabel.setText("cancelled")
         else:
+            self.progressBar.setValue(0)  # not left where the run stopped
             self.statusLabel.setText(f"failed: {result.error}")
         self._update_buttons()
 

@@ -61,6 +61,13 @@ def segment_options() -> list[dict[str, Any]]:
     return list(contract()["segment_options"])
 
 
+def methods() -> list[dict[str, Any]]:
+    """The ``--method`` table: name, short label, the Sentinel-2 bands it reads (None: the
+    plan's or the model's) and what decides water ("probability", "zero", "scene"), in the
+    order of the method option's choices."""
+    return list(contract()["methods"])
+
+
 def option(name: str) -> dict[str, Any]:
     """One segment option by name (``"overlap"``, ``"min-length"``)."""
     for opt in contract()["segment_options"]:

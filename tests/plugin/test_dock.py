@@ -391,12 +391,19 @@ def test_three_band_layer_is_refused_in_automatic_mode(plugin, tmp_path, qtbot):
     if (MODELS_DIR / "waterseg-rgb.pt").is_file():  # 3 unnamed 16-bit bands: no guess
         assert message.startswith("Layer 'rgb': cannot tell which of the raster's 3 uint16")
     else:
-        assert message == (
+        assert message.startswith(
             "Layer 'rgb': the raster has 3 band(s) but the model needs 4 (B2 B3 B4 B8); "
             "missing B8; pass a raster with these bands or --bands"
         )
     assert "--bands" in message
-    assert dock.modelInfoLabel.text() == "Cannot use this layer: " + message[len("Layer 'rgb': ") :]
+    assert message.endswith("; choose a method and map its bands (Band mapping).")
+    reason = message[
+        len("Layer 'rgb': ") : -len("; choose a method and map its bands (Band mapping).")
+    ]
+    assert dock.modelInfoLabel.text() == (
+        f"Cannot use this layer with method auto: {reason}. Choose a method and map its bands "
+        "(e.g. mixed-adaptive: B3 B8 B11)"
+    )
     _assert_nothing_started(dock, before)
 
 
@@ -459,7 +466,8 @@ def test_method_option_is_generated_and_replans(plugin, tmp_path, qtbot):
     combo.setCurrentIndex(combo.findData("ndwi"))
     _settle(dock, qtbot)
     assert _rows(dock) == ["B3", "B8"] and dock.band_mapping() == [2, 4]
-    assert dock.modelInfoLabel.text().startswith("Using the classical index ndwi")
+    assert dock.modelInfoLabel.text() == "Method: ndwi (NDWI > 0), no model; reads B3 B8"
+    assert dock.modelInfoLabel.toolTip().startswith("Using the classical index ndwi")
     request, _ = dock.build_request()
     args = request.backend_args()
     assert request.model_path is None and "--model" not in args
@@ -478,11 +486,21 @@ def test_default_method_on_a_6_band_layer_shows_the_adaptive_index_and_sends_it(
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     _settle(dock, qtbot)
-    assert dock.modelInfoLabel.text().startswith(
+    assert dock.modelInfoLabel.text() == (
+        "Method: mixed-adaptive (NDWI+MNDWI, threshold per scene), no model; chosen from the "
+        "layer's bands B3 B8 B11"
+    )
+    assert dock.modelInfoLabel.toolTip().startswith(  # the backend's whole reason
         "Using the mean of NDWI and MNDWI (B3 B8 B11; water above a threshold set for each "
         "raster from its water/land edges), no model: chosen automatically, the raster has B3 "
         "and B8 and B11"
     )
+    combo = dock.option_widgets["method"]
+    assert combo.currentText() == "auto (chosen from the layer's bands): mixed-adaptive"
+    # rows that do not apply to an index are hidden: no model, no probability threshold
+    assert dock.modelCombo.isHidden() and dock.browseModelButton.isHidden()
+    assert dock.thresholdSpin.isHidden() and dock.thresholdLabel.isHidden()
+    assert dock.bandsGroup.title() == "Band mapping (mixed-adaptive band ← layer band)"
     assert dock.auto_choice is None and dock.model_path() == ""
     assert _rows(dock) == ["B3", "B8", "B11"] and dock.band_mapping() == [2, 4, 5]
     built = dock.build_request()
@@ -491,3 +509,56 @@ def test_default_method_on_a_6_band_layer_shows_the_adaptive_index_and_sends_it(
     assert built[0].model_path is None and "--model" not in args
     assert args[args.index("--method") + 1] == "mixed-adaptive"
     assert args[args.index("--bands") + 1] == "2,4,5"
+    dock.thresholdSpin.setValue(0.9)  # set earlier for a model: hidden now, and not sent
+    assert "--threshold" not in dock.build_request()[0].backend_args()
+
+
+def test_model_method_shows_the_model_and_threshold_rows(plugin, tmp_path, qtbot):
+    """--method model: the model picker and the water probability threshold (the contract's
+    label) are shown and sent; back to an index, they hide again."""
+    dock = plugin.dock
+    layer = _six_band_layer(tmp_path, ["B2", "B3", "B4", "B8", "B11", "B12"])
+    dock.layerCombo.setLayer(layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    set_method(dock, "model")
+    _settle(dock, qtbot)
+    assert not dock.modelCombo.isHidden() and not dock.thresholdSpin.isHidden()
+    assert dock.thresholdLabel.text() == "Water probability threshold"
+    assert dock.bandsGroup.title() == "Band mapping (model band ← layer band)"
+    dock.thresholdSpin.setValue(0.7)
+    built = dock.build_request()
+    assert built is not None, dock.last_message()
+    args = built[0].backend_args()
+    assert args[args.index("--threshold") + 1] == "0.7" and "--model" in args
+    set_method(dock, "mndwi-adaptive")
+    _settle(dock, qtbot)
+    assert dock.modelCombo.isHidden() and dock.thresholdSpin.isHidden()
+    assert _rows(dock) == ["B3", "B11"] and dock.band_mapping() == [2, 5]
+
+
+def test_status_line_and_bar_reset_when_the_layer_changes(plugin, tmp_path, qtbot):
+    dock = plugin.dock
+    first = _six_band_layer(tmp_path, ["B2", "B3", "B4", "B8", "B11", "B12"])
+    dock.layerCombo.setLayer(first)
+    _settle(dock, qtbot)
+    dock.statusLabel.setText("failed: something about the first layer")
+    dock.progressBar.setValue(85)
+    second = _add_raster(write_raster(tmp_path / "four.tif", bands=4, size=(16, 16)), "four")
+    dock.layerCombo.setLayer(second)
+    assert dock.statusLabel.text() == "" and dock.progressBar.value() == 0
+    _settle(dock, qtbot)
+
+
+def test_progress_bar_resets_after_a_failed_run(plugin, tmp_path, qtbot):
+    from plugin.backend_process import RunResult
+
+    dock = plugin.dock
+    dock.progressBar.setValue(85)
+
+    class Task:
+        class request:  # noqa: N801 - a stand-in for SegmentRequest
+            layer_name = "scene"
+
+    dock._on_task_completed(Task(), RunResult(error="has no valid pixels"), None, None)
+    assert dock.progressBar.value() == 0
+    assert dock.statusLabel.text() == "failed: has no valid pixels"

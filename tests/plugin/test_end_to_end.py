@@ -213,7 +213,10 @@ def test_dock_run_with_the_default_method_runs_the_index_it_shows(plugin, tmp_pa
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
-    assert dock.modelInfoLabel.text().startswith("Using NDWI (B3 B8; water above a threshold")
+    assert dock.modelInfoLabel.text() == (
+        "Method: ndwi-adaptive (NDWI, threshold per scene), no model; chosen from the layer's "
+        "bands B3 B8"
+    )
     task, result = _run_to_the_end(dock, qtbot)
     assert task.request.model_path is None and task.request.bands == [2, 4]
     assert task.request.options["method"] == "ndwi-adaptive"
