@@ -11,6 +11,8 @@ Packages, bottom up; each imports only the ones above it in this list (tests/tes
   synthetic scene) and their augmentations;
 - ``segment/``: the engine, any raster -> water mask, probability and shoreline (``segment``,
   ``plan``); ``batch/``: many scenes on Dask (``batch``);
+- ``change/``: shoreline change through time over batch's outputs: dates, transects,
+  positions, DSAS rates, plots (``change``);
 - ``learning/``: training, evaluation, Table I and their metrics (``train``, ``evaluate``,
   ``table1``);
 - ``commands/``: ``demo``, ``info`` and ``model-info``;

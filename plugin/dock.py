@@ -35,6 +35,7 @@ from qgis.PyQt.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QPushButton,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
@@ -49,6 +50,7 @@ from .backend_process import (
     parse_json_object,
     setup_hint,
 )
+from .change_algorithm import open_change_dialog
 from .contract import BUNDLED_MODELS, METHODS, OPTIONS, UI_OPTIONS
 from .install import BackendInstallRow
 from .layers import (
@@ -189,6 +191,12 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         slot.setFixedHeight(self.message_bar.sizeHint().height())
         self.message_bar.clearWidgets()
         self.messageBarLayout.addWidget(slot)
+        # Shoreline change through time (issue 19): opens its Processing dialog
+        change_button = QPushButton("Shoreline change through time...", self)
+        change_button.setObjectName("changeButton")
+        change_button.setToolTip("Dated scenes -> transects, rates and plots (docs/change.md)")
+        change_button.clicked.connect(lambda: open_change_dialog())
+        self.mainLayout.addWidget(change_button)
 
         self.layerCombo.setFilters(QgsMapLayerProxyModel.RasterLayer)
         self.layerCombo.setAllowEmptyLayer(True)

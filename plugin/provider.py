@@ -8,10 +8,12 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithm import SegmentWaterAlgorithm
 from .backend_process import PLUGIN_ROOT
 from .batch_algorithm import SegmentManyScenesAlgorithm
+from .change_algorithm import ShorelineChangeAlgorithm
 
 
 class WaterSegProvider(QgsProcessingProvider):
-    """Holds the "Segment water" algorithm."""
+    """Holds the "Segment water", "Segment water (many scenes)" and "Shoreline change through
+    time" algorithms."""
 
     def id(self) -> str:
         return "waterseg"
@@ -28,3 +30,4 @@ class WaterSegProvider(QgsProcessingProvider):
     def loadAlgorithms(self) -> None:  # noqa: N802 (QGIS API)
         self.addAlgorithm(SegmentWaterAlgorithm())
         self.addAlgorithm(SegmentManyScenesAlgorithm())
+        self.addAlgorithm(ShorelineChangeAlgorithm())

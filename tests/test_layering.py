@@ -53,6 +53,7 @@ BACKEND_LAYERS: dict[str, set[str]] = {
     "datasets": {"core"},
     "segment": {"core", "models"},
     "batch": {"core", "segment"},
+    "change": {"core", "segment", "batch"},
     "learning": {"core", "models", "losses", "datasets"},
     "commands": {"core", "models", "losses", "datasets", "segment", "batch", "learning"},
     "cli": {"core"},
