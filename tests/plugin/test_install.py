@@ -252,3 +252,57 @@ def test_dependency_hash_is_setup_sh_stamp_of_the_development_venv():
     stamp = REPO / ".venv" / ".requirements.sha256"
     if stamp.is_file():
         assert stamp.read_text().strip() == digest.hexdigest()
+
+
+def _shim(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/bash\n" + body + "\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_missing_debian_packages_stop_with_the_apt_command(tiny_home, tmp_path, monkeypatch):
+    """Not root and a package missing: setup.sh never prompts for sudo; it names the command.
+    (dpkg-query and id are shimmed: python3-rasterio 'missing', uid 1000.)"""
+    home, _deps = tiny_home
+    shims = tmp_path / "shims"
+    _shim(shims, "id", 'if [ "$1" = "-u" ]; then echo 1000; else exec /usr/bin/id "$@"; fi')
+    _shim(
+        shims,
+        "dpkg-query",
+        'for a; do last="$a"; done\n'
+        '[ "$last" = python3-rasterio ] && exit 1\nexec /usr/bin/dpkg-query "$@"',
+    )
+    monkeypatch.setenv("PATH", f"{shims}:{os.environ['PATH']}")
+    result = BackendInstaller().run()
+    assert result.error == (
+        "Debian packages missing: run 'sudo apt-get install python3-rasterio' in a terminal, "
+        "then install the backend again"
+    ), result.log[-5:]
+    assert _leftovers(home) == []
+
+
+def test_no_venv_module_names_the_package(tiny_home, tmp_path, monkeypatch):
+    """A base Python that cannot make a venv (Debian without python3.11-venv), simulated by a
+    wrapper that fails ``-m venv`` with Debian's own message."""
+    home, _deps = tiny_home
+    wrapper = _shim(
+        tmp_path / "shims",
+        "python3.11",
+        'if [ "$1" = -m ] && [ "$2" = venv ]; then\n'
+        '  echo "The virtual environment was not created successfully because ensurepip is '
+        'not available." >&2; exit 1\nfi\nexec /usr/bin/python3.11 "$@"',
+    )
+    monkeypatch.setenv("WATERSEG_BASE_PYTHON", str(wrapper))
+    result = BackendInstaller().run()
+    assert "sudo apt-get install python3.11-venv" in result.error, result.log[-5:]
+    assert _leftovers(home) == []
+
+
+def test_too_little_disk_stops_before_installing(tiny_home, monkeypatch):
+    home, _deps = tiny_home
+    monkeypatch.setattr("plugin.install.REQUIRED_FREE_BYTES", 1 << 60)
+    result = BackendInstaller().run()
+    assert result.error.startswith("the disk is nearly full") and result.exit_code is None
+    assert _leftovers(home) == []
