@@ -306,3 +306,16 @@ def test_too_little_disk_stops_before_installing(tiny_home, monkeypatch):
     result = BackendInstaller().run()
     assert result.error.startswith("the disk is nearly full") and result.exit_code is None
     assert _leftovers(home) == []
+
+
+def test_a_killed_install_is_cleaned_up_by_the_next(tiny_home):
+    """QGIS killed mid-install leaves .install-<hash>-<pid>; the next install removes it (its
+    process is gone) and ignores it meanwhile (not a finished environment)."""
+    home, _deps = tiny_home
+    dead = home / ".install-0123456789ab-999999999"
+    (dead / "bin").mkdir(parents=True)
+    (dead / "bin" / "python").write_text("")
+    assert home_status().current is None and not home_status().outdated
+    result = BackendInstaller().run()
+    assert result.ok and f"Removed the unfinished install {dead}" in result.log
+    assert _leftovers(home) == [result.path.name]
