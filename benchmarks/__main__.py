@@ -1,7 +1,7 @@
 """Run every benchmark section in one process so their figures are measured side by side.
 
 ``python -m benchmarks [SECTION ...]``: sections are ``segment``, ``train``,
-``contention`` and ``batch`` (default: all).
+``contention``, ``batch`` and ``change`` (default: all).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ SECTIONS = {
     "train": "benchmarks.bench_train",
     "contention": "benchmarks.bench_contention",
     "batch": "benchmarks.bench_batch",
+    "change": "benchmarks.bench_change",
 }
 
 
