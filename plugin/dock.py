@@ -273,6 +273,8 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         so the dock never opens with a horizontal scrollbar."""
         for combo in self.scrollContents.findChildren(QComboBox):
             make_shrinkable(combo)
+        for widget in self._method_rows():  # measured shown: a method may show them later
+            widget.setVisible(True)
         for label in (self.statusLabel, self.modelInfoLabel):  # a long file name never widens
             policy = label.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Ignored)
@@ -287,6 +289,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         # changes the content's height, and a scrollbar coming and going with it would shift
         # every button sideways under the cursor.
         self.scrollArea.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)
+        self._update_method_rows()
 
     # ---- non-file layers: render or export ------------------------------------------------
 
@@ -582,22 +585,32 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.modelInfoLabel.setToolTip(reason)
         self._update_method_rows()
 
+    def _method_rows(self) -> tuple:
+        """The widgets of the rows only the learned model uses: the model picker and the
+        water probability threshold."""
+        return (
+            self.modelLabel,
+            self.modelCombo,
+            self.browseModelButton,
+            self.thresholdLabel,
+            self.thresholdSpin,
+        )
+
     def _update_method_rows(self) -> None:
         """Show the rows that apply to the method that will run: the model picker and the
         water probability threshold only for the learned model; the auto choice's resolution
         in the Method row; the band mapping titled after what reads the bands."""
         method = self.resolved_method()
         uses_model = method == MODEL_METHOD
-        for widget in (self.modelLabel, self.modelCombo, self.browseModelButton):
+        for widget in self._method_rows():  # an index has no model, and its own threshold
             widget.setVisible(uses_model)
-        for widget in (self.thresholdLabel, self.thresholdSpin):
-            widget.setVisible(uses_model)  # an index has its own threshold: 0, or per scene
         combo = self.option_widgets["method"]
         auto = combo.findData(AUTO_METHOD)
-        resolved = f": {method}" if self.chosen_method() == AUTO_METHOD and method else ""
-        combo.setItemText(auto, METHODS[AUTO_METHOD].describe() + resolved)
-        reader = "model" if uses_model or method is None else method
-        self.bandsGroup.setTitle(f"Band mapping ({reader} band ← layer band)")
+        chosen = self.chosen_method() == AUTO_METHOD and method  # "auto: mixed-adaptive"
+        combo.setItemText(auto, f"auto: {method}" if chosen else METHODS[AUTO_METHOD].describe())
+        reader = "the model" if uses_model or method is None else method
+        # not in the title: a group box is at least as wide as its title
+        self.bandsGroup.setToolTip(f"Which layer band is each band {reader} reads")
         self.bandsGroup.setVisible(bool(self.model_bands))
 
     def _set_model_bands(self, bands: list[str]) -> None:

@@ -496,11 +496,11 @@ def test_default_method_on_a_6_band_layer_shows_the_adaptive_index_and_sends_it(
         "and B8 and B11"
     )
     combo = dock.option_widgets["method"]
-    assert combo.currentText() == "auto (chosen from the layer's bands): mixed-adaptive"
+    assert combo.currentText() == "auto: mixed-adaptive"
     # rows that do not apply to an index are hidden: no model, no probability threshold
     assert dock.modelCombo.isHidden() and dock.browseModelButton.isHidden()
     assert dock.thresholdSpin.isHidden() and dock.thresholdLabel.isHidden()
-    assert dock.bandsGroup.title() == "Band mapping (mixed-adaptive band ← layer band)"
+    assert dock.bandsGroup.toolTip() == "Which layer band is each band mixed-adaptive reads"
     assert dock.auto_choice is None and dock.model_path() == ""
     assert _rows(dock) == ["B3", "B8", "B11"] and dock.band_mapping() == [2, 4, 5]
     built = dock.build_request()
@@ -524,7 +524,7 @@ def test_model_method_shows_the_model_and_threshold_rows(plugin, tmp_path, qtbot
     _settle(dock, qtbot)
     assert not dock.modelCombo.isHidden() and not dock.thresholdSpin.isHidden()
     assert dock.thresholdLabel.text() == "Water probability threshold"
-    assert dock.bandsGroup.title() == "Band mapping (model band ← layer band)"
+    assert dock.bandsGroup.toolTip() == "Which layer band is each band the model reads"
     dock.thresholdSpin.setValue(0.7)
     built = dock.build_request()
     assert built is not None, dock.last_message()

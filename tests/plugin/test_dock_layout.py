@@ -192,3 +192,30 @@ def test_buttons_stay_put_when_a_message_comes_and_goes(dock_in_window, qtbot):
     assert not dock.message_bar.items()
 
     assert places() == shown
+
+
+@pytest.mark.parametrize("method", ["auto", "model", "mixed-adaptive"])
+def test_rows_of_each_method_fit_the_default_width(dock_in_window, tmp_path, qtbot, method):
+    """Issue 22, item 5: once the plan has answered, the rows the method shows (the Method
+    line, the model row for a model, the band mapping) add no horizontal scrollbar."""
+    names = ["B2", "B3", "B4", "B8", "B11", "B12"]
+    path = write_raster(tmp_path / "six.tif", bands=6, size=(16, 16), descriptions=names)
+    QgsProject.instance().addMapLayer(_raster(path, "six"))
+    window, dock = dock_in_window()
+    window.show()
+    dock.show()
+    qtbot.waitExposed(window)
+    window.resizeDocks([dock], [1], Qt.Horizontal)  # as narrow as the dock lets itself be
+    combo = dock.option_widgets["method"]
+    combo.setCurrentIndex(combo.findData(method))
+    qtbot.wait(50)
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
+    qtbot.wait(50)
+    assert dock.band_combos, dock.modelInfoLabel.text()
+    area = dock.scrollArea
+    assert area.horizontalScrollBar().maximum() == 0, method
+    assert dock.modelCombo.isVisible() == (method == "model")
+    viewport = area.viewport()
+    for widget in (dock.runButton, dock.cancelButton, combo, *dock.band_combos):
+        left = widget.mapTo(viewport, widget.rect().topLeft()).x()  # the dock scrolls down,
+        assert 0 <= left and left + widget.width() <= viewport.width(), widget.objectName()

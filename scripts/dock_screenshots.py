@@ -1,0 +1,149 @@
+"""Screenshots of the WaterSeg dock in an offscreen QGIS main window of 1280 x 800 (QGIS's
+default), one per state the dock must show right (issue #22): what will run for the default
+method, for the learned model, and for a raster without band names mapped by hand.
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/dock_screenshots.py SCENE.tif OUT_DIR
+
+writes OUT_DIR/dock-auto-index.png, dock-model.png and dock-unnamed-vrt.png (the whole window:
+the dock at the width QGIS gives it).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+SIZE = (1280, 800)
+
+
+def main(argv: list[str]) -> int:
+    scene, out_dir = Path(argv[0]).resolve(), Path(argv[1]).resolve()
+    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
+
+    app = QgsApplication([], True)
+    app.initQgis()
+    from osgeo import gdal
+    from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsMapCanvas, QgsMessageBar
+    from qgis.PyQt.QtCore import Qt
+    from qgis.PyQt.QtWidgets import QMainWindow
+
+    window = QMainWindow()
+    canvas = QgsMapCanvas(window)
+    bar = QgsMessageBar()
+    window.setCentralWidget(canvas)
+    bridge = QgsLayerTreeMapCanvasBridge(QgsProject.instance().layerTreeRoot(), canvas)  # noqa: F841
+
+    class Iface:  # the few iface calls the plugin makes
+        def mainWindow(self):
+            return window
+
+        def mapCanvas(self):
+            return canvas
+
+        def addToolBarIcon(self, action):
+            pass
+
+        def removeToolBarIcon(self, action):
+            pass
+
+        def addPluginToMenu(self, name, action):
+            pass
+
+        def removePluginMenu(self, name, action):
+            pass
+
+        def messageBar(self):
+            return bar
+
+        def activeLayer(self):
+            return None
+
+    from plugin.main import WaterSegPlugin
+
+    plugin = WaterSegPlugin(Iface())
+    plugin.initGui()
+    dock = plugin.dock
+    window.addDockWidget(Qt.RightDockWidgetArea, dock)
+    window.resize(*SIZE)
+    window.show()
+    dock.show()
+    dock.outDirWidget.setFilePath(tempfile.mkdtemp(prefix="waterseg-shot-"))
+
+    def pump(seconds: float, until=lambda: False) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end and not until():
+            app.processEvents()
+            time.sleep(0.02)
+
+    def settle() -> None:
+        pump(0.3)
+        pump(60, until=lambda: not dock.busy_queries())
+        pump(0.5)
+
+    def shot(name: str) -> None:
+        canvas.refreshAllLayers()
+        pump(1)
+        canvas.waitWhileRendering()
+        path = out_dir / name
+        window.grab().save(str(path))
+        print(f"wrote {path}")
+
+    def add(path: Path, name: str) -> QgsRasterLayer:
+        layer = QgsRasterLayer(str(path), name)
+        renderer = layer.renderer()
+        if layer.bandCount() >= 4 and hasattr(renderer, "setRedBand"):  # true colour
+            renderer.setRedBand(4)
+            renderer.setGreenBand(3)
+            renderer.setBlueBand(2)
+            layer.setDefaultContrastEnhancement()
+        QgsProject.instance().addMapLayer(layer)
+        canvas.setDestinationCrs(layer.crs())
+        canvas.setExtent(layer.extent())
+        return layer
+
+    def set_method(name: str) -> None:
+        combo = dock.option_widgets["method"]
+        combo.setCurrentIndex(combo.findData(name))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    layer = add(scene, "Sentinel-2 scene")
+    dock.layerCombo.setLayer(layer)
+    settle()
+    shot("dock-auto-index.png")
+
+    set_method("model")
+    settle()
+    shot("dock-model.png")
+
+    # the scene's B2 B3 B4 B8 B11 B12 as a VRT from gdalbuildvrt: the band names are lost
+    work = Path(tempfile.mkdtemp(prefix="waterseg-vrt-"))
+    src = gdal.Open(str(scene))
+    names = [src.GetRasterBand(i + 1).GetDescription() for i in range(src.RasterCount)]
+    singles = []
+    for name in ("B2", "B3", "B4", "B8", "B11", "B12"):
+        single = str(work / f"{name}.vrt")
+        gdal.Translate(single, src, bandList=[names.index(name) + 1], format="VRT")
+        singles.append(single)
+    gdal.BuildVRT(str(work / "stack.vrt"), singles, separate=True).FlushCache()
+    QgsProject.instance().removeAllMapLayers()
+    vrt = add(work / "stack.vrt", "stack.vrt (no band names)")
+    dock.layerCombo.setLayer(vrt)
+    set_method("mixed-adaptive")
+    settle()
+    for combo, band in zip(dock.band_combos, (2, 4, 5), strict=True):
+        combo.setBand(band)
+    pump(0.5)
+    shot("dock-unnamed-vrt.png")
+
+    plugin.unload()
+    QgsProject.instance().removeAllMapLayers()
+    app.exitQgis()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
