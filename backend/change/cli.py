@@ -32,7 +32,9 @@ class TextReporter(Reporter):
     """Plain log lines on stderr."""
 
     def event(self, name: str, **f) -> None:
-        if name == "output":
+        if name == "batch" and f.get("kind") == "scene":
+            self.log(f"[{f.get('finished')}/{f.get('total')}] {f.get('scene')}: {f.get('status')}")
+        elif name == "output":
             self.log(f"wrote {f['path']}")
         elif name == "transects":
             self.log(f"{f['count']} transects ({f['dropped']} dropped: crossing a neighbour)")

@@ -61,7 +61,8 @@ def write_html(
         parts.append(
             "<p>Dates left out by their quality flags: "
             + ", ".join(
-                f"{html.escape(d['scene'])} ({html.escape(', '.join(d['flags']))})" for d in flagged
+                f"{html.escape(d['scene'])} ({html.escape(', '.join(d['left_out_for']))})"
+                for d in flagged
             )
             + ".</p>"
         )

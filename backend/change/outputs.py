@@ -262,12 +262,13 @@ def write_outputs(
         ("date", "str"),
         ("date_source", "str"),
         ("used", "int"),
-        ("flags", "str"),
+        ("left_out_for", "str"),
         ("water_fraction", "real"),
         ("cloud_fraction", "real"),
         ("shadow_fraction", "real"),
         ("method", "str"),
         ("threshold", "real"),
+        ("batch_flags", "str"),
         ("warnings", "str"),
         ("uncertainty_m", "real"),
     ]
@@ -278,12 +279,13 @@ def write_outputs(
             "date": iso[j],
             "date_source": s.date_source,
             "used": int(result.used[j]),
-            "flags": ",".join(s.flags),
+            "left_out_for": ",".join(s.flags),
             "water_fraction": s.water_fraction,
             "cloud_fraction": _float(q.get("cloud_fraction")),
             "shadow_fraction": _float(q.get("shadow_fraction")),
             "method": _text(q.get("method")),
             "threshold": _float(q.get("threshold")),
+            "batch_flags": _text(q.get("flags")),
             "warnings": _text(q.get("warnings")),
             "uncertainty_m": float(result.uncertainty[j]),
         }
@@ -328,14 +330,14 @@ def summary(result: ChangeResult, extra: dict[str, Any] | None = None) -> dict[s
         **(extra or {}),
         "dates": [
             {
+                **{f"batch_{k}" if k == "flags" else k: v for k, v in s.quality.items()},
                 "scene": s.name,
                 "date": s.date.isoformat(),
                 "date_source": s.date_source,
                 "used": bool(result.used[j]),
-                "flags": s.flags,
+                "left_out_for": s.flags,
                 "water_fraction": s.water_fraction,
                 "uncertainty_m": float(result.uncertainty[j]),
-                **s.quality,
             }
             for j, s in enumerate(result.scenes)
         ],

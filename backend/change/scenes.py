@@ -1,7 +1,8 @@
 """The dated scenes of a change analysis: one row of ``batch``'s report per scene, its date,
 its shoreline and mask, and its quality (the report's columns when the batch wrote them).
 
-Quality flags (a flagged date is left out of the baseline and the statistics unless the
+The report's ``flags`` (e.g. "haze") and ``warnings`` are carried, not acted on.
+Quality flags of this analysis (a flagged date is left out of the baseline and the statistics unless the
 user keeps it, and listed with its reason):
   ``cloudy``        cloud_fraction (report) above ``max_cloud``;
   ``shadow``        shadow_fraction (report) above ``max_shadow``;
@@ -21,10 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from backend.batch.scene import QUALITY_FIELDS
 from backend.change.dates import scene_date
 from backend.core.errors import UserError
 
-QUALITY_COLUMNS = ("cloud_fraction", "shadow_fraction", "method", "threshold", "warnings")
+# What the batch report says of a scene's quality (batch's own list), and shadow_fraction,
+# read when a report has it; every one of them is optional (older reports have none).
+QUALITY_COLUMNS = (*QUALITY_FIELDS, "shadow_fraction")
 
 
 @dataclass

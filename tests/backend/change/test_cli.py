@@ -26,6 +26,7 @@ def series(tmp_path_factory):
             "shadow_fraction": 0.0,
             "method": "mndwi-adaptive",
             "threshold": 0.1,
+            "flags": ["haze"],
             "warnings": ["cloudy"],
         }
     }
@@ -111,11 +112,14 @@ def test_change_writes_every_output(series, tmp_path, capsys):
     ds = None  # noqa: F841 - a layer dies with its dataset: keep one alive at a time
     shores = ogr.Open(str(out / "shorelines.gpkg"))
     feats = {
-        f.GetField("date"): (f.GetField("cloud_fraction"), f.GetField("method"))
+        f.GetField("date"): tuple(
+            f.GetField(k) for k in ("cloud_fraction", "method", "batch_flags", "left_out_for")
+        )
         for f in shores.GetLayer(0)
     }
     shores = None  # noqa: F841
-    assert feats["2019-01-01"] == (0.9, "mndwi-adaptive")
+    assert feats["2019-01-01"] == (0.9, "mndwi-adaptive", "haze", "cloudy")
+    assert feats["2016-01-01"][3] == ""  # used: left out for nothing
     assert len(list((out / "plots").glob("transect_*.png"))) == n
     assert "Shoreline change" in (out / "change_report.html").read_text()
 
