@@ -254,6 +254,34 @@ def test_segment_runs_the_rgb_model_on_an_8_bit_image(with_rgb_model, tmp_path, 
     shutil.rmtree(tmp_path / "out")
 
 
+def test_auto_picks_the_pretrained_encoder_rgb_model_for_true_colour(tmp_path, monkeypatch):
+    """RGB v2 (lite0_unet, inputs (x - 127) / 128) bundled as waterseg-rgb.pt: --method auto
+    on an 8-bit true-colour raster runs it, and segment writes a mask with it."""
+    from backend.cli import main
+    from backend.segment.plan import resolve_method
+
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.manual_seed(0)
+    kwargs = {"width": 0.125, "in_channels": 3}
+    spec = InputSpec(["red", "green", "blue"], 1 / 255, 0.0, [127 / 255] * 3, [128 / 255] * 3, 64)
+    rgb = models / "waterseg-rgb.pt"
+    model = create_model("lite0_unet", **kwargs)
+    save_checkpoint(build_checkpoint(model, "lite0_unet", kwargs, spec), rgb)
+    (models / "waterseg-rgb.pt.sha256").write_text(f"{sha256_of(rgb)}  {rgb.name}\n")
+    monkeypatch.setattr(paths, "MODELS_DIR", models)
+    raster = _rgb(colours=("red", "green", "blue"))
+    assert resolve_method("auto", [raster])[0] == "model"
+    plan = make_plan(raster)
+    assert plan.model.key == "rgb" and plan.model.file == str(rgb)
+    image = (np.arange(3 * 64 * 70) % 251).reshape(3, 64, 70).astype(np.uint8)
+    photo = write_raster(tmp_path / "photo.tif", image, crs=UTM33)
+    assert (
+        main(["segment", str(photo), "--out-dir", str(tmp_path / "out"), "--progress", "none"]) == 0
+    )
+    assert (tmp_path / "out" / "photo_water.tif").is_file()
+
+
 def test_band_order_from_the_file_name():
     from backend.segment.bands import bands_in_file_name
 
