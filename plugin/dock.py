@@ -51,7 +51,7 @@ from .backend_process import (
     setup_hint,
 )
 from .change_algorithm import open_change_dialog
-from .contract import BUNDLED_MODELS, METHODS, OPTIONS, UI_OPTIONS
+from .contract import BUNDLED_MODELS, METHODS, UI_OPTIONS
 from .install import BackendInstallRow
 from .layers import (
     EXPORT_MAX_PIXELS,
@@ -221,10 +221,13 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.option_widgets[opt["name"]] = widget
             if opt.get("plan"):  # an option that changes the backend's plan: ask again
                 on_change(widget, self.request_plan)
+        for opt in UI_OPTIONS:  # the rows dock.ui places are labelled as the contract says
+            label = self.optionsForm.labelForField(self.option_widgets[opt["name"]])
+            if label is not None and opt.get("label"):
+                label.setText(opt["label"])
         method_combo = self.option_widgets["method"]
         for i in range(method_combo.count()):  # "ndwi (NDWI > 0)": the contract's labels
             method_combo.setItemText(i, METHODS[method_combo.itemData(i)].describe())
-        self.thresholdLabel.setText(OPTIONS["threshold"]["label"])
 
         settings = QgsSettings()
         self.outDirWidget.setStorageMode(QgsFileWidget.GetDirectory)

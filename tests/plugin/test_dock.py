@@ -562,3 +562,13 @@ def test_progress_bar_resets_after_a_failed_run(plugin, tmp_path, qtbot):
     dock._on_task_completed(Task(), RunResult(error="has no valid pixels"), None, None)
     assert dock.progressBar.value() == 0
     assert dock.statusLabel.text() == "failed: has no valid pixels"
+
+
+def test_option_rows_are_labelled_as_the_contract_says(plugin):
+    from plugin.contract import UI_OPTIONS
+
+    dock = plugin.dock
+    for opt in UI_OPTIONS:
+        widget = dock.option_widgets[opt["name"]]
+        form = dock.optionsForm if opt["name"] != "method" else dock.inputForm
+        assert form.labelForField(widget).text() == opt["label"], opt["name"]
