@@ -34,13 +34,11 @@ Tensors are (B, C, H, W) float.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 BN_EPS = 1e-3
@@ -78,41 +76,36 @@ LITE0_STAGES = (
 # ---------------------------------------------------------------- building blocks
 
 
-class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow's "same" padding (asymmetric for stride 2); no bias until
-    inference folds a BatchNorm into it."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(cin, cout, kernel, stride=stride, groups=groups, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size in (x.shape[-1], x.shape[-2]):  # F.pad order: left, right, top, bottom
-            k, s = self.kernel_size[0], self.stride[0]
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, 1, self.groups)
+def same_padding(kernel: int, stride: int) -> tuple[int, int, int, int]:
+    """TensorFlow "same" padding (left, right, top, bottom) of a conv on an input whose sides
+    are multiples of ``stride``: ``kernel - stride`` in all, the smaller half first (stride 2,
+    kernel 3: (0, 1, 0, 1); kernel 5: (1, 2, 1, 2); stride 1: symmetric)."""
+    total = max(kernel - stride, 0)
+    return (total // 2, total - total // 2, total // 2, total - total // 2)
 
 
 class ConvBN(nn.Sequential):
-    """SameConv2d -> BatchNorm (eps 1e-3) -> ReLU6 (or nothing when ``act`` is False).
+    """[zero pad] -> conv kxk (no bias) -> BatchNorm (eps 1e-3) -> ReLU6 (or nothing when
+    ``act`` is False), with TensorFlow's "same" padding (:func:`same_padding`).
 
-    A Sequential with children ``conv``, ``bn``, ``act``, so that inference folds the
-    BatchNorm into the conv (``backend.segment.inference.fuse_for_inference``).
+    A Sequential of plain ``nn.Conv2d`` and ``nn.BatchNorm2d`` children (``conv``, ``bn``), so
+    inference folds the BatchNorm into the conv (``backend.segment.inference``). The padding is
+    fixed: exact for inputs whose sides are multiples of 32 (``Lite0UNet`` checks), as the
+    reference code's static padding is.
     """
 
     def __init__(
         self, cin: int, cout: int, kernel: int = 1, stride: int = 1, groups: int = 1, act=True
     ):
-        super().__init__(
-            OrderedDict(
-                conv=SameConv2d(cin, cout, kernel, stride, groups),
-                bn=nn.BatchNorm2d(cout, eps=BN_EPS),
-                act=nn.ReLU6(inplace=True) if act else nn.Identity(),
-            )
-        )
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        pad = same_padding(kernel, stride)
+        if stride != 1 and any(pad):
+            layers["pad"] = nn.ZeroPad2d(pad)
+        symmetric = kernel // 2 if stride == 1 else 0
+        layers["conv"] = nn.Conv2d(cin, cout, kernel, stride, symmetric, groups=groups, bias=False)
+        layers["bn"] = nn.BatchNorm2d(cout, eps=BN_EPS)
+        layers["act"] = nn.ReLU6(inplace=True) if act else nn.Identity()
+        super().__init__(layers)
 
 
 class MBConv(nn.Module):

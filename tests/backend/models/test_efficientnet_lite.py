@@ -15,10 +15,11 @@ import torch
 from backend.models import create_model
 from backend.models.efficientnet_lite import (
     CLASSIFIER_KEYS,
+    ConvBN,
     EfficientNetLiteEncoder,
-    SameConv2d,
     lite0_key_map,
     load_imagenet_weights,
+    same_padding,
 )
 
 # efficientnet_lite_builder.py, Lite0: r1_k3_s11_e1_i32_o16 ... r1_k3_s11_e6_i192_o320
@@ -112,16 +113,20 @@ def test_weights_go_into_the_segmentation_models_encoder_and_a_wider_stem():
 
 def test_same_padding_is_tensorflows():
     # TF "same", stride 2, even input: pad (k - 2) // 2 before, the rest after.
-    conv = SameConv2d(1, 1, 3, stride=2)
+    assert same_padding(3, 2) == (0, 1, 0, 1)
+    assert same_padding(5, 2) == (1, 2, 1, 2)
+    assert same_padding(3, 1) == (1, 1, 1, 1)
+    unit = ConvBN(1, 1, 3, stride=2, act=False).eval()
     with torch.no_grad():
-        conv.weight.zero_()
-        conv.weight[0, 0, 0, 0] = 1.0  # output = the input pixel at the kernel's top-left
+        unit.conv.weight.zero_()
+        unit.conv.weight[0, 0, 0, 0] = 1.0  # output = the input pixel at the kernel's top-left
+        unit.bn.running_var.fill_(1.0 - 1e-3)  # BatchNorm: identity
     x = torch.arange(16.0).view(1, 1, 4, 4)
     # no padding on top/left: the kernel's top-left lands on input pixels (0,0), (0,2), ...
-    assert conv(x).flatten().tolist() == [0.0, 2.0, 8.0, 10.0]
-    five = SameConv2d(1, 1, 5, stride=2)
+    torch.testing.assert_close(unit(x).flatten(), torch.tensor([0.0, 2.0, 8.0, 10.0]))
+    five = ConvBN(1, 1, 5, stride=2)
     assert five(torch.zeros(1, 1, 8, 8)).shape[-2:] == (4, 4)
-    one = SameConv2d(1, 1, 5, stride=1)
+    one = ConvBN(1, 1, 5, stride=1)
     assert one(torch.zeros(1, 1, 7, 9)).shape[-2:] == (7, 9)
 
 
