@@ -16,7 +16,7 @@ SPLIT ?= test
 TRAIN_ARGS ?=
 SCENE ?=
 
-.PHONY: help setup test test-fast lint format demo batch train evaluate table1 table1-smoke bench peers package clean
+.PHONY: help setup test test-fast lint format demo batch train evaluate table1 table1-smoke bench peers temporal package clean
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' Makefile | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -66,6 +66,10 @@ bench: $(STAMP)  ## speed, memory and contention benchmarks (segmentation, train
 
 peers: $(STAMP)  ## waterdetect, CoastSat and the classical indices vs labels (scratch venv PEERS_VENV)
 	$(PY) scripts/peers.py --data "$(DATA)" $(if $(PEERS_VENV),--venv "$(PEERS_VENV)")
+
+temporal: $(STAMP)  ## false water per date on the SEN2DWATER series (../shared), table + figure for the README
+	$(PY) scripts/temporal_bench.py --json docs/results/temporal-sen2dwater.json \
+	    --figure docs/images/temporal_false_water.png
 
 package: $(STAMP)  ## build dist/waterseg-<version>.zip, installable in QGIS
 	$(PY) scripts/package.py

@@ -111,18 +111,23 @@ def score(mask: np.ndarray, data: np.ndarray, land: np.ndarray, water: np.ndarra
     valid = mask != 255
     return {
         "false_water": float((mask == 1)[valid & land].mean()) if (valid & land).any() else None,
-        "missed_water": float((mask == 0)[valid & water].mean())
-        if (valid & water).any()
-        else None,
+        "missed_water": float((mask == 0)[valid & water].mean()) if (valid & water).any() else None,
         "masked": float((~valid)[data].mean()),
     }
 
 
 def segment(files: list[Path], method: str, out_dir: Path) -> float:
-    cmd = [sys.executable, "-m", "backend", "segment", *map(str, files), "--out-dir", str(out_dir)]
-    cmd += ["--method", method, "--shoreline", "none", "--progress", "none"]
+    """Segment ``files`` in one process; if one stops on bad input (exit 2, e.g. a date that
+    the cloud mask covers whole), each date again on its own, so the others are still scored
+    and the failed one counts as fully masked."""
+    opts = ["--out-dir", str(out_dir), "--method", method, "--shoreline", "none"]
+    opts += ["--progress", "none", "--overwrite"]
     t0 = time.monotonic()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "backend", "segment", *map(str, files), *opts]
+    if subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL).returncode == 2:
+        for f in files:
+            one = [sys.executable, "-m", "backend", "segment", str(f), *opts]
+            subprocess.run(one, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.monotonic() - t0
 
 
@@ -141,8 +146,12 @@ def run(data: Path, methods: list[str], dates: set[str] | None, work: Path) -> d
             seconds = segment(files, method, out)
             print(f"{site} {method}: {len(files)} dates in {seconds:.1f} s", flush=True)
             for f in files:
-                mask = read_on(out / f"{f.stem}_water.tif", grid)[0]
-                mask[~data_px[f.stem]] = 255
+                path = out / f"{f.stem}_water.tif"
+                if path.exists():
+                    mask = read_on(path, grid)[0]
+                    mask[~data_px[f.stem]] = 255
+                else:  # the method stopped on this date: nothing segmented
+                    mask = np.full(data_px[f.stem].shape, 255, np.uint8)
                 rows.append(
                     {
                         "site": site,
