@@ -150,6 +150,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="flag dates whose water fraction is this many robust SDs above the median (0 off)",
     )
     g.add_argument(
+        "--jump-min",
+        type=float,
+        default=d.jump_min,
+        help=f"... and at least this share of the scene above it (default {d.jump_min:g})",
+    )
+    g.add_argument(
         "--per-transect-outliers",
         action="store_true",
         help="seek outliers in each transect's raw series (default: in what is left once the "
@@ -261,6 +267,7 @@ def _run(args, reporter: Reporter, t0: float) -> int:
         max_cloud=args.max_cloud,
         max_shadow=args.max_shadow,
         jump_z=args.jump_z,
+        jump_min=args.jump_min,
         keep_flagged=args.keep_flagged,
         coherent=not args.per_transect_outliers,
         uncertainty=args.uncertainty,

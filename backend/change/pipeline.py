@@ -45,6 +45,7 @@ class ChangeOptions:
     max_cloud: float = 0.5
     max_shadow: float = 0.05
     jump_z: float = 3.5
+    jump_min: float = 0.015
     keep_flagged: bool = False
     coherent: bool = True
     uncertainty: float | None = None
@@ -145,7 +146,7 @@ def analyse(
         raise UserError(f"{len(scenes)} dated scene(s) with a shoreline: change needs two or more")
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
-    flag_quality(scenes, opts.max_cloud, opts.max_shadow, opts.jump_z)
+    flag_quality(scenes, opts.max_cloud, opts.max_shadow, opts.jump_z, opts.jump_min)
     used = np.array([opts.keep_flagged or not s.flags for s in scenes])
     if used.sum() < 2:
         raise UserError("fewer than two dates pass the quality flags; pass --keep-flagged")

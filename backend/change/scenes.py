@@ -1,15 +1,20 @@
 """The dated scenes of a change analysis: one row of ``batch``'s report per scene, its date,
 its shoreline and mask, and its quality (the report's columns when the batch wrote them).
 
-The report's ``flags`` (e.g. "haze") and ``warnings`` are carried, not acted on.
-Quality flags of this analysis (a flagged date is left out of the baseline and the statistics unless the
-user keeps it, and listed with its reason):
-  ``cloudy``        cloud_fraction (report) above ``max_cloud``;
+The report's ``flags`` and ``warnings`` are carried into the outputs. Quality flags of this
+analysis (a flagged date is left out of the baseline and the statistics unless the user keeps
+it, and listed with its reason):
+  ``cloudy``        cloud_fraction (report) above ``max_cloud``, unless the report's flags say
+                    "haze": segment then dropped the cloud mask because water/land edges show
+                    through it, so the scene is used, its uncertainty raised by its cloud share;
   ``shadow``        shadow_fraction (report) above ``max_shadow``;
   ``water_jump``    the scene's water fraction is more than ``jump_z`` robust standard
-                    deviations (1.4826 x the median absolute deviation) above the median of
-                    all dates: false water (terrain or cloud shadow read as water) adds to it,
-                    whereas a real shoreline shift moves it by a fraction of that.
+                    deviations (1.4826 x the median absolute deviation) and more than
+                    ``jump_min`` (a share of the scene) above the median of all dates: false
+                    water (terrain or cloud shadow read as water) adds to it, whereas a real
+                    shoreline shift moves it by a fraction of that. ``jump_min`` keeps a scene
+                    with little water (a river: 5 %, a MAD of 0.1 %) from flagging dates for
+                    half a percent of water.
 """
 
 from __future__ import annotations
@@ -112,23 +117,30 @@ def collect(
 
 
 def flag_quality(
-    scenes: list[Scene], max_cloud: float = 0.5, max_shadow: float = 0.05, jump_z: float = 3.5
+    scenes: list[Scene],
+    max_cloud: float = 0.5,
+    max_shadow: float = 0.05,
+    jump_z: float = 3.5,
+    jump_min: float = 0.015,
 ) -> None:
     """Set each scene's ``flags`` (module docstring); ``jump_z`` <= 0 turns that test off."""
     wf = np.array([s.water_fraction if s.water_fraction is not None else np.nan for s in scenes])
     ok = ~np.isnan(wf)
     z = np.full(len(scenes), np.nan)
+    excess = np.full(len(scenes), np.nan)
     if ok.sum() >= 5:
         med = np.median(wf[ok])
         mad = 1.4826 * np.median(np.abs(wf[ok] - med))
-        z[ok] = (wf[ok] - med) / max(mad, 1e-4)
-    for s, zi in zip(scenes, z, strict=True):
+        excess[ok] = wf[ok] - med
+        z[ok] = excess[ok] / max(mad, 1e-4)
+    for s, zi, ex in zip(scenes, z, excess, strict=True):
         s.flags = []
         cloud = _num(s.quality.get("cloud_fraction"))
         shadow = _num(s.quality.get("shadow_fraction"))
-        if cloud is not None and cloud > max_cloud:
+        haze = "haze" in (s.quality.get("flags") or [])
+        if cloud is not None and cloud > max_cloud and not haze:
             s.flags.append("cloudy")
         if shadow is not None and shadow > max_shadow:
             s.flags.append("shadow")
-        if jump_z > 0 and np.isfinite(zi) and zi > jump_z:
+        if jump_z > 0 and np.isfinite(zi) and zi > jump_z and ex > jump_min:
             s.flags.append("water_jump")

@@ -26,7 +26,7 @@ def series(tmp_path_factory):
             "shadow_fraction": 0.0,
             "method": "mndwi-adaptive",
             "threshold": 0.1,
-            "flags": ["haze"],
+            "flags": ["low-contrast"],
             "warnings": ["cloudy"],
         }
     }
@@ -118,7 +118,7 @@ def test_change_writes_every_output(series, tmp_path, capsys):
         for f in shores.GetLayer(0)
     }
     shores = None  # noqa: F841
-    assert feats["2019-01-01"] == (0.9, "mndwi-adaptive", "haze", "cloudy")
+    assert feats["2019-01-01"] == (0.9, "mndwi-adaptive", "low-contrast", "cloudy")
     assert feats["2016-01-01"][3] == ""  # used: left out for nothing
     assert len(list((out / "plots").glob("transect_*.png"))) == n
     assert "Shoreline change" in (out / "change_report.html").read_text()
