@@ -41,8 +41,10 @@ REQS=requirements.txt
 if [ "$RUNTIME" = 0 ] && [ -f "$DEPS/requirements-dev.txt" ]; then REQS=requirements-dev.txt; fi
 if [ "$PRINT_REQS" = 1 ]; then echo "$REQS"; exit 0; fi
 
+# python3-matplotlib: the plots of 'change' (QGIS pulls it in too; Debian's build matches
+# Debian's numpy, which a pip matplotlib would not be pinned to)
 APT_PACKAGES=(qgis python3-qgis qgis-providers python3-gdal gdal-bin python3-numpy
-              python3-rasterio python3-scipy python3.11-venv)
+              python3-rasterio python3-scipy python3-matplotlib python3.11-venv)
 
 if [ "$TARGET" = 1 ] && ! command -v dpkg-query >/dev/null; then
   echo "setup: not Debian (no dpkg-query): skipping the Debian packages; $PY must provide GDAL, numpy and rasterio"
