@@ -25,10 +25,13 @@ class BundledModel:
     file: str
     bands: tuple[str, ...]
     label: str
+    resolution_m: float | None = None  # ground pixel size of its training data
 
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
-    m["key"]: BundledModel(m["key"], m["file"], tuple(m["bands"]), m["label"])
+    m["key"]: BundledModel(
+        m["key"], m["file"], tuple(m["bands"]), m["label"], m.get("resolution_m")
+    )
     for m in CONTRACT["bundled_models"]
 }
 

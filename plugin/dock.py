@@ -37,6 +37,7 @@ from qgis.PyQt.QtWidgets import (
     QLabel,
     QPushButton,
     QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -66,9 +67,12 @@ from .layers import (
 from .options import configure, make_widget, on_change, widget_name, widget_value
 from .render import (
     RENDERED_BAND_FACTS,
+    RenderCheck,
+    check_render,
+    native_resolution,
     render_layer_to_geotiff,
-    render_size,
     renders_by_default,
+    resolution_unit,
 )
 from .request import SegmentRequest, unique_out_dir
 from .task import SegmentTask, log
@@ -297,8 +301,9 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
     # ---- non-file layers: render or export ------------------------------------------------
 
     def _add_input_row(self) -> None:
-        """The "Input" row under the layer, shown for layers without a local file: render the
-        visible map extent (RGB, at a resolution) or export the layer's band values."""
+        """The "Input" rows under the layer, shown for layers without a local file: render the
+        visible map extent (RGB, at a resolution) or export the layer's band values; and a
+        line with the render's size in pixels and what to watch out for."""
         self.inputModeCombo = QComboBox()
         self.inputModeCombo.addItem("Render: visible map extent", "render")
         self.inputModeCombo.addItem("Export band values: visible extent", "export")
@@ -309,23 +314,121 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.resolutionSpin = QDoubleSpinBox()
         self.resolutionSpin.setDecimals(6)
         self.resolutionSpin.setRange(1e-6, 1e7)
-        self.resolutionSpin.setToolTip("Rendered pixel size, in map units of the map's CRS")
+        self.resolutionSpin.setToolTip(
+            "Rendered pixel size, in units of the map's CRS. It follows the map (the source's "
+            "finest resolution, or the map's when that is coarser) until you edit it"
+        )
+        self.resolutionAutoButton = QToolButton()
+        self.resolutionAutoButton.setText("Auto")
+        self.resolutionAutoButton.setCheckable(True)
+        self.resolutionAutoButton.setChecked(True)
+        self.resolutionAutoButton.setToolTip(
+            "Checked: the resolution follows the map. Editing the resolution unchecks it"
+        )
         row = QHBoxLayout()
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(self.inputModeCombo, 1)
-        row.addWidget(self.resolutionSpin)
         self.inputModeRow = QWidget()
         self.inputModeRow.setLayout(row)
         self.inputModeLabel = QLabel("Input")
         self.inputForm.insertRow(1, self.inputModeLabel, self.inputModeRow)
+        resolution_row = QHBoxLayout()
+        resolution_row.setContentsMargins(0, 0, 0, 0)
+        resolution_row.addWidget(self.resolutionSpin, 1)
+        resolution_row.addWidget(self.resolutionAutoButton)
+        self.resolutionRow = QWidget()
+        self.resolutionRow.setLayout(resolution_row)
+        self.resolutionLabel = QLabel("Resolution")
+        self.inputForm.insertRow(2, self.resolutionLabel, self.resolutionRow)
+        self.renderInfoLabel = QLabel()
+        self.renderInfoLabel.setWordWrap(True)
+        self.renderInfoLabel.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.inputForm.insertRow(3, self.renderInfoLabel)
         self._input_row_layer = None
+        self._setting_resolution = False  # True while the dock itself sets the spin box
         self.inputModeCombo.currentIndexChanged.connect(
             lambda _i: self._on_layer_changed(self.layerCombo.currentLayer())
         )
+        self.resolutionSpin.valueChanged.connect(self._on_resolution_edited)
+        self.resolutionAutoButton.toggled.connect(lambda _on: self.follow_map())
+        canvas = self._canvas()
+        if canvas is not None:  # the render follows the map: extent, scale and CRS
+            canvas.extentsChanged.connect(self.follow_map)
+            canvas.destinationCrsChanged.connect(self.follow_map)
+
+    def _canvas(self):
+        return self.iface.mapCanvas() if self.iface is not None else None
+
+    def _on_resolution_edited(self, _value: float) -> None:
+        if not self._setting_resolution:  # the user's value: no longer follows the map
+            self.resolutionAutoButton.blockSignals(True)
+            self.resolutionAutoButton.setChecked(False)
+            self.resolutionAutoButton.blockSignals(False)
+        self._show_render_check()
+
+    def _render_area(self, layer):
+        """(extent, CRS) a render covers: the map's visible extent, else the layer's."""
+        canvas = self._canvas()
+        if canvas is not None and not canvas.extent().isEmpty():
+            return canvas.extent(), canvas.mapSettings().destinationCrs()
+        return layer.extent(), layer.crs()
+
+    def auto_resolution(self, layer) -> float:
+        """The resolution that follows the map: the source's finest (XYZ zoom levels, a
+        file's pixels) where the map shows it finer, else the map's; the map's alone when the
+        source does not say; 10 map units without a map."""
+        extent, crs = self._render_area(layer)
+        canvas = self._canvas()
+        upp = canvas.mapUnitsPerPixel() if canvas is not None else 0.0
+        native = native_resolution(layer, crs, extent.center())
+        candidates = [r for r in (upp, native) if r and r > 0]
+        return max(candidates) if candidates else 10.0
+
+    def follow_map(self, *_args) -> None:
+        """Set the resolution from the map while Auto is checked, and show the render's size."""
+        layer = self.layerCombo.currentLayer()
+        if not self.rendering():
+            return
+        if self.resolutionAutoButton.isChecked():
+            self._setting_resolution = True
+            self.resolutionSpin.setValue(self.auto_resolution(layer))
+            self._setting_resolution = False
+        self._show_render_check()
+
+    def render_check(self, layer=None) -> RenderCheck:
+        """What rendering ``layer`` (the current one) at the Resolution row would give."""
+        layer = layer or self.layerCombo.currentLayer()
+        extent, crs = self._render_area(layer)
+        key = self.auto_choice or bundled_key(self.model_path())
+        model = BUNDLED_MODELS[key] if key in BUNDLED_MODELS else None
+        return check_render(
+            extent,
+            crs,
+            self.resolutionSpin.value(),
+            native_resolution(layer, crs, extent.center()),
+            model.resolution_m if model is not None else None,
+        )
+
+    def _show_render_check(self) -> None:
+        """The line under the Resolution row: size in pixels, then a refusal or warnings."""
+        if not self.rendering():
+            self.renderInfoLabel.setText("")
+            return
+        layer = self.layerCombo.currentLayer()
+        _, crs = self._render_area(layer)
+        self.resolutionSpin.setSuffix(f" {resolution_unit(crs)}")
+        check = self.render_check(layer)
+        size = f"{check.cols} x {check.rows} px of the visible extent" if check.cols else ""
+        follows = "follows the map" if self.resolutionAutoButton.isChecked() else "set by hand"
+        if check.refusal:
+            text = f"Cannot render: {check.refusal}"
+        else:
+            text = "; ".join([f"{size} ({follows})", *check.warnings])
+        self.renderInfoLabel.setText(text)
 
     def _update_input_row(self, layer) -> None:
-        """Show the row for non-file layers; default to render for picture providers and to
-        the canvas's map units per pixel (10 map units without a canvas)."""
+        """Show the rows for non-file layers; default to render for picture providers, and
+        let the resolution follow the map again for each new layer."""
         shown = isinstance(layer, QgsRasterLayer) and local_raster_path(layer) is None
         self.inputModeLabel.setVisible(shown)
         self.inputModeRow.setVisible(shown)
@@ -334,10 +437,13 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.inputModeCombo.blockSignals(True)
             self.inputModeCombo.setCurrentIndex(0 if renders_by_default(layer) else 1)
             self.inputModeCombo.blockSignals(False)
-            canvas = self.iface.mapCanvas() if self.iface is not None else None
-            upp = canvas.mapUnitsPerPixel() if canvas is not None else 0.0
-            self.resolutionSpin.setValue(upp if upp > 0 else 10.0)
-        self.resolutionSpin.setEnabled(self.rendering())
+            self.resolutionAutoButton.blockSignals(True)
+            self.resolutionAutoButton.setChecked(True)
+            self.resolutionAutoButton.blockSignals(False)
+        rendering = self.rendering()
+        for widget in (self.resolutionLabel, self.resolutionRow, self.renderInfoLabel):
+            widget.setVisible(rendering)
+        self.follow_map()
 
     def rendering(self) -> bool:
         """True when the run renders the layer (not a local file, "Render" chosen)."""
@@ -358,21 +464,22 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
 
     def _render_job(self, layer):
         """A job(path) rendering the visible map extent of ``layer`` (in the map's CRS, at
-        the Input row's resolution) to a GeoTIFF, or None after saying why it cannot."""
-        canvas = self.iface.mapCanvas() if self.iface is not None else None
-        if canvas is not None and not canvas.extent().isEmpty():
-            extent, crs = canvas.extent(), canvas.mapSettings().destinationCrs()
-        else:
-            extent, crs = layer.extent(), layer.crs()
+        the Resolution row's) to a GeoTIFF, or None after saying why it cannot: an absurd
+        size is refused here, before anything is rendered."""
+        self.follow_map()  # never a stale resolution, even if a map signal was missed
+        extent, crs = self._render_area(layer)
         resolution = self.resolutionSpin.value()
-        try:
-            cols, rows = render_size(extent, resolution)
-        except ValueError as exc:
-            self.show_message(f"Layer '{layer.name()}': {exc}.")
+        check = self.render_check(layer)
+        if check.refusal:
+            self.show_message(f"Layer '{layer.name()}': {check.refusal}.")
             return None
+        cols, rows = check.cols, check.rows
+        notes = list(check.warnings)
         if cols * rows > EXPORT_WARN_PIXELS:
+            notes.append("this may take a while")
+        if notes:
             self.show_message(
-                f"Rendering {cols} x {rows} px of '{layer.name()}'; this may take a while.",
+                f"Rendering {cols} x {rows} px of '{layer.name()}': {'; '.join(notes)}.",
                 Qgis.Warning,
                 10,
             )
@@ -534,6 +641,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.modelInfoLabel.setToolTip(why)
         self._set_model_bands([str(b) for b in model.get("bands") or []])
         self._update_method_rows()
+        self._show_render_check()  # the model's training resolution is known now
         name = self.layerCombo.currentLayer().name()
         for note in plan.get("warnings") or []:
             if (name, note) not in self._logged:  # a re-plan of the same layer: said once
@@ -1010,6 +1118,13 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
 
     def shutdown(self) -> None:
         """Stop helper processes and cancel runs (plugin unload)."""
+        canvas = self._canvas()
+        if canvas is not None:
+            for signal in (canvas.extentsChanged, canvas.destinationCrsChanged):
+                try:
+                    signal.disconnect(self.follow_map)
+                except TypeError:  # already disconnected
+                    pass
         self.install_row.shutdown()
         try:
             QgsProject.instance().layersAdded.disconnect(self._on_layers_added)

@@ -15,21 +15,29 @@ from __future__ import annotations
 import math
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from qgis.core import (
     QgsCoordinateReferenceSystem,
+    QgsCoordinateTransform,
+    QgsDistanceArea,
     QgsMapLayer,
     QgsMapRendererCustomPainterJob,
     QgsMapSettings,
+    QgsPointXY,
     QgsProject,
     QgsRectangle,
+    QgsUnitTypes,
 )
 from qgis.PyQt.QtCore import QSize, Qt
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
 MAX_RENDER_SIDE = 10_000  # pixels per side; 10000 x 10000 RGBA is 400 MB in memory
+MIN_RENDER_SIDE = 32  # fewer pixels on a side: nothing to segment (refused)
+SMALL_RENDER_SIDE = 256  # fewer: less than one model tile (warned)
+FAR = 3.0  # a resolution this many times finer (or coarser) than the source's is "far"
 
 
 def render_size(extent: QgsRectangle, resolution: float) -> tuple[int, int]:
@@ -53,6 +61,129 @@ def render_size(extent: QgsRectangle, resolution: float) -> tuple[int, int]:
             "or a smaller extent (zoom in)"
         )
     return cols, rows
+
+
+def resolution_unit(crs: QgsCoordinateReferenceSystem) -> str:
+    """The unit of a render resolution in ``crs``: "m/px", "deg/px", "ft/px"."""
+    return f"{QgsUnitTypes.toAbbreviatedString(crs.mapUnits())}/px"
+
+
+def _centre_segment(
+    length: float, at: QgsPointXY, src: QgsCoordinateReferenceSystem, dst=None
+) -> float:
+    """How long a horizontal segment of ``length`` units of ``src`` centred on ``at`` (a point
+    in ``dst``, or in ``src`` when ``dst`` is None) is in ``dst`` units, or in metres on the
+    ellipsoid when ``dst`` is None."""
+    context = QgsProject.instance().transformContext()
+    if dst is None:
+        area = QgsDistanceArea()
+        area.setSourceCrs(src, context)
+        area.setEllipsoid(src.ellipsoidAcronym() or "WGS84")
+        a = QgsPointXY(at.x() - length / 2, at.y())
+        b = QgsPointXY(at.x() + length / 2, at.y())
+        return area.convertLengthMeasurement(area.measureLine(a, b), QgsUnitTypes.DistanceMeters)
+    if src == dst:
+        return length
+    to_src = QgsCoordinateTransform(dst, src, context)
+    to_dst = QgsCoordinateTransform(src, dst, context)
+    centre = to_src.transform(at)
+    a = to_dst.transform(QgsPointXY(centre.x() - length / 2, centre.y()))
+    b = to_dst.transform(QgsPointXY(centre.x() + length / 2, centre.y()))
+    return math.hypot(b.x() - a.x(), b.y() - a.y())
+
+
+def native_resolution(
+    layer: QgsMapLayer, crs: QgsCoordinateReferenceSystem, at: QgsPointXY
+) -> float | None:
+    """The finest resolution ``layer``'s source has (an XYZ/WMTS layer's deepest zoom level,
+    a file's pixel size), in units of ``crs`` at ``at`` (a point in ``crs``); None when the
+    provider does not know one (a plain WMS, a vector layer)."""
+    provider = layer.dataProvider() if layer is not None else None
+    finest = None
+    try:
+        resolutions = [r for r in provider.nativeResolutions() if r > 0]
+        finest = min(resolutions) if resolutions else None
+    except (AttributeError, TypeError):
+        pass
+    if finest is None and provider is not None and getattr(provider, "xSize", lambda: 0)() > 0:
+        finest = layer.extent().width() / provider.xSize()
+    if not finest:
+        return None
+    try:
+        return _centre_segment(finest, at, layer.crs(), crs)
+    except Exception:  # noqa: BLE001 - a point the transform cannot reach: unknown
+        return None
+
+
+def ground_metres(resolution: float, crs: QgsCoordinateReferenceSystem, at: QgsPointXY) -> float:
+    """``resolution`` map units of ``crs`` at ``at``, in metres on the ground (Web Mercator
+    metres shrink with cos(latitude); degrees become metres)."""
+    return _centre_segment(resolution, at, crs, None)
+
+
+@dataclass
+class RenderCheck:
+    """What a render of the visible extent would be: its size, a reason to refuse it (one
+    line with the fix; None: fine) and warnings."""
+
+    cols: int = 0
+    rows: int = 0
+    refusal: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_render(
+    extent: QgsRectangle,
+    crs: QgsCoordinateReferenceSystem,
+    resolution: float,
+    native: float | None = None,
+    model_metres: float | None = None,
+) -> RenderCheck:
+    """Check a render of ``extent`` (in ``crs``) at ``resolution`` before it is made:
+    refused over :data:`MAX_RENDER_SIDE` or under :data:`MIN_RENDER_SIDE` px a side; warned
+    when under one model tile, :data:`FAR` times finer or coarser than the source's ``native``
+    resolution (same units), or far finer than ``model_metres``, the ground resolution the
+    model was trained at."""
+    unit = resolution_unit(crs)
+    try:
+        cols, rows = render_size(extent, resolution)
+    except ValueError as exc:
+        return RenderCheck(refusal=str(exc))
+    check = RenderCheck(cols, rows)
+    if min(cols, rows) < MIN_RENDER_SIDE:
+        check.refusal = (
+            f"rendering the visible extent at {resolution:.6g} {unit} gives only {cols} x {rows} "
+            f"px, too few to segment (at least {MIN_RENDER_SIDE} a side): zoom in to the water "
+            "and let the resolution follow the map, or set a finer one"
+        )
+        return check
+    if min(cols, rows) < SMALL_RENDER_SIDE:
+        check.warnings.append(
+            f"only {cols} x {rows} px, less than one {SMALL_RENDER_SIDE} px tile: zoom in or set "
+            "a finer resolution for a useful mask"
+        )
+    if native:
+        if resolution < native / FAR:
+            check.warnings.append(
+                f"{native / resolution:.0f}x finer than the source ({native:.6g} {unit}): no "
+                "detail is gained, objects look larger than the model learned them; let the "
+                "resolution follow the map"
+            )
+        elif resolution > native * FAR:
+            check.warnings.append(
+                f"{resolution / native:.0f}x coarser than the source ({native:.6g} {unit}): "
+                "zoom in to the water for the source's detail"
+            )
+    centre = extent.center()
+    if model_metres:
+        metres = ground_metres(resolution, crs, centre)
+        if metres < model_metres / FAR:
+            check.warnings.append(
+                f"{metres:.3g} m on the ground, far finer than the {model_metres:g} m the model "
+                "was trained at: expect water and land to be confused; a coarser resolution "
+                "fits it better"
+            )
+    return check
 
 
 def render_image(
