@@ -214,7 +214,7 @@ def write_outputs(
             }
             long_rows.append(list(attrs.values()))
             if np.isfinite(raw):
-                point_feats.append((pts[i, j] if pts.ndim == 3 else pts[i], attrs))
+                point_feats.append((pts[i, j], attrs))
     pfields = [
         ("transect_id", "int"),
         ("date", "str"),

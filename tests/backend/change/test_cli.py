@@ -169,3 +169,33 @@ def test_user_errors(tmp_path, series):
         main(["--out-dir", str(tmp_path)])
     with pytest.raises(UserError, match="go together"):
         main(["--batch-dir", str(series), "--out-dir", str(tmp_path), "--slope", "0.1"])
+
+
+def test_user_transects_keep_their_ids_and_direction(series, tmp_path):
+    from osgeo import ogr, osr
+
+    from tests.backend.change.scenes import CENTRE
+
+    cx, cy = CENTRE
+    path = tmp_path / "mine.gpkg"
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(str(path))
+    ref = osr.SpatialReference()
+    ref.ImportFromEPSG(32632)
+    layer = ds.CreateLayer("mine", ref, ogr.wkbLineString)
+    layer.CreateField(ogr.FieldDefn("transect_id", ogr.OFTInteger))
+    for tid, (x0, y0, x1, y1) in {
+        7: (cx + 650, cy, cx + 350, cy),
+        9: (cx, cy - 650, cx, cy - 350),
+    }.items():
+        feat = ogr.Feature(layer.GetLayerDefn())
+        feat.SetGeometry(ogr.CreateGeometryFromWkt(f"LINESTRING ({x0} {y0}, {x1} {y1})"))
+        feat.SetField("transect_id", tid)
+        layer.CreateFeature(feat)
+    ds = None  # noqa: F841
+    out = tmp_path / "out"
+    argv = ["--batch-dir", str(series), "--out-dir", str(out), "--transects", str(path)]
+    assert main([*argv, "--progress", "none", "--plots", "none"]) == 0
+    rates = list(csv.DictReader((out / "rates.csv").read_text().splitlines()))
+    assert [r["transect_id"] for r in rates] == ["7", "9"]
+    # measured from the first vertex (land): 650 m minus the radius, growing 8 m/yr
+    assert np.allclose([float(r["lrr"]) for r in rates], 8.0, atol=0.6)
