@@ -4,8 +4,9 @@ method, for the learned model, and for a raster without band names mapped by han
 
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/dock_screenshots.py SCENE.tif OUT_DIR
 
-writes OUT_DIR/dock-auto-index.png, dock-model.png and dock-unnamed-vrt.png (the whole window:
-the dock at the width QGIS gives it).
+writes OUT_DIR/dock-auto-index.png, dock-model.png, dock-unnamed-vrt.png and, with gdal2tiles
+installed, dock-xyz.png (the scene as an XYZ tile source, rendered): the whole window, the
+dock at the width QGIS gives it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,30 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 SIZE = (1280, 800)
+
+
+def xyz_tiles(scene: Path, work: Path) -> Path | None:
+    """An XYZ tile tree (zoom 10-14) of ``scene``'s true colour (B4 B3 B2 stretched to 8 bits)
+    made by gdal2tiles in ``work``; None when gdal2tiles is not installed."""
+    import shutil
+    import subprocess
+
+    from osgeo import gdal
+
+    tool = shutil.which("gdal2tiles.py") or shutil.which("gdal2tiles")
+    if tool is None:
+        return None
+    src = gdal.Open(str(scene))
+    names = [src.GetRasterBand(i + 1).GetDescription() for i in range(src.RasterCount)]
+    bands = [names.index(b) + 1 for b in ("B4", "B3", "B2")]
+    rgb = str(work / "rgb.tif")
+    gdal.Translate(
+        rgb, src, bandList=bands, outputType=gdal.GDT_Byte, scaleParams=[[200, 1800, 0, 255]]
+    )
+    subprocess.run(
+        [tool, "-q", "--xyz", "-z", "10-14", "-w", "none", rgb, str(work / "tiles")], check=True
+    )
+    return work / "tiles"
 
 
 def main(argv: list[str]) -> int:
@@ -138,6 +163,26 @@ def main(argv: list[str]) -> int:
         combo.setBand(band)
     pump(0.5)
     shot("dock-unnamed-vrt.png")
+
+    # the scene as an XYZ tile source (gdal2tiles, zoom 10-14, file:// URLs), rendered
+    tiles = xyz_tiles(scene, work)
+    if tiles is not None:
+        from qgis.core import QgsCoordinateReferenceSystem, QgsCoordinateTransform
+
+        QgsProject.instance().removeAllMapLayers()
+        url = f"file://{tiles.as_posix()}/{{z}}/{{x}}/{{y}}.png"
+        xyz = QgsRasterLayer(f"type=xyz&url={url}&zmin=10&zmax=14", "XYZ tiles", "wms")
+        QgsProject.instance().addMapLayer(xyz)
+        mercator = QgsCoordinateReferenceSystem("EPSG:3857")
+        canvas.setDestinationCrs(mercator)
+        to_map = QgsCoordinateTransform(
+            QgsRasterLayer(str(scene), "s").crs(), mercator, QgsProject.instance()
+        )
+        canvas.setExtent(to_map.transformBoundingBox(QgsRasterLayer(str(scene), "s").extent()))
+        dock.layerCombo.setLayer(xyz)
+        set_method("auto")
+        settle()
+        shot("dock-xyz.png")
 
     plugin.unload()
     QgsProject.instance().removeAllMapLayers()
