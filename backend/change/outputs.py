@@ -56,13 +56,14 @@ def _status(result: ChangeResult) -> np.ndarray:
     """Status of every (transect, date): used, missing, unseen, spike, median, excluded:..."""
     n, T = result.raw.shape
     status = np.full((n, T), "used", dtype=object)
-    status[np.isnan(result.raw)] = "missing"
+    status[np.isnan(result.measured)] = "missing"
+    status[np.isfinite(result.measured) & np.isnan(result.raw)] = "no_level"
     status[result.unseen] = "unseen"
     for code, name in REASONS.items():
         status[result.reason == code] = name
     for j, s in enumerate(result.scenes):
         if not result.used[j]:
-            status[~np.isnan(result.raw[:, j]), j] = "excluded:" + "+".join(s.flags)
+            status[~np.isnan(result.measured[:, j]), j] = "excluded:" + "+".join(s.flags)
     return status
 
 
@@ -196,12 +197,12 @@ def write_outputs(
 
     iso = _iso(result)
     status = _status(result)
-    measured = result.raw - np.nan_to_num(result.shift)
+    measured = result.measured
     pts = t.point_at(np.nan_to_num(measured))
     point_feats, long_rows = [], []
     for i in range(len(t)):
         for j in range(len(iso)):
-            raw = result.raw[i, j]
+            raw = measured[i, j]
             attrs = {
                 "transect_id": int(t.transect_id[i]),
                 "date": iso[j],

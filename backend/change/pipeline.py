@@ -55,8 +55,9 @@ class ChangeOptions:
 
 @dataclass
 class ChangeResult:
-    """Everything the outputs need. positions float64 (n, T) (NaN missing), raw before
-    outliers and level correction; reason int8 (n, T) (outliers module); used bool (T,)."""
+    """Everything the outputs need. Float64 (n, T), NaN missing: measured (as the shoreline
+    crossed), raw (+ the level shift), positions (raw after outliers and flags); reason int8
+    (n, T) (outliers module); used bool (T,)."""
 
     scenes: list[Scene]
     crs: str
@@ -64,6 +65,7 @@ class ChangeResult:
     baselines: list[np.ndarray]
     years: np.ndarray
     raw: np.ndarray
+    measured: np.ndarray
     positions: np.ndarray
     crossings: np.ndarray
     unseen: np.ndarray
@@ -209,6 +211,7 @@ def analyse(
         baselines=baselines,
         years=years,
         raw=shifted,
+        measured=raw,
         positions=clean,
         crossings=count,
         unseen=hidden,

@@ -162,6 +162,15 @@ def test_water_level_correction(series, tmp_path):
     )
     assert np.allclose(lrr, 8.0 + level_rate / 0.05, atol=0.7)
     assert all(r["corrected"] == "1" for r in rates)
+    # levels that end before the last date: that date has no level, so no corrected position
+    levels.write_text("date,level\n2015-12-01,0.0\n2020-06-01,1.0\n")
+    argv = ["--batch-dir", str(series), "--out-dir", str(out), "--spacing", "200"]
+    argv += ["--levels", str(levels), "--slope", "0.05", "--progress", "none", "--plots", "none"]
+    assert main(argv) == 0
+    long = list(csv.DictReader((out / "positions_long.csv").read_text().splitlines()))
+    last = [r for r in long if r["date"] == "2021-01-01"]
+    assert last and all(r["status"] == "no_level" and r["position_m"] == "" for r in last)
+    assert all(r["measured_m"] != "" for r in last)  # measured all the same, and kept
 
 
 def test_user_errors(tmp_path, series):
