@@ -381,5 +381,7 @@ def test_s2cloudless_inputs_bands_offset_and_grid_size(tmp_path, monkeypatch):
 
 
 def test_setup_installs_the_s2cloudless_release_the_backend_names(repo_root):
+    pins = (repo_root / "requirements-nodeps.txt").read_text().splitlines()
+    assert s2cloudless.PACKAGE in pins  # the --no-deps pins of setup.sh and Install backend
     setup = (repo_root / "scripts" / "setup.sh").read_text()
-    assert f"S2CLOUDLESS={s2cloudless.PACKAGE}\n" in setup and '--no-deps "$S2CLOUDLESS"' in setup
+    assert "requirements-nodeps.txt" in setup and '--no-deps "${pins[@]}"' in setup
