@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -61,6 +62,7 @@ from .layers import (
     export_raster_extent,
     export_shoreline,
     layer_band_facts,
+    layer_band_names,
     local_raster_path,
     safe_stem,
 )
@@ -586,7 +588,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self._cancel_query("plan")
             if self.is_automatic():
                 self.auto_choice = None
-            self._show_unplanned("chosen from the layer's bands once you pick a raster layer")
+            self._show_unplanned("chosen from the layer's bands once you pick a raster layer", True)
             return
         interp = find_interpreter(self.pythonWidget.filePath())
         if not interp.ok:
@@ -629,8 +631,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             how = (
                 "chosen from the layer's bands" if self.chosen_method() == AUTO_METHOD else "reads"
             )
-            text = f"Method: {METHODS[method].describe()}, no model; {how} {' '.join(model.get('bands') or [])}"
-            self.modelInfoLabel.setText(text)
+            bands = " ".join(model.get("bands") or [])
+            self.modelInfoLabel.setText(
+                f"Method: {METHODS[method].describe()}, no model; {how} {bands}"
+            )
         elif self.is_automatic():
             self.auto_choice = model.get("key")
             text = why
@@ -665,31 +669,35 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             return None if self.is_automatic() else MODEL_METHOD
         return method
 
-    def _show_unplanned(self, reason: str) -> None:
-        """No plan for the layer (no layer yet, no backend, or bands without names): say what
-        will run, as far as the dock knows, and offer the rows of an explicit method."""
+    def _show_unplanned(self, reason: str, no_layer: bool = False) -> None:
+        """No plan for the layer (``no_layer``: none chosen yet; else no backend, or bands
+        the backend cannot match): say what will run, as far as the dock knows, and offer the
+        rows of an explicit index method to map by hand."""
         method = self.resolved_method()
         if method is None or (method == MODEL_METHOD and self.is_automatic()):
             self._set_model_bands([])  # no model known yet: no rows to map
-        if method is None:
+        if no_layer:
+            text = f"Method {self.chosen_method()}: {reason}"
+        elif method is None:
+            example = f"{EXAMPLE_METHOD}: {' '.join(METHODS[EXAMPLE_METHOD].bands)}"
             text = (
-                f"Method auto: {reason}"
-                if "once you pick" in reason
-                else f"Cannot use this layer with method auto: {reason}. Choose a method and "
-                f"map its bands (e.g. {EXAMPLE_METHOD}: {' '.join(METHODS[EXAMPLE_METHOD].bands)})"
+                f"Cannot use this layer with method auto: {reason}. Choose a method and map "
+                f"its bands (e.g. {example})"
             )
         elif method == MODEL_METHOD:
             text = f"Cannot use this layer: {reason}"
-            if self.is_automatic() and "once you pick" not in reason:
+            if self.is_automatic():
                 text += ". Choose a model to map its bands by hand"
-            elif "once you pick" in reason:
-                text = f"Bundled model: {reason}"
         else:
-            unnamed = "pass --bands" in reason or "cannot tell which" in reason
+            bands = " ".join(METHODS[method].bands)
+            layer = self.layerCombo.currentLayer()
+            unnamed = not self.rendering() and all(
+                re.fullmatch(r"Band \d+", name) for name in layer_band_names(layer)
+            )
             text = f"Method: {METHODS[method].describe()}, no model; " + (
-                f"the layer's bands have no names: map {' '.join(METHODS[method].bands)} below"
+                f"the layer's bands have no names: map {bands} below"
                 if unnamed
-                else reason
+                else f"{reason}; map {bands} below"
             )
             self._set_model_bands(list(METHODS[method].bands))
         self.modelInfoLabel.setText(text)
