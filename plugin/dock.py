@@ -284,7 +284,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             make_shrinkable(combo)
         for widget in self._method_rows():  # measured shown: a method may show them later
             widget.setVisible(True)
-        for label in (self.statusLabel, self.modelInfoLabel):  # a long file name never widens
+        for label in (self.statusLabel, self.modelInfoLabel, self.renderInfoLabel):  # never widen
             policy = label.sizePolicy()
             policy.setHorizontalPolicy(QSizePolicy.Ignored)
             label.setSizePolicy(policy)

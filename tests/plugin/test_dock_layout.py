@@ -219,3 +219,35 @@ def test_rows_of_each_method_fit_the_default_width(dock_in_window, tmp_path, qtb
     for widget in (dock.runButton, dock.cancelButton, combo, *dock.band_combos):
         left = widget.mapTo(viewport, widget.rect().topLeft()).x()  # the dock scrolls down,
         assert 0 <= left and left + widget.width() <= viewport.width(), widget.objectName()
+
+
+def test_render_rows_of_an_xyz_layer_fit_the_default_width(dock_in_window, tmp_path, qtbot):
+    """Issue 22, item 3: the Resolution row, its Auto button and the line with the render's
+    size and a long warning add no horizontal scrollbar."""
+    from qgis.PyQt.QtGui import QColor, QImage
+
+    tile = QImage(256, 256, QImage.Format_RGB32)
+    tile.fill(QColor("#336699"))
+    (tmp_path / "0" / "0").mkdir(parents=True)
+    assert tile.save(str(tmp_path / "0" / "0" / "0.png"))
+    url = f"file://{tmp_path.as_posix()}/{{z}}/{{x}}/{{y}}.png"
+    layer = QgsRasterLayer(f"type=xyz&url={url}&zmin=0&zmax=0", "tiles", "wms")
+    assert layer.isValid()
+    QgsProject.instance().addMapLayer(layer)
+    window, dock = dock_in_window()
+    window.show()
+    dock.show()
+    qtbot.waitExposed(window)
+    window.resizeDocks([dock], [1], Qt.Horizontal)
+    dock.layerCombo.setLayer(layer)
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
+    dock.resolutionSpin.setValue(0.001)  # absurd: the longest line, a refusal
+    qtbot.wait(50)
+    assert dock.renderInfoLabel.text().startswith("Cannot render: ")
+    assert not dock.resolutionAutoButton.isHidden() and not dock.resolutionRow.isHidden()
+    area = dock.scrollArea
+    assert area.horizontalScrollBar().maximum() == 0
+    viewport = area.viewport()
+    for widget in (dock.resolutionSpin, dock.resolutionAutoButton, dock.inputModeCombo):
+        left = widget.mapTo(viewport, widget.rect().topLeft()).x()
+        assert 0 <= left and left + widget.width() <= viewport.width(), widget.objectName()
