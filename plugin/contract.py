@@ -25,12 +25,13 @@ class BundledModel:
     file: str
     bands: tuple[str, ...]
     label: str
+    when: str = ""  # in words, when the automatic choice takes it
     resolution_m: float | None = None  # ground pixel size of its training data
 
 
 BUNDLED_MODELS: dict[str, BundledModel] = {
     m["key"]: BundledModel(
-        m["key"], m["file"], tuple(m["bands"]), m["label"], m.get("resolution_m")
+        m["key"], m["file"], tuple(m["bands"]), m["label"], m["when"], m.get("resolution_m")
     )
     for m in CONTRACT["bundled_models"]
 }

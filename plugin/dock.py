@@ -250,6 +250,11 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         )
 
         self.modelCombo.addItem("Bundled model (chosen from the layer's bands)", AUTOMATIC)
+        self.modelCombo.setToolTip(  # the contract's table, in the order it is tried
+            "Automatic: the first bundled model that fits the layer: "
+            + "; ".join(f"{m.label} when {m.when}" for m in BUNDLED_MODELS.values())
+            + ". Or one of them by hand, or a WaterSeg checkpoint (.pt) you browsed to"
+        )
         installed = [k for k in BUNDLED_MODELS if Path(bundled_model_path(k)).is_file()]
         for key in installed or list(BUNDLED_MODELS):  # none installed: show what is missing
             self.modelCombo.addItem(BUNDLED_MODELS[key].label, bundled_model_path(key))

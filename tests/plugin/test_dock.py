@@ -572,3 +572,9 @@ def test_option_rows_are_labelled_as_the_contract_says(plugin):
         widget = dock.option_widgets[opt["name"]]
         form = dock.optionsForm if opt["name"] != "method" else dock.inputForm
         assert form.labelForField(widget).text() == opt["label"], opt["name"]
+
+
+def test_model_picker_tooltip_lists_the_contract_models(plugin):
+    tip = plugin.dock.modelCombo.toolTip()
+    for model in BUNDLED_MODELS.values():
+        assert f"{model.label} when {model.when}" in tip
