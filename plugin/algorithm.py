@@ -180,6 +180,8 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
         )
         argv = backend_command(interp.path, *request.backend_args())
         feedback.pushInfo(f"Backend: {' '.join(argv)}")
+        method = METHODS[options["method"]]
+        feedback.pushInfo(f"Method: {method.describe()}; how each method works: docs/segment.md")
         if bands and options["method"] == "auto":
             feedback.pushInfo(
                 "Method auto with Bands runs the model on those bands (as segment does); choose "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis.core import QgsProject, QgsRasterLayer
+from qgis.core import QgsProcessingFeedback, QgsProject, QgsRasterLayer
 
 from .conftest import EPSG, ORIGIN, PIXEL, set_method
 
@@ -125,6 +125,15 @@ def test_processing_runs_mixed_adaptive_on_an_unnamed_vrt(plugin, tmp_path, qgis
 
     from plugin.contract import OPTIONS
 
+    class Feedback(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.infos: list[str] = []
+
+        def pushInfo(self, info):  # noqa: N802 (QGIS API)
+            self.infos.append(info)
+
+    feedback = Feedback()
     layer = _layer(unnamed_vrt(tmp_path))
     result = processing.run(
         "waterseg:segmentwater",
@@ -135,8 +144,13 @@ def test_processing_runs_mixed_adaptive_on_an_unnamed_vrt(plugin, tmp_path, qgis
             "OUTPUT_MASK": str(tmp_path / "result" / "mask.tif"),
             "OUTPUT_SHORELINE": str(tmp_path / "result" / "coast.gpkg"),
         },
+        feedback=feedback,
     )
     assert Path(result["OUTPUT_MASK"]).is_file()
+    assert (
+        "Method: mixed-adaptive (NDWI+MNDWI, threshold per scene); how each method works: "
+        "docs/segment.md" in feedback.infos
+    )
 
 
 def test_band_names_in_processing_say_what_is_missing():
