@@ -3,7 +3,7 @@ default size): no parameter label is cut off."""
 
 import pytest
 from qgis.core import QgsApplication
-from qgis.PyQt.QtWidgets import QLabel, QScrollArea
+from qgis.PyQt.QtWidgets import QCheckBox, QLabel, QScrollArea
 
 pytestmark = [pytest.mark.qgis]
 
@@ -24,7 +24,12 @@ def test_no_parameter_label_is_cut_off(
         qtbot.wait(200)
         panel = next(a for a in dialog.findChildren(QScrollArea) if a.widget().findChildren(QLabel))
         room = panel.viewport().width()
-        labels = [w for w in panel.widget().findChildren(QLabel) if w.isVisible() and w.text()]
+        labels = [
+            w
+            for kind in (QLabel, QCheckBox)  # a boolean's description is its check box's text
+            for w in panel.widget().findChildren(kind)
+            if w.isVisible() and w.text()
+        ]
         assert len(labels) >= 5
         cut = [w.text() for w in labels if w.sizeHint().width() > room]
         assert not cut, f"wider than the {room} px panel: {cut}"
