@@ -396,10 +396,12 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         layer = self.layerCombo.currentLayer()
         if not self.rendering():
             return
+        self._setting_resolution = True
+        _, crs = self._render_area(layer)
+        self.resolutionSpin.setDecimals(9 if crs.isGeographic() else 6)  # 1e-9 deg: 0.1 mm
         if self.resolutionAutoButton.isChecked():
-            self._setting_resolution = True
             self.resolutionSpin.setValue(self.auto_resolution(layer))
-            self._setting_resolution = False
+        self._setting_resolution = False
         self._show_render_check()
 
     def render_check(self, layer=None) -> RenderCheck:

@@ -226,3 +226,13 @@ def test_check_render_units_and_the_models_training_resolution():
     assert any("5x coarser than the source" in w for w in coarse.warnings)
     small = check_render(area, utm, 40.0)  # 125 px: less than a tile
     assert small.refusal is None and "less than one 256 px tile" in small.warnings[0]
+
+
+def test_a_geographic_map_gives_degrees_per_pixel(dock_on_xyz):
+    dock, canvas, layer = dock_on_xyz
+    canvas.setDestinationCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    _zoom(canvas, QgsRectangle(0, 0, 20, 15))  # finer on the map than zoom 4 is
+    assert dock.resolutionSpin.suffix() == " deg/px" and dock.resolutionSpin.decimals() == 9
+    # zoom 4's 9784 m at the equator, in degrees: 360 / (256 * 16)
+    assert dock.resolutionSpin.value() == pytest.approx(360 / 4096, rel=1e-3)
+    assert "px of the visible extent (follows the map)" in dock.renderInfoLabel.text()
