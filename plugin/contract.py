@@ -58,6 +58,8 @@ METHODS: dict[str, Method] = {
     m["name"]: Method(m["name"], m["label"], tuple(m["bands"] or ()), m["water"] or "")
     for m in CONTRACT["methods"]
 }
+MODEL_PIXEL_TOLERANCE: float = float(CONTRACT["model_pixel_tolerance"])
+"""How many times finer or coarser than its training pixels a learned model runs unwarned."""
 DEVICES: tuple[str, ...] = tuple(CONTRACT["devices"])
 OPTIONS: dict[str, dict[str, Any]] = {o["name"]: o for o in CONTRACT["segment_options"]}
 # The options the dock and the Processing algorithm offer ("ui": true), in table order.

@@ -34,6 +34,8 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QSize, Qt
 from qgis.PyQt.QtGui import QColor, QImage, QPainter
 
+from .contract import MODEL_PIXEL_TOLERANCE
+
 MAX_RENDER_SIDE = 10_000  # pixels per side; 10000 x 10000 RGBA is 400 MB in memory
 MIN_RENDER_SIDE = 32  # fewer pixels on a side: nothing to segment (refused)
 SMALL_RENDER_SIDE = 256  # fewer: less than one model tile (warned)
@@ -142,8 +144,8 @@ def check_render(
     """Check a render of ``extent`` (in ``crs``) at ``resolution`` before it is made:
     refused over :data:`MAX_RENDER_SIDE` or under :data:`MIN_RENDER_SIDE` px a side; warned
     when under one model tile, :data:`FAR` times finer or coarser than the source's ``native``
-    resolution (same units), or far finer than ``model_metres``, the ground resolution the
-    model was trained at."""
+    resolution (same units), or, on the ground, further from ``model_metres`` (the pixel size
+    the model learned from) than the contract's ``model_pixel_tolerance``, as segment warns."""
     unit = resolution_unit(crs)
     try:
         cols, rows = render_size(extent, resolution)
@@ -175,13 +177,14 @@ def check_render(
                 "zoom in to the water for the source's detail"
             )
     centre = extent.center()
-    if model_metres:
+    if model_metres:  # the engine's own rule (segment warns too): the contract's tolerance
         metres = ground_metres(resolution, crs, centre)
-        if metres < model_metres / FAR:
+        ratio = metres / model_metres
+        if not 1 / MODEL_PIXEL_TOLERANCE <= ratio <= MODEL_PIXEL_TOLERANCE:
+            how = f"{ratio:.0f}x coarser" if ratio > 1 else f"{1 / ratio:.0f}x finer"
             check.warnings.append(
-                f"{metres:.3g} m on the ground, far finer than the {model_metres:g} m the model "
-                "was trained at: expect water and land to be confused; a coarser resolution "
-                "fits it better"
+                f"{metres:.3g} m on the ground, {how} than the {model_metres:g} m pixels the "
+                f"model learned from: expect a wrong mask; about {model_metres:g} m fits it"
             )
     return check
 

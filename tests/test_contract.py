@@ -28,3 +28,19 @@ def test_plugin_reads_the_same_methods():
     )
     assert METHODS["mixed-adaptive"].bands == ("B3", "B8", "B11")
     assert METHODS["model"].water == "probability" and METHODS["auto"].water == ""
+
+
+def test_the_model_pixel_range_is_the_contracts_on_both_sides():
+    """segment's warning about pixels far from the training size and the dock's, before it
+    renders a map layer, use the same numbers: the bundled models' resolution_m and the
+    contract's tolerance."""
+    from backend.core.contract import bundled_models, contract
+    from backend.segment.cli import MODEL_PIXEL_RANGE_M, TRAINED_PIXEL_M
+    from plugin.contract import BUNDLED_MODELS, MODEL_PIXEL_TOLERANCE
+
+    tolerance = contract()["model_pixel_tolerance"]
+    assert MODEL_PIXEL_TOLERANCE == tolerance
+    for m in contract()["bundled_models"]:
+        assert m["resolution_m"] == TRAINED_PIXEL_M == BUNDLED_MODELS[m["key"]].resolution_m
+    assert MODEL_PIXEL_RANGE_M == (TRAINED_PIXEL_M / tolerance, TRAINED_PIXEL_M * tolerance)
+    assert len(bundled_models()) == len(BUNDLED_MODELS)

@@ -220,7 +220,7 @@ def test_check_render_units_and_the_models_training_resolution():
     area = QgsRectangle(500000, 4600000, 505000, 4605000)
     fine = check_render(area, utm, 1.0, native=None, model_metres=10.0)
     assert fine.refusal is None and (fine.cols, fine.rows) == (5000, 5000)
-    assert any("far finer than the 10 m the model was trained at" in w for w in fine.warnings)
+    assert any("10x finer than the 10 m pixels the model learned from" in w for w in fine.warnings)
     assert check_render(area, utm, 10.0, native=10.0, model_metres=10.0).warnings == []
     coarse = check_render(area, utm, 50.0, native=10.0)
     assert any("5x coarser than the source" in w for w in coarse.warnings)
