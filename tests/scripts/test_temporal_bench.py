@@ -30,7 +30,7 @@ def test_default_method_keeps_stable_land_dry_on_four_real_dates(tmp_path):
     dates = {"2016-07-18", "2019-01-01", "2019-11-07", "2021-01-30"}
     rows = bench.run(DATA, ["auto"], dates, tmp_path)["rows"]
     got = {(r["site"], r["date"]): r for r in rows}
-    assert set(got) == {
+    assert set(got) >= {
         ("bracciano", "2016-07-18"),  # clear summer
         ("bracciano", "2019-01-01"),  # winter: hill shadow east of the lake (10.7 % before)
         ("tevere", "2019-11-07"),  # cumulus and their shadows (26.4 % before)
@@ -41,5 +41,5 @@ def test_default_method_keeps_stable_land_dry_on_four_real_dates(tmp_path):
     assert got["tevere", "2019-11-07"]["false_water"] < 0.05  # the small cumulus stay: 3.2 %
     hazy = got["tevere", "2021-01-30"]
     assert hazy["masked"] == 0.0 and hazy["false_water"] < 0.01 and hazy["missed_water"] < 0.05
-    for r in rows:
-        assert r["missed_water"] < 0.05, r
+    for r in rows:  # tevere 2019-01-01 (winter) comes along: both sites have that date
+        assert r["missed_water"] < 0.05 and r["false_water"] < 0.05, r
