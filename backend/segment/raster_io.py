@@ -272,6 +272,28 @@ def _training_data_hint(path: Path) -> str | None:
     return None
 
 
+def _missing_sources(path: Path, ds) -> list[str]:
+    """The source files a VRT names that do not exist (GDAL opens such a VRT and fails only
+    at the first read, with a message that reads like a corrupt file)."""
+    if ds.driver != "VRT":
+        return []
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+    except (ET.ParseError, OSError):
+        return []
+    missing = []
+    for node in root.iter("SourceFilename"):
+        name = (node.text or "").strip()
+        if not name or name.startswith("/vsi"):
+            continue
+        source = path.parent / name if node.get("relativeToVRT") == "1" else Path(name)
+        if not source.exists() and str(source) not in missing:
+            missing.append(str(source))
+    return missing
+
+
 def open_checked(path: Path):
     import rasterio
 
@@ -289,6 +311,14 @@ def open_checked(path: Path):
             f"{path} is not a raster GDAL can read ({_first_line(exc)}); pass a GeoTIFF, JP2, "
             "VRT or another GDAL raster"
         ) from None
+    missing = _missing_sources(path, ds)
+    if missing:
+        ds.close()
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise UserError(
+            f"{path} is a VRT whose source file {missing[0]}{more} is missing; restore it, or "
+            "rebuild the VRT (gdalbuildvrt) from files that exist"
+        )
     if ds.count == 0:
         ds.close()
         raise UserError(f"{path} has no raster bands; pass a multispectral raster")

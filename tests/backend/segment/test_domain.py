@@ -68,3 +68,17 @@ def test_a_raster_without_a_crs_is_warned_and_measured_in_pixels(tmp_path):
     assert "length_px" in fields and "length_m" not in fields
     lengths = [f.GetField("length_px") for f in ds.GetLayer(0)]
     assert 2 * np.pi * 13 < sum(lengths) < 2 * np.pi * 15  # a circle of radius 14 px
+
+
+def test_a_vrt_whose_source_is_missing_names_the_file(tmp_path):
+    from osgeo import gdal
+
+    b3 = write_raster(tmp_path / "b3.tif", np.full((1, 32, 32), 900, np.uint16))
+    b8 = write_raster(tmp_path / "b8.tif", np.full((1, 32, 32), 300, np.uint16))
+    vrt = tmp_path / "stack.vrt"
+    gdal.BuildVRT(str(vrt), [str(b3), str(b8)], separate=True).FlushCache()
+    b8.unlink()
+    done = run_backend("segment", vrt, "--out-dir", tmp_path / "o", "--bands", "1,2")
+    assert done.returncode == 2, done.stderr
+    assert f"is a VRT whose source file {b8} is missing" in done.stderr
+    assert "corrupt" not in done.stderr
