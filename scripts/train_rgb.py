@@ -45,7 +45,7 @@ import os
 import string
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -572,7 +572,7 @@ def write_json(path: Path, data: dict) -> None:
 # ---------------------------------------------------------------- main
 
 
-def parse_args(argv: list[str]) -> tuple[Config, bool]:
+def parse_args(argv: list[str]) -> tuple[Config, Outputs, bool]:
     """Options -> (config, card_only). Defaults: :class:`Config`, then ``--version``'s
     changes (:data:`VERSIONS`), then the options given."""
     cfg = Config()
@@ -586,10 +586,21 @@ def parse_args(argv: list[str]) -> tuple[Config, bool]:
         elif not isinstance(value, list):
             p.add_argument(flag, type=type(value), default=None)
     p.add_argument("--card-only", action="store_true", help="re-render the card from results")
+    p.add_argument(
+        "--results",
+        type=Path,
+        help="write the results (and the card, as .md beside them) here instead of the"
+        " version's files under resources/models: for experiments that must not replace them",
+    )
     args = vars(p.parse_args(argv))
     card_only = args.pop("card_only")
+    results_path = args.pop("results")
     given = {k: v for k, v in args.items() if v is not None}
-    return Config(**{**asdict(cfg), **VERSIONS[given["version"]], **given}), card_only
+    cfg = Config(**{**asdict(cfg), **VERSIONS[given["version"]], **given})
+    out = OUTPUTS[cfg.version]
+    if results_path is not None:
+        out = replace(out, results=results_path, card=results_path.with_suffix(".md"))
+    return cfg, out, card_only
 
 
 def same_recipe(a: dict, b: dict) -> bool:
@@ -664,8 +675,7 @@ def baseline_cv() -> dict | None:
 
 
 def main(argv: list[str]) -> int:
-    cfg, card_only = parse_args(argv)
-    out = OUTPUTS[cfg.version]
+    cfg, out, card_only = parse_args(argv)
     if card_only:
         out.card.write_text(render_card(json.loads(out.results.read_text()), out))
         log(f"wrote {out.card}")
@@ -751,7 +761,7 @@ def main(argv: list[str]) -> int:
             "cv_protocol": cv["protocol"],
             "cv_mean_over_acquisitions": cv["summary"]["mean_over_acquisitions"],
             "cv_folds_done": f"{cv['folds_done']}/{len(folds)}",
-            "cv_results": str(out.results.relative_to(REPO)),
+            "cv_results": os.path.relpath(out.results, REPO),
         }
         if cfg.version == "v1":
             ckpt = read_checkpoint(BUNDLE)

@@ -20,11 +20,14 @@ _SPEC.loader.exec_module(train_rgb)
 
 
 def test_versions_set_their_recipe_and_options_still_win():
-    v1, _ = train_rgb.parse_args([])
+    v1, _, _ = train_rgb.parse_args([])
     assert v1.arch == "unet" and not v1.pretrained and v1.p_scale == 0.0
-    v2, _ = train_rgb.parse_args(["--version", "v2", "--steps", "7", "--no-final"])
+    v2, out, _ = train_rgb.parse_args(["--version", "v2", "--steps", "7", "--no-final"])
     assert v2.arch == "lite0_unet" and v2.pretrained and v2.channels_last
     assert v2.steps == 7 and not v2.final and v2.cv
+    assert out.results.name == "results-rgb-v2.json" and out.card.name == "MODEL_CARD-rgb-v2.md"
+    _, elsewhere, _ = train_rgb.parse_args(["--version", "v2", "--results", "runs/x/r.json"])
+    assert elsewhere.results == Path("runs/x/r.json") and elsewhere.card == Path("runs/x/r.md")
     spec = v2.input_spec()
     raw = np.array([0, 127, 255], np.uint8).reshape(3, 1, 1)
     np.testing.assert_allclose(spec.normalise(raw).ravel(), [-127 / 128, 0.0, 1.0], atol=1e-6)
@@ -45,7 +48,7 @@ def _scene(name: str, acquisition: str, seed: int) -> "train_rgb.Scene":
 
 
 def test_a_short_v2_training_run_writes_a_self_describing_checkpoint(tmp_path):
-    cfg, _ = train_rgb.parse_args(
+    cfg, _, _ = train_rgb.parse_args(
         ["--version", "v2", "--steps", "3", "--warmup-steps", "1", "--batch-size", "2",
          "--crop", "64", "--width", "0.125", "--no-pretrained", "--threads", "1"]
     )  # fmt: skip
