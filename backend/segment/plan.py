@@ -176,7 +176,7 @@ def _choice(
     source = _source_text(rasters[0], explicit) if len(rasters) == 1 else "every input"
     why = f"Using the bundled {len(entry.bands)}-band model ({bands}): {reason} ({source})"
     if entry.key == "rgb":  # its cross-acquisition accuracy is modest: say so where it is used
-        why += "; true colour alone is a first draft, check the mask (MODEL_CARD-rgb.md)"
+        why += "; true colour alone is a first draft, check the mask (MODEL_CARD-rgb-v2.md)"
     return ModelChoice(str(paths.MODELS_DIR / entry.file), entry.key, list(entry.bands), why)
 
 

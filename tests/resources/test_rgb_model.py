@@ -49,3 +49,22 @@ def test_bundled_rgb_model_finds_a_lake_on_farmland():
     water = prob >= 0.5
     assert water[lake].mean() > 0.9, f"only {water[lake].mean():.2f} of the lake called water"
     assert (~water[~lake]).mean() > 0.9, f"{water[~lake].mean():.2f} of the land called water"
+
+
+def test_bundled_rgb_model_is_the_one_its_results_describe():
+    """The checkpoint names the results file of its cross-validation; that file says it was
+    bundled, with this file's SHA-256, and that its CV mean beats the baseline it names."""
+    import json
+
+    _, _, meta = load_model(MODEL)
+    metrics = meta["metrics"]
+    results = json.loads((MODEL.parents[2] / metrics["cv_results"]).read_text())
+    assert results["final"]["sha256"] == sha256_of(MODEL)
+    mean = results["cross_validation"]["summary"]["mean_over_acquisitions"]["iou_mean"]
+    assert metrics["cv_mean_over_acquisitions"]["iou_mean"] == pytest.approx(mean)
+    if "baseline" in results:  # v2: bundled only because it beat v1 over complete folds
+        assert results["bundled"] is True
+        assert mean > results["baseline"]["mean_over_acquisitions"]["iou_mean"]
+        assert results["cross_validation"]["folds_done"] == len(
+            results["cross_validation"]["held_out"]
+        )
