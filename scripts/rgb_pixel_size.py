@@ -14,7 +14,7 @@ ground is water). Two ways:
 
 Scored against the resampled truth, per acquisition (pixels pooled), as train_rgb scores.
 5 m uses the central 512 x 512 px of each scene (4x the pixels otherwise). Writes
-``docs/results/rgb-v2-pixel-size.json``.
+``docs/results/rgb-v2-pixel-size.json`` (``--out``).
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--runs", default=str(REPO / "runs" / "rgb-v2"))
     p.add_argument("--sizes", default="5,20,30", help="pixel sizes in metres")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=OUT, help=f"results file (default {OUT})")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = Config()
@@ -107,8 +108,8 @@ def main(argv: list[str]) -> int:
             print(
                 f"{metres:g} m {way}: IoU mean {100 * v['mean_over_acquisitions']['iou_mean']:.2f}"
             )
-        OUT.parent.mkdir(parents=True, exist_ok=True)
-        write_json(OUT, results)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, results)
     return 0
 
 
