@@ -522,6 +522,9 @@ def render_card(results: dict, out: Outputs) -> str:
             " config by an earlier run, stopped after the final model for time:\n\n```\n"
             f"{results['final_command']}\n```\n"
             if "final_command" in results
+            else "That command trained the bundled model; the cross-validation was run"
+            f" by:\n\n```\n{results['cv_command']}\n```\n"
+            if "cv_command" in results
             else ""
         ),
         "epochs": cfg["epochs"],
