@@ -278,8 +278,9 @@ def _offset_note(source, args) -> str | None:
     )
 
 
-def _cloud_note(source, args) -> str | None:
-    """One log line on the cloud mask of an input (None with --cloud-mask none)."""
+def _cloud_note(source, args, share: float | None = None) -> str | None:
+    """One log line on the cloud mask of an input (None with --cloud-mask none); ``share``:
+    the share it flags, when the caller has it already."""
     if args.cloud_mask == "none":
         return None
     why_not = f"; {source.cloud_why_not}" if source.cloud_why_not else ""
@@ -289,7 +290,8 @@ def _cloud_note(source, args) -> str | None:
             "shadows are segmented as they are (shadows can read as water)"
         )
     return (
-        f"cloud mask from {source.cloud.describe()}: {100 * source.cloud_fraction():.1f} % of "
+        f"cloud mask from {source.cloud.describe()}: "
+        f"{100 * (source.cloud_fraction() if share is None else share):.1f} % of "
         "the raster is nodata (255 in the mask, no shoreline along it; --cloud-mask none keeps it)"
         + why_not
     )
@@ -416,12 +418,15 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
             args.cloud_mask,
             L2A_OFFSET if args.l2a_offset else 0.0,
         ) as source:
-            notes = [source.mapping.note, source.nodata_note, _cloud_note(source, args)]
+            share = source.cloud_fraction() if source.cloud else 0.0  # read once
             quality = {"method": args.method, "threshold": None, "flags": [], "warnings": []}
-            quality["cloud_fraction"] = round(source.cloud_fraction(), 6) if source.cloud else 0.0
-            if quality["cloud_fraction"] > HAZE_ALL:
-                notes.append(_through_haze(source, args, quality["cloud_fraction"]))
+            quality["cloud_fraction"] = round(share, 6)
+            if share > HAZE_ALL:  # the mask is dropped: its "nodata" line would be wrong
+                cloud_line = _through_haze(source, args, share)
                 quality["flags"].append("haze")
+            else:
+                cloud_line = _cloud_note(source, args, share)
+            notes = [source.mapping.note, source.nodata_note, cloud_line]
             for note in (*notes, _offset_note(source, args), _domain_note(source, args)):
                 if note:
                     reporter.log(f"{p.name}: {note}")

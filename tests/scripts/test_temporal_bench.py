@@ -43,3 +43,14 @@ def test_default_method_keeps_stable_land_dry_on_four_real_dates(tmp_path):
     assert hazy["masked"] == 0.0 and hazy["false_water"] < 0.01 and hazy["missed_water"] < 0.05
     for r in rows:  # tevere 2019-01-01 (winter) comes along: both sites have that date
         assert r["missed_water"] < 0.05 and r["false_water"] < 0.05, r
+
+
+def test_the_hazy_date_is_segmented_with_a_haze_flag_and_no_nodata_claim(tmp_path):
+    from tests.backend.rasters import run_backend
+
+    hazy = DATA / "tevere" / "2021-01-30.tif"
+    done = run_backend("segment", hazy, "--out-dir", tmp_path, "--progress", "json")
+    assert done.returncode == 0, done.stderr
+    assert "HAZE: s2cloudless flags 100% of the raster as cloud" in done.stderr
+    assert "of the raster is nodata" not in done.stderr  # the mask was dropped, not applied
+    assert '"flags": ["haze"]' in done.stdout
