@@ -377,6 +377,241 @@ def implausible_water_fraction(fraction: float) -> str | None:
     return None
 
 
+@dataclass
+class _Tally:
+    """What the streamed rows added up to: valid and water pixels."""
+
+    valid_pixels: int = 0
+    water_pixels: int = 0
+
+
+class _SourceRun:
+    """One input's way through :func:`segment_source`, one method per step: plan, read +
+    predict + blend (streamed rows), write, shoreline, report. Holds what the steps share:
+    the input, the options, the staging folder and its open writers, the clock."""
+
+    def __init__(
+        self,
+        source,
+        predictor,
+        spec,
+        opts: SegmentOptions,
+        plan: OutputPlan,
+        reporter,
+        cancelled: Callable[[], bool] | None,
+    ):
+        self.t0 = time.monotonic()
+        self.source, self.predictor, self.spec = source, predictor, spec
+        self.opts, self.outputs, self.reporter = opts, plan, reporter
+        self.cancelled = cancelled
+        self.georef = source.georef
+        self.device = getattr(predictor, "device", "cpu")
+        self.tile = int(opts.tile_size or spec.tile_size)
+        self.grid = TileGrid(self.georef.height, self.georef.width, self.tile, opts.overlap)
+        self.staging: Staging | None = None
+        self.writers: list[RasterRowWriter] = []
+        self.contours: ContourBuilder | None = None
+
+    # ---------------------------------------------------------------- steps
+
+    def plan(self, index: int, count: int, model_name: str) -> None:
+        """Announce the input (``start`` event and log line), remove what interrupted runs
+        left behind and open the staging folder."""
+        source = self.source
+        self.reporter.event(
+            "start",
+            input=str(source.path),
+            index=index,
+            count=count,
+            device=self.device,
+            model=model_name,
+            width=self.georef.width,
+            height=self.georef.height,
+            tiles=self.grid.count,
+            bands=list(source.indexes),
+            band_rule=source.mapping.rule,
+        )
+        self.reporter.log(
+            f"{source.path.name}: bands {source.indexes} ({source.mapping.rule}), "
+            f"device {self.device}"
+        )
+        for stale in Staging.remove_stale(self.outputs.out_dir):
+            self.reporter.log(f"removed {stale.name}, left behind by an interrupted run")
+        self.staging = Staging(self.outputs.out_dir, self.outputs.stem)
+
+    def probability_rows(self) -> Iterator[RowBlock]:
+        """Read, predict and blend: the blended water probability, streamed top to bottom
+        (:func:`iter_probability_rows`), with ``infer`` progress."""
+        extra = L2A_OFFSET if self.opts.l2a_offset else 0.0
+
+        def on_tiles(done: int, total: int) -> None:
+            self.progress("infer", done / max(total, 1), done, total, force=done == total)
+
+        return iter_probability_rows(
+            self.source,
+            self.predictor,
+            lambda raw: self.spec.normalise(raw, extra_offset=extra),
+            tile=self.tile,
+            overlap=self.opts.overlap,
+            cancelled=self.cancelled,
+            on_tiles=on_tiles,
+        )
+
+    def write(self, rows: Iterator[RowBlock]) -> _Tally:
+        """Write the mask (and the probability) row block by row block into the staging
+        folder, feed the shoreline's contours, and count valid and water pixels."""
+        opts, paths = self.opts, self.outputs.paths
+        mask_w = self._open_writer("mask", "uint8", MASK_NODATA)
+        mask_w.set_colormap(WATER_COLOURS)
+        mask_w.set_description("water (1) / land (0) / nodata (255)")
+        prob_w = None
+        if "probability" in paths:
+            prob_w = self._open_writer("probability", "float32", float("nan"))
+            prob_w.set_description("water probability")
+        if opts.shoreline != "none":
+            self.contours = ContourBuilder(self.georef.width, opts.threshold)
+        tally = _Tally()
+        for block in rows:
+            tally.valid_pixels += int(block.valid.sum())
+            mask = mask_from_probability(block.prob, block.valid, opts.threshold)
+            tally.water_pixels += int(np.count_nonzero(mask == 1))
+            mask_w.write(block.row0, mask)
+            if prob_w is not None:
+                prob_w.write(block.row0, block.prob)
+            if self.contours is not None:
+                self.contours.add_rows(block.row0, block.prob)
+        for w in self.writers:
+            w.close()
+        return tally
+
+    def check(self, tally: _Tally) -> tuple[float, str | None]:
+        """The water fraction and its warning (logged), or a UserError when no pixel was
+        valid."""
+        source = self.source
+        if tally.valid_pixels == 0:
+            cloud = getattr(source, "cloud", None)
+            if cloud is not None:
+                raise UserError(
+                    f"{source.path} has no valid pixels left after the cloud mask "
+                    f"({cloud.describe()}); pass --cloud-mask none to segment it anyway"
+                )
+            raise UserError(
+                f"{source.path} has no valid pixels (every pixel is nodata or NaN); "
+                "check the raster's nodata value or pass another raster"
+            )
+        water_fraction = tally.water_pixels / tally.valid_pixels
+        warning = implausible_water_fraction(water_fraction)
+        if warning:
+            self.reporter.log(f"warning: {source.path.name}: {warning}")
+        return water_fraction, warning
+
+    def shoreline(self) -> list[np.ndarray]:
+        """Build the shoreline from the contours and write its files (none when
+        ``--shoreline none``); returns its lines, in map coordinates."""
+        if self.contours is None:
+            return []
+        from backend.segment.writers import write_lines
+
+        count = self.grid.count
+        self.progress("shoreline", 0.0, count, count, force=True)
+        shore = build_shoreline(
+            self.contours.lines(),
+            self.georef,
+            min_length_m=self.opts.min_length,
+            smooth=self.opts.smooth,
+            simplify_tolerance=self.opts.simplify,
+        )
+        for kind, driver in (("shoreline_gpkg", "GPKG"), ("shoreline_shp", "ESRI Shapefile")):
+            if kind in self.outputs.paths:
+                self._check_cancel()
+                write_lines(
+                    self._staged(kind),
+                    driver,
+                    shore.lines,
+                    shore.lengths_m,
+                    self.georef,
+                    str(self.source.path),
+                )
+        return shore.lines
+
+    def write_derived(self, lines: list[np.ndarray]) -> None:
+        """Write the outputs made from the finished mask: water polygons and the quicklook."""
+        count = self.grid.count
+        self.progress("write", 1.0, count, count, force=True)
+        if "polygons_gpkg" in self.outputs.paths:
+            from backend.segment.writers import polygonize_water
+
+            polygonize_water(
+                self._staged("mask"), self._staged("polygons_gpkg"), str(self.source.path)
+            )
+        if "quicklook" in self.outputs.paths:
+            from backend.segment.quicklook import write_quicklook
+
+            write_quicklook(self.source, self._staged("mask"), lines, self._staged("quicklook"))
+
+    def commit(self) -> None:
+        """Move the staged files into place, unless the run was cancelled."""
+        self._check_cancel()
+        self.staging.commit()
+
+    def discard(self) -> None:
+        """On any error or cancel: close the writers and remove the staging folder."""
+        for w in self.writers:
+            try:
+                w.close()
+            except Exception:  # noqa: BLE001 - already failing; cleanup must continue
+                pass
+        if self.staging is not None:
+            self.staging.discard()
+
+    def report(
+        self, tally: _Tally, water_fraction: float, warning: str | None, n_lines: int
+    ) -> dict[str, Any]:
+        """One ``output`` event per file; returns the ``done`` event fields."""
+        src = str(self.source.path)
+        for kind, path in self.outputs.paths.items():
+            self.reporter.event("output", input=src, kind=kind, path=str(path))
+        return {
+            "input": src,
+            "outputs": {k: str(p) for k, p in self.outputs.paths.items()},
+            "elapsed_s": round(time.monotonic() - self.t0, 3),
+            "shoreline_features": n_lines,
+            "water_fraction": round(water_fraction, 6),
+            "valid_pixels": tally.valid_pixels,
+            "warnings": [warning] if warning else [],
+        }
+
+    # ---------------------------------------------------------------- helpers
+
+    def progress(self, stage: str, fraction: float, done: int, total: int, force: bool) -> None:
+        elapsed = time.monotonic() - self.t0
+        rate, eta = tile_rate_and_eta(done, total, elapsed)
+        self.reporter.progress(
+            force=force,
+            input=str(self.source.path),
+            stage=stage,
+            fraction=round(fraction, 4),
+            tiles_done=done,
+            tiles_total=total,
+            elapsed_s=round(elapsed, 3),
+            tiles_per_s=rate,
+            eta_s=eta,
+            device=self.device,
+        )
+
+    def _staged(self, kind: str) -> Path:
+        return self.staging.path(self.outputs.paths[kind])
+
+    def _open_writer(self, kind: str, dtype: str, nodata: float) -> RasterRowWriter:
+        writer = RasterRowWriter(self._staged(kind), self.georef, dtype, nodata)
+        self.writers.append(writer)
+        return writer
+
+    def _check_cancel(self) -> None:
+        if self.cancelled is not None and self.cancelled():
+            raise Cancelled()
+
+
 def segment_source(
     source,
     predictor,
@@ -394,169 +629,15 @@ def segment_source(
 
     Returns the ``done`` event fields. On any error or cancel no file of this input remains.
     """
-    t0 = time.monotonic()
-    georef = source.georef
-    device = getattr(predictor, "device", "cpu")
-    tile = int(opts.tile_size or spec.tile_size)
-    grid = TileGrid(georef.height, georef.width, tile, opts.overlap)
-    reporter.event(
-        "start",
-        input=str(source.path),
-        index=index,
-        count=count,
-        device=device,
-        model=model_name,
-        width=georef.width,
-        height=georef.height,
-        tiles=grid.count,
-        bands=list(source.indexes),
-        band_rule=source.mapping.rule,
-    )
-    reporter.log(
-        f"{source.path.name}: bands {source.indexes} ({source.mapping.rule}), device {device}"
-    )
-    extra = L2A_OFFSET if opts.l2a_offset else 0.0
-
-    def report(stage: str, fraction: float, done: int, total: int, force: bool) -> None:
-        elapsed = time.monotonic() - t0
-        rate, eta = tile_rate_and_eta(done, total, elapsed)
-        reporter.progress(
-            force=force,
-            input=str(source.path),
-            stage=stage,
-            fraction=round(fraction, 4),
-            tiles_done=done,
-            tiles_total=total,
-            elapsed_s=round(elapsed, 3),
-            tiles_per_s=rate,
-            eta_s=eta,
-            device=device,
-        )
-
-    def on_tiles(done: int, total: int) -> None:
-        report("infer", done / max(total, 1), done, total, force=done == total)
-
-    for stale in Staging.remove_stale(plan.out_dir):
-        reporter.log(f"removed {stale.name}, left behind by an interrupted run")
-    staging = Staging(plan.out_dir, plan.stem)
-    writers: list[RasterRowWriter] = []
+    run = _SourceRun(source, predictor, spec, opts, plan, reporter, cancelled)
+    run.plan(index, count, model_name)
     try:
-        mask_w = RasterRowWriter(staging.path(plan.paths["mask"]), georef, "uint8", MASK_NODATA)
-        writers.append(mask_w)
-        mask_w.set_colormap(WATER_COLOURS)
-        mask_w.set_description("water (1) / land (0) / nodata (255)")
-        prob_w = None
-        if "probability" in plan.paths:
-            prob_w = RasterRowWriter(
-                staging.path(plan.paths["probability"]), georef, "float32", float("nan")
-            )
-            writers.append(prob_w)
-            prob_w.set_description("water probability")
-        contours = (
-            ContourBuilder(georef.width, opts.threshold) if opts.shoreline != "none" else None
-        )
-        valid_pixels = water_pixels = 0
-        for block in iter_probability_rows(
-            source,
-            predictor,
-            lambda raw: spec.normalise(raw, extra_offset=extra),
-            tile=tile,
-            overlap=opts.overlap,
-            cancelled=cancelled,
-            on_tiles=on_tiles,
-        ):
-            valid_pixels += int(block.valid.sum())
-            mask = mask_from_probability(block.prob, block.valid, opts.threshold)
-            water_pixels += int(np.count_nonzero(mask == 1))
-            mask_w.write(block.row0, mask)
-            if prob_w is not None:
-                prob_w.write(block.row0, block.prob)
-            if contours is not None:
-                contours.add_rows(block.row0, block.prob)
-        for w in writers:
-            w.close()
-        if valid_pixels == 0:
-            cloud = getattr(source, "cloud", None)
-            if cloud is not None:
-                raise UserError(
-                    f"{source.path} has no valid pixels left after the cloud mask "
-                    f"({cloud.describe()}); pass --cloud-mask none to segment it anyway"
-                )
-            raise UserError(
-                f"{source.path} has no valid pixels (every pixel is nodata or NaN); "
-                "check the raster's nodata value or pass another raster"
-            )
-        water_fraction = water_pixels / valid_pixels
-        warning = implausible_water_fraction(water_fraction)
-        if warning:
-            reporter.log(f"warning: {source.path.name}: {warning}")
-
-        n_lines = 0
-        lines: list[np.ndarray] = []
-        if contours is not None:
-            report("shoreline", 0.0, grid.count, grid.count, force=True)
-            shore = build_shoreline(
-                contours.lines(),
-                georef,
-                min_length_m=opts.min_length,
-                smooth=opts.smooth,
-                simplify_tolerance=opts.simplify,
-            )
-            lines = shore.lines
-            n_lines = len(lines)
-            from backend.segment.writers import write_lines
-
-            src_name = str(source.path)
-            for kind, driver in (("shoreline_gpkg", "GPKG"), ("shoreline_shp", "ESRI Shapefile")):
-                if kind in plan.paths:
-                    if cancelled is not None and cancelled():
-                        raise Cancelled()
-                    write_lines(
-                        staging.path(plan.paths[kind]),
-                        driver,
-                        lines,
-                        shore.lengths_m,
-                        georef,
-                        src_name,
-                    )
-        report("write", 1.0, grid.count, grid.count, force=True)
-        if "polygons_gpkg" in plan.paths:
-            from backend.segment.writers import polygonize_water
-
-            polygonize_water(
-                staging.path(plan.paths["mask"]),
-                staging.path(plan.paths["polygons_gpkg"]),
-                str(source.path),
-            )
-        if "quicklook" in plan.paths:
-            from backend.segment.quicklook import write_quicklook
-
-            write_quicklook(
-                source,
-                staging.path(plan.paths["mask"]),
-                lines,
-                staging.path(plan.paths["quicklook"]),
-            )
-        if cancelled is not None and cancelled():
-            raise Cancelled()
-        staging.commit()
+        tally = run.write(run.probability_rows())  # read, predict, blend -> write
+        water_fraction, warning = run.check(tally)
+        lines = run.shoreline()
+        run.write_derived(lines)
+        run.commit()
     except BaseException:
-        for w in writers:
-            try:
-                w.close()
-            except Exception:  # noqa: BLE001 - already failing; cleanup must continue
-                pass
-        staging.discard()
+        run.discard()
         raise
-    for kind, path in plan.paths.items():
-        reporter.event("output", input=str(source.path), kind=kind, path=str(path))
-    elapsed = round(time.monotonic() - t0, 3)
-    return {
-        "input": str(source.path),
-        "outputs": {k: str(p) for k, p in plan.paths.items()},
-        "elapsed_s": elapsed,
-        "shoreline_features": n_lines,
-        "water_fraction": round(water_fraction, 6),
-        "valid_pixels": valid_pixels,
-        "warnings": [warning] if warning else [],
-    }
+    return run.report(tally, water_fraction, warning, len(lines))
