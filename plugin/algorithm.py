@@ -180,8 +180,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
         )
         argv = backend_command(interp.path, *request.backend_args())
         feedback.pushInfo(f"Backend: {' '.join(argv)}")
-        method = METHODS[options["method"]]
-        feedback.pushInfo(f"Method: {method.describe()}; how each method works: docs/segment.md")
+        feedback.pushInfo(METHODS[options["method"]].log_line())
         if bands and options["method"] == "auto":
             feedback.pushInfo(
                 "Method auto with Bands runs the model on those bands (as segment does); choose "
@@ -203,7 +202,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 feedback.pushInfo("Cancelled; no results were written.")
                 return {}
             if not result.ok:
-                feedback.reportError(result.stderr_tail)
+                feedback.reportError(result.log_tail)
                 raise QgsProcessingException(result.error or "the backend failed")
             expected = request.expected_outputs()
             mask_src = result.outputs.get("mask", str(expected["mask"]))

@@ -224,6 +224,11 @@ def parse_json_object(text: str) -> dict:
     raise RuntimeError(f"backend printed no JSON object: {text[-200:]!r}")
 
 
+# segment's log line that explains its method at length (backend/segment/cli.py); a test runs
+# the backend to check that the plugin's logs leave it out (tests/plugin/test_method_log.py)
+SEGMENT_METHOD_LOG = "waterseg: method: "
+
+
 def error_line(stderr: str) -> str:
     """The backend's one-line ``waterseg: error: ...`` message, else the last stderr line."""
     lines = [ln.strip() for ln in stderr.strip().splitlines() if ln.strip()]
@@ -254,6 +259,14 @@ class RunResult:
     @property
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.cancelled and self.error is None
+
+    @property
+    def log_tail(self) -> str:
+        """``stderr_tail`` as a log shows it: without segment's long explanation of its method,
+        which the log names once, short, before the run (:meth:`Method.log_line`)."""
+        return "\n".join(
+            ln for ln in self.stderr_tail.splitlines() if not ln.startswith(SEGMENT_METHOD_LOG)
+        )
 
 
 class BackendRun:

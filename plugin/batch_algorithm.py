@@ -204,7 +204,7 @@ class SegmentManyScenesAlgorithm(QgsProcessingAlgorithm):
             feedback.pushInfo("Cancelled; finished scenes are kept and a re-run skips them.")
             return {}
         if result.exit_code not in (0, SOME_FAILED_EXIT):
-            feedback.reportError(result.stderr_tail)
+            feedback.reportError(result.log_tail)
             raise QgsProcessingException(result.error or "the backend failed")
         if failed:
             feedback.reportError(

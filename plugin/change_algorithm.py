@@ -365,7 +365,7 @@ class ShorelineChangeAlgorithm(QgsProcessingAlgorithm):
             feedback.pushInfo("Cancelled; segmented scenes are kept and a re-run skips them.")
             return {}
         if result.exit_code != 0:
-            feedback.reportError(result.stderr_tail)
+            feedback.reportError(result.log_tail)
             raise QgsProcessingException(result.error or "the backend failed")
         if finished.get("dates_flagged"):
             feedback.pushWarning(

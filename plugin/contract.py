@@ -53,6 +53,15 @@ class Method:
         """ "mixed-adaptive (NDWI+MNDWI, threshold per scene)"."""
         return f"{self.name} ({self.label})"
 
+    def log_line(self) -> str:
+        """The one short line a log gives the method (the dock's and Processing's), with a
+        pointer to the docs instead of the backend's long explanation."""
+        return f"Method: {self.describe()}; what each method does: {METHODS_DOC}"
+
+
+METHODS_DOC = "docs/segment.md (Methods)"
+"""Where a log points for what each method does."""
+
 
 METHODS: dict[str, Method] = {
     m["name"]: Method(m["name"], m["label"], tuple(m["bands"] or ()), m["water"] or "")

@@ -89,7 +89,6 @@ COMBO_MIN_CHARS = 14  # a combo box shrinks to this many characters; its text el
 MODEL_METHOD = "model"  # --method: the learned model; every other choice but auto is an index
 AUTO_METHOD = "auto"
 EXAMPLE_METHOD = "mixed-adaptive"  # named when auto cannot choose: the first auto tries
-METHODS_DOC = "docs/segment.md (Methods)"  # where the log points for what each method does
 
 
 def make_shrinkable(combo: QComboBox) -> None:
@@ -1046,10 +1045,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         self.tasks.append(task)
         self.progressBar.setValue(0)
         self.statusLabel.setText(f"queued: {request.layer_name}")
-        method = METHODS[str(request.options["method"])].describe()
+        method = METHODS[str(request.options["method"])]
         log(
-            f"queued segmentation of {request.layer_name}: method {method} (what each method "
-            f"does: {METHODS_DOC}); {request.python} -m backend {' '.join(request.backend_args())}"
+            f"queued segmentation of {request.layer_name}. {method.log_line()}. Backend: "
+            f"{request.python} -m backend {' '.join(request.backend_args())}"
         )
         QgsApplication.taskManager().addTask(task)
         self._update_buttons()

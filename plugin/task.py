@@ -141,7 +141,7 @@ class SegmentTask(QgsTask):
                 f"Segment water failed for {req.layer_name}: {message}\n"
                 f"exit code: {res.exit_code}\ncommand: "
                 f"{' '.join(backend_command(req.python, *req.backend_args()))}\n"
-                f"stderr (last lines):\n{res.stderr_tail}"
+                f"stderr (last lines):\n{res.log_tail}"
             )
             log(details, Qgis.Critical)
             self._push(f"{message} (details in the log, WaterSeg tab)", Qgis.Critical, 0)

@@ -148,8 +148,8 @@ def test_processing_runs_mixed_adaptive_on_an_unnamed_vrt(plugin, tmp_path, qgis
     )
     assert Path(result["OUTPUT_MASK"]).is_file()
     assert (
-        "Method: mixed-adaptive (NDWI+MNDWI, threshold per scene); how each method works: "
-        "docs/segment.md" in feedback.infos
+        "Method: mixed-adaptive (NDWI+MNDWI, threshold per scene); what each method does: "
+        "docs/segment.md (Methods)" in feedback.infos
     )
 
 
