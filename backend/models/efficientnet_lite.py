@@ -249,7 +249,16 @@ def load_imagenet_weights(
     stem = mapped.get("stem.conv.weight")
     cin = encoder.stem.conv.in_channels
     if stem is not None and stem.shape[1] == 3 and cin != 3:
-        widened = torch.zeros(stem.shape[0], cin, *stem.shape[2:], dtype=stem.dtype)
-        widened[:, : min(3, cin)] = stem[:, : min(3, cin)]
-        mapped["stem.conv.weight"] = widened
+        mapped["stem.conv.weight"] = widen_stem(stem, cin)
     encoder.load_state_dict(mapped, strict=True)
+
+
+def widen_stem(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
+    """A stem kernel (32, 3, k, k) of RGB weights -> (32, in_channels, k, k): the RGB kernels
+    on the first three input channels, zeros on the others, so the extra bands (NIR, SWIR)
+    start by adding nothing and the pretrained RGB path is intact. Fewer than 3 channels keep
+    the first ``in_channels`` kernels."""
+    widened = torch.zeros(weight.shape[0], in_channels, *weight.shape[2:], dtype=weight.dtype)
+    n = min(weight.shape[1], in_channels)
+    widened[:, :n] = weight[:, :n]
+    return widened
