@@ -242,7 +242,11 @@ def _run(args, reporter: Reporter, t0: float) -> int:
     if not args.inputs and not args.batch_dir:
         raise UserError("give scenes (INPUT ...) or --batch-dir of a finished batch")
     if (args.levels is None) != (args.slope is None):
-        raise UserError("--levels and --slope go together")
+        given, missing = ("--levels", "--slope") if args.slope is None else ("--slope", "--levels")
+        raise UserError(
+            f"{given} without {missing}: they go together (the water-level correction needs the "
+            "levels CSV, rows 'date,level', and the shore slope); pass both, or neither"
+        )
     args.out_dir.mkdir(parents=True, exist_ok=True)
     reporter.event("start", out_dir=str(args.out_dir.resolve()))
     batch_dir = args.batch_dir or run_batch(args, reporter)

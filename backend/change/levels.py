@@ -53,9 +53,15 @@ class WaterLevels:
             return (level[None, :] - self.reference) / slope[:, None]
 
 
-def _rows(path: Path) -> list[list[str]]:
+LEVELS_FIX = "pass --levels a CSV with rows 'date,level' (YYYY-MM-DD, metres)"
+SLOPE_FIX = (
+    "pass --slope a number (rise over run, e.g. 0.05) or a CSV with rows 'transect_id,slope'"
+)
+
+
+def _rows(path: Path, fix: str) -> list[list[str]]:
     if not path.is_file():
-        raise UserError(f"{path} not found")
+        raise UserError(f"{path} not found; {fix}")
     with path.open(newline="", encoding="utf-8") as fh:
         return [r for r in csv.reader(fh) if r and r[0].strip() and not r[0].startswith("#")]
 
@@ -67,7 +73,7 @@ def read_levels(
     ``reference`` defaults to the mean level."""
     path = Path(path)
     pairs = []
-    for i, row in enumerate(_rows(path), start=1):
+    for i, row in enumerate(_rows(path, LEVELS_FIX), start=1):
         when, _ = date_from_text(row[0])
         try:
             value = float(row[1])
@@ -79,7 +85,7 @@ def read_levels(
             raise UserError(f"{path} line {i}: expected 'date,level' (metres), got {row!r}")
         pairs.append((when, value))
     if not pairs:
-        raise UserError(f"{path} has no 'date,level' rows")
+        raise UserError(f"{path} has no 'date,level' rows; add one per date, e.g. 2020-06-01,312.4")
     pairs.sort()
     times, levels = zip(*pairs, strict=True)
     ref = float(np.mean(levels)) if reference is None else float(reference)
@@ -92,7 +98,7 @@ def read_levels(
             raise UserError("--slope must be positive (rise over run, e.g. 0.05)")
         return WaterLevels(times, levels, ref, slope=one)
     slopes = {}
-    for i, row in enumerate(_rows(Path(slope)), start=1):
+    for i, row in enumerate(_rows(Path(slope), SLOPE_FIX), start=1):
         try:
             slopes[int(row[0])] = float(row[1])
         except (IndexError, ValueError):

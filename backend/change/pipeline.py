@@ -145,7 +145,11 @@ def analyse(
     """The whole analysis on dated scenes (date order) -> :class:`ChangeResult`."""
     reporter = reporter or NullReporter()
     if len(scenes) < 2:
-        raise UserError(f"{len(scenes)} dated scene(s) with a shoreline: change needs two or more")
+        raise UserError(
+            f"{len(scenes)} dated scene(s) with a shoreline: change needs two or more; give "
+            "more scenes (the log says why any were left out: failed, no shoreline, or undated, "
+            "which --dates CSV dates)"
+        )
     clock: dict[str, float] = {}
     t0 = time.perf_counter()
     flag_quality(scenes, opts.max_cloud, opts.max_shadow, opts.jump_z, opts.jump_min)

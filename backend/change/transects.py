@@ -136,10 +136,15 @@ def cast_transects(
     (default ``max(spacing, length / 4)``). Without ``water_share`` the water side is the
     right of the baseline's drawing direction."""
     if spacing <= 0 or length <= 0:
-        raise UserError("transect spacing and length must be positive (metres)")
+        raise UserError(
+            f"--spacing {spacing:g} and --length {length:g}: both must be positive (metres)"
+        )
     landward = length / 2.0 if landward is None else float(landward)
     if not 0 <= landward <= length:
-        raise UserError(f"landward part {landward} m must lie within the length {length} m")
+        raise UserError(
+            f"--landward {landward:g} m must lie within --length {length:g} m; pass a value "
+            f"from 0 to {length:g} (default half)"
+        )
     smoothing = max(spacing, length / 4.0) if smoothing is None else float(smoothing)
     stations, halves, owner = [], [], []
     lines = []
@@ -238,11 +243,19 @@ def transects_from_lines(
     first vertex."""
     coords = [np.asarray(c, np.float64) for c in lines if len(c) >= 2]
     if not coords:
-        raise UserError("the transects file has no line with two or more vertices")
+        raise UserError(
+            "the --transects file has no line with two or more vertices; draw each transect "
+            "as a line from land to water"
+        )
     origin = np.array([c[0] for c in coords])
     end = np.array([c[-1] for c in coords])
-    if np.any(np.hypot(*(end - origin).T) == 0):
-        raise UserError("a transect starts and ends at the same point; redraw it")
+    tid = np.asarray(ids if ids is not None else np.arange(1, len(coords) + 1), np.int64)
+    same = np.flatnonzero(np.hypot(*(end - origin).T) == 0)
+    if len(same):
+        raise UserError(
+            f"transect {tid[same[0]]} of --transects starts and ends at the same point; redraw "
+            "it from land to water"
+        )
     offset = np.zeros(len(coords))
     if baseline:
         base = shapely.multilinestrings([np.asarray(b, np.float64) for b in baseline])
@@ -256,5 +269,4 @@ def transects_from_lines(
             nearest = np.full(len(coords), np.inf)
             np.minimum.at(nearest, rows, dist)
             offset = np.where(np.isfinite(nearest), nearest, 0.0)
-    tid = np.asarray(ids if ids is not None else np.arange(1, len(coords) + 1), np.int64)
     return Transects(origin, end, offset, tid, np.ones(len(coords), np.int64))

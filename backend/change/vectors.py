@@ -20,8 +20,14 @@ def read_lines(path: str | Path, id_field: str | None = None) -> tuple[list[np.n
         raise UserError(f"{path} not found; pass a vector file (GeoPackage, Shapefile, ...)")
     try:
         ds = ogr.Open(str(path))
+        why = "" if ds is not None else "no OGR driver recognises it"
     except RuntimeError as exc:
-        raise UserError(f"cannot read {path} as a vector file ({exc})") from None
+        ds, why = None, str(exc)
+    if ds is None or ds.GetLayerCount() == 0:
+        raise UserError(
+            f"cannot read {path} as a vector file ({why or 'it has no layer'}); pass a "
+            "GeoPackage, Shapefile or another OGR vector file"
+        )
     layer = ds.GetLayer(0)
     ref = layer.GetSpatialRef()
     wkt = ref.ExportToWkt() if ref is not None else ""

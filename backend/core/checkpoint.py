@@ -231,5 +231,8 @@ def read_checkpoint(path: str | os.PathLike, expected_sha256: str | None = None)
         )
     for key in ("arch", "state_dict", "bands"):
         if key not in ckpt:
-            raise UserError(f"{path} is missing '{key}'; the checkpoint is incomplete")
+            raise UserError(
+                f"{path} is missing '{key}', so the checkpoint is incomplete; pass a checkpoint "
+                "written by 'python -m backend train'"
+            )
     return ckpt

@@ -495,9 +495,19 @@ class _SourceRun:
                     f"{source.path} has no valid pixels left after the cloud mask "
                     f"({cloud.describe()}); pass --cloud-mask none to segment it anyway"
                 )
+            if getattr(source, "zero_is_nodata", False):
+                raise UserError(
+                    f"{source.path} has no valid pixels: every pixel is 0 in every band, which "
+                    "reads as nodata in a raster without a nodata value (the black border of "
+                    "many exports); pass a raster with data there, or --zero-is-data if 0 is a "
+                    "real value"
+                )
+            nodata = self.georef.nodata
+            what = "masked (an alpha or mask band)" if nodata is None else f"nodata ({nodata:g})"
             raise UserError(
-                f"{source.path} has no valid pixels (every pixel is nodata or NaN); "
-                "check the raster's nodata value or pass another raster"
+                f"{source.path} has no valid pixels (every pixel is {what} or NaN); check the "
+                "raster's nodata value (gdalinfo shows it, gdal_edit.py -a_nodata sets it) or "
+                "pass another raster"
             )
         water_fraction = tally.water_pixels / tally.valid_pixels
         warning = implausible_water_fraction(water_fraction)

@@ -298,7 +298,10 @@ def _band_names(text: str) -> list[str]:
         try:
             names = json.loads(text)
         except json.JSONDecodeError:
-            raise UserError(f"--band-names {text!r} is not a JSON list of strings") from None
+            raise UserError(
+                f"--band-names {text!r} is not a JSON list of strings; write e.g. "
+                """--band-names '["B2", "B3", "B4", "B8"]'"""
+            ) from None
         return [str(n) if n is not None else "" for n in names]
     return [n.strip() for n in text.split(",")]
 
