@@ -70,7 +70,14 @@ class SceneJob:
         return scene_stem(self.scene)
 
 
-QUALITY_FIELDS = ("method", "threshold", "cloud_fraction", "flags", "warnings")
+QUALITY_FIELDS = (
+    "method",
+    "threshold",
+    "cloud_fraction",
+    "shadow_fraction",
+    "flags",
+    "warnings",
+)
 """What ``segment``'s done event says of a scene's quality, carried into the report and the
 manifest as it is (the method chosen, its per-scene threshold, the share masked as cloud, flags
 such as "haze", every warning it logged)."""

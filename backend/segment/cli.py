@@ -278,9 +278,11 @@ def _offset_note(source, args) -> str | None:
     )
 
 
-def _cloud_note(source, args, share: float | None = None) -> str | None:
-    """One log line on the cloud mask of an input (None with --cloud-mask none); ``share``:
-    the share it flags, when the caller has it already."""
+def _cloud_note(
+    source, args, share: float | None = None, shadow: float | None = None
+) -> str | None:
+    """One log line on the cloud mask of an input (None with --cloud-mask none); ``share``
+    and ``shadow``: the shares of cloud and cloud shadow, when the caller has them already."""
     if args.cloud_mask == "none":
         return None
     why_not = f"; {source.cloud_why_not}" if source.cloud_why_not else ""
@@ -289,10 +291,12 @@ def _cloud_note(source, args, share: float | None = None) -> str | None:
             f"no cloud mask: the raster has no SCL or QA60 band{why_not}, so clouds and their "
             "shadows are segmented as they are (shadows can read as water)"
         )
+    share = source.cloud_fraction() if share is None else share
+    shadow = source.shadow_fraction() if shadow is None else shadow
+    parts = f"{100 * share:.1f} % cloud, {100 * shadow:.1f} % cloud shadow; " if shadow else ""
     return (
-        f"cloud mask from {source.cloud.describe()}: "
-        f"{100 * (source.cloud_fraction() if share is None else share):.1f} % of "
-        "the raster is nodata (255 in the mask, no shoreline along it; --cloud-mask none keeps it)"
+        f"cloud mask from {source.cloud.describe()}: {100 * (share + shadow):.1f} % of the raster "
+        f"is nodata ({parts}255 in the mask, no shoreline along it; --cloud-mask none keeps it)"
         + why_not
     )
 
@@ -336,8 +340,10 @@ water/land edges show through it (haze, thin cirrus), which :func:`_through_haze
 
 
 def _mask_name(cloud) -> str:
-    from backend.segment.clouds import CloudGrid
+    from backend.segment.clouds import CloudAndShadow, CloudGrid
 
+    if isinstance(cloud, CloudAndShadow):
+        return _mask_name(cloud.cloud)
     return "s2cloudless" if isinstance(cloud, CloudGrid) else f"the {cloud.kind} band"
 
 
@@ -419,13 +425,16 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
             L2A_OFFSET if args.l2a_offset else 0.0,
         ) as source:
             share = source.cloud_fraction() if source.cloud else 0.0  # read once
+            shadow = source.shadow_fraction()
             quality = {"method": args.method, "threshold": None, "flags": [], "warnings": []}
             quality["cloud_fraction"] = round(share, 6)
+            quality["shadow_fraction"] = round(shadow, 6)
             if share > HAZE_ALL:  # the mask is dropped: its "nodata" line would be wrong
                 cloud_line = _through_haze(source, args, share)
                 quality["flags"].append("haze")
+                quality["shadow_fraction"] = 0.0
             else:
-                cloud_line = _cloud_note(source, args, share)
+                cloud_line = _cloud_note(source, args, share, shadow)
             notes = [source.mapping.note, source.nodata_note, cloud_line]
             for note in (*notes, _offset_note(source, args), _domain_note(source, args)):
                 if note:

@@ -26,7 +26,7 @@ from backend.segment.bands import (  # noqa: F401 - re-exported for the engine a
     normalise_band_name,
     parse_bands_option,
 )
-from backend.segment.clouds import CloudBand, CloudGrid, choose_cloud_mask
+from backend.segment.clouds import CloudAndShadow, CloudBand, CloudGrid, choose_cloud_mask
 from backend.segment.georef import GeoRef
 
 _READ_ERRORS = (RasterioError, RasterioIOError, OSError)
@@ -45,7 +45,7 @@ class RasterSource:
         dataset,
         mapping: BandMapping,
         zero_is_nodata: bool | None = None,
-        cloud: CloudBand | CloudGrid | None = None,
+        cloud: CloudBand | CloudGrid | CloudAndShadow | None = None,
     ):
         self.path = path
         self._ds = dataset
@@ -118,11 +118,18 @@ class RasterSource:
     def cloud_fraction(self, max_pixels: int = 4_000_000) -> float:
         """Share of the raster's pixels the cloud mask flags (a band read at up to
         ``max_pixels``)."""
-        if self.cloud is None:
+        cloud = self.cloud.cloud if isinstance(self.cloud, CloudAndShadow) else self.cloud
+        if cloud is None:
             return 0.0
-        if isinstance(self.cloud, CloudGrid):
-            return self.cloud.fraction
-        return self.band_flag_fraction(self.cloud, max_pixels)
+        if isinstance(cloud, CloudGrid):
+            return cloud.fraction
+        return self.band_flag_fraction(cloud, max_pixels)
+
+    def shadow_fraction(self) -> float:
+        """Share of the raster's pixels flagged as cloud shadow outside the clouds
+        (:func:`backend.segment.clouds.with_shadows`; an SCL band's shadow class counts as
+        cloud)."""
+        return self.cloud.shadow.fraction if isinstance(self.cloud, CloudAndShadow) else 0.0
 
     def band_flag_fraction(self, band: CloudBand, max_pixels: int = 4_000_000) -> float:
         """Share of the raster's pixels ``band`` flags (read at up to ``max_pixels``)."""
@@ -139,17 +146,21 @@ class RasterSource:
         :meth:`read_strip`, without the cloud mask."""
         return self._read("an overview", None, (out_h, out_w), list(indexes), clouds=False)
 
-    def _cloud_flags(self, window, out_hw) -> np.ndarray:
+    def _cloud_flags(self, window, out_hw, mask=None) -> np.ndarray:
         """Bool: the pixels of a read (``window`` or the whole raster at ``out_hw``) that the
-        cloud mask flags."""
-        if isinstance(self.cloud, CloudGrid):
+        cloud mask (or ``mask``, one of its parts) flags."""
+        mask = self.cloud if mask is None else mask
+        if isinstance(mask, CloudAndShadow):
+            flags = self._cloud_flags(window, out_hw, mask.cloud)
+            return flags | self._cloud_flags(window, out_hw, mask.shadow)
+        if isinstance(mask, CloudGrid):
             if out_hw is not None:
-                return self.cloud.flags_in(0, out_hw[0], 0, out_hw[1], out_hw)
+                return mask.flags_in(0, out_hw[0], 0, out_hw[1], out_hw)
             r0, c0 = int(window.row_off), int(window.col_off)
             r1, c1 = r0 + int(window.height), c0 + int(window.width)
-            return self.cloud.flags_in(r0, r1, c0, c1, (self.height, self.width))
+            return mask.flags_in(r0, r1, c0, c1, (self.height, self.width))
         where = {"window": window} if out_hw is None else {"out_shape": (1, *out_hw)}
-        return self.cloud.flagged(self._ds.read([self.cloud.index], **where)[0])
+        return mask.flagged(self._ds.read([mask.index], **where)[0])
 
     def _read(
         self, what: str, window=None, out_hw=None, indexes=None, clouds: bool = True

@@ -115,12 +115,15 @@ def flags_from_probability(
     return flags
 
 
-def cloud_flags(raw: np.ndarray, valid: np.ndarray, extra_offset: float = 0.0) -> np.ndarray:
+def cloud_flags(
+    raw: np.ndarray, valid: np.ndarray, extra_offset: float = 0.0, **post: float
+) -> np.ndarray:
     """Bool (h, w) cloud flags of a coarse read ``raw`` (10, h, w) of :data:`MODEL_BANDS` in
     L1C DN (reflectance x 10000; ``extra_offset`` -1000 for products with the +1000 offset of
-    processing baseline 04.00 on), ``valid`` bool (h, w)."""
+    processing baseline 04.00 on), ``valid`` bool (h, w); ``post``: keyword arguments of
+    :func:`flags_from_probability` (default: the authors' setting)."""
     reflectance = (raw.astype(np.float32) + np.float32(extra_offset)) * np.float32(SCALE)
-    return flags_from_probability(probability(reflectance, valid))
+    return flags_from_probability(probability(reflectance, valid), **post)
 
 
 def grid_step(pixel_m: float) -> int:

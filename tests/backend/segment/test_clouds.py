@@ -6,6 +6,7 @@ sideways, as the sun casts them."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import numpy as np
@@ -151,14 +152,25 @@ def test_no_shoreline_is_drawn_along_cloud_edges(tmp_path):
     assert (on_rows | on_cols).all()
 
 
-def test_qa60_masks_clouds_but_cannot_mask_shadows(tmp_path):
+def test_qa60_clouds_bring_their_shadows_found_from_the_image(tmp_path):
     raster, lake, cloud, shadow = _cloudy_scene(tmp_path / "qa.tif", cloud_band="QA60")
-    done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--progress", "text")
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--progress", "json")
     assert done.returncode == 0, done.stderr
-    assert "cloud mask from QA60 band 7 (bits 10 opaque cloud, 11 cirrus)" in done.stderr
+    assert "cloud mask from QA60 band 7 (bits 10 opaque cloud, 11 cirrus), with their " in (
+        done.stderr
+    )
+    # the shadows lie 12 px (120 m) down-right: bearing 135 degrees, 0.17 km on 40 m cells
+    assert "the clouds moved 0.2 km toward 135 degrees" in done.stderr
     mask = _mask(tmp_path / "o" / "qa_water.tif")
     np.testing.assert_array_equal(mask[cloud], 255)
-    assert mask[shadow & ~lake].mean() > 0.9  # QA60 has no shadow flag: they stay water
+    # QA60 has no shadow flag: the shadows are found on 40 m cells, so their rims may stay
+    assert (mask[shadow & ~lake] == 255).mean() > 0.8
+    assert (mask[shadow & ~lake] == 1).mean() < 0.2  # rims of 3 px detail; all water before
+    assert (mask[lake & ~cloud & ~shadow] == 1).mean() > 0.97  # the lake is not masked
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    done_event = next(e for e in events if e["event"] == "done")
+    assert 0.05 < done_event["shadow_fraction"] < 1.5 * (shadow & ~lake).mean()
+    assert done_event["cloud_fraction"] == pytest.approx(cloud.mean(), abs=0.005)
 
 
 def test_a_raster_without_a_cloud_band_says_it_is_not_masked(tmp_path):
@@ -274,7 +286,8 @@ def test_raster_reads_take_the_grid_flags_whatever_the_strips(tmp_path, monkeypa
     raster, lake, cloud = _l1c_scene(tmp_path / "l1c.tif", shape=(300, 260))
     with open_raster(raster, ["B3", "B8"], cloud_mask="auto") as source:
         assert isinstance(source.cloud, CloudGrid)
-        assert source.cloud.flags.shape == (19, 17)  # ceil(300 / 16), ceil(260 / 16): 160 m
+        # the 160 m pass (19 x 17 cells) looked up on the 40 m grid of the small-cloud pass
+        assert source.cloud.flags.shape == (75, 65)  # ceil(300 / 4), ceil(260 / 4): 40 m
         _, whole = source.read_strip(0, 300)
         parts = [source.read_strip(a, b)[1] for a, b in ((0, 7), (7, 123), (123, 124), (124, 300))]
         np.testing.assert_array_equal(np.concatenate(parts), whole)
@@ -290,7 +303,7 @@ def test_s2cloudless_masks_a_cloud_over_land_and_keeps_the_lake(tmp_path):
     done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--progress", "text")
     assert done.returncode == 0, done.stderr
     assert "cloud mask from s2cloudless (Sinergise's LightGBM model" in done.stderr
-    assert "on a 24 x 24 grid of 160 m cells; clouds, not their shadows)" in done.stderr
+    assert "on a 24 x 24 grid of 160 m cells, and small clouds on 40 m cells" in done.stderr
     mask = _mask(tmp_path / "o" / "l1c_water.tif")
     assert (mask[cloud] == 255).all()  # the whole cloud, and a dilated rim of land around it
     assert (mask == 255).sum() < 2.0 * cloud.sum()
@@ -303,7 +316,7 @@ def test_s2cloudless_masks_a_cloud_over_land_and_keeps_the_lake(tmp_path):
 def test_the_real_model_flags_nothing_on_the_real_clear_l1c_scene(demo_scene):
     with open_raster(demo_scene, ["B3", "B8"], cloud_mask="auto") as source:
         assert isinstance(source.cloud, CloudGrid)  # its QA60 band is empty: s2cloudless runs
-        assert source.cloud.flags.shape == (20, 20)
+        assert source.cloud.flags.shape == (80, 80)  # the 40 m grid of the small-cloud pass
         assert source.cloud_fraction() == 0.0
         assert "the QA60 band flags nothing" in source.cloud.describe()
     # the model file is read with lightgbm: the s2cloudless package (cv2, sentinelhub) never runs
@@ -346,16 +359,16 @@ def test_scl_takes_precedence_over_s2cloudless_and_s2cloudless_over_qa60(tmp_pat
     qa = np.where(_disc(shape, (20, 70), 10), 1024, 0)
     raster, *_ = _l1c_scene(tmp_path / "qa.tif", shape=shape, extra=[("QA60", qa)])
     with open_raster(raster, ["B3", "B8"], cloud_mask="auto") as source:
-        assert isinstance(source.cloud, CloudGrid) and len(seen) == 1
+        assert isinstance(source.cloud, CloudGrid) and len(seen) == 2  # 160 m and 40 m passes
         assert QA60_GIVES_WAY in _cloud_note(source, argparse.Namespace(cloud_mask="auto"))
     seen.clear()
     empty = np.zeros(shape)
     raster, *_ = _l1c_scene(tmp_path / "empty.tif", shape=shape, extra=[("QA60", empty)])
     with open_raster(raster, ["B3", "B8"], cloud_mask="auto") as source:
-        assert isinstance(source.cloud, CloudGrid) and len(seen) == 1
+        assert isinstance(source.cloud, CloudGrid) and len(seen) == 2
         assert EMPTY_QA60 in _cloud_note(source, argparse.Namespace(cloud_mask="auto"))
     with open_raster(raster, ["B3", "B8"], cloud_mask="none") as source:
-        assert source.cloud is None and len(seen) == 1
+        assert source.cloud is None and len(seen) == 2
 
 
 def test_s2cloudless_inputs_bands_offset_and_grid_size(tmp_path, monkeypatch):
@@ -365,10 +378,11 @@ def test_s2cloudless_inputs_bands_offset_and_grid_size(tmp_path, monkeypatch):
     raster, *_ = _l1c_scene(tmp_path / "u.tif", shape=(80, 48), names=False, offset=1000, pixel=20)
     with open_raster(raster, ["B3", "B8"], cloud_mask="auto", extra_offset=-1000.0) as source:
         assert isinstance(source.cloud, CloudGrid)
-        assert source.cloud.flags.shape == (10, 6)  # 160 m / 20 m = 8 pixels a cell
-        assert "grid of 160 m cells" in source.cloud.describe()
+        assert source.cloud.flags.shape == (40, 24)  # the 40 m grid: 2 pixels a cell
+        assert "grid of 160 m cells, and small clouds on 40 m cells" in source.cloud.describe()
     land_b1 = L1C_SPECTRA["land"][0] / 10000  # B1 of land, the offset taken off
-    assert seen[-1].shape == (10, 10, 6) and np.isclose(seen[-1][0].min(), land_b1)
+    assert seen[0].shape == (10, 10, 6)  # 160 m / 20 m = 8 pixels a cell
+    assert seen[1].shape == (10, 40, 24) and np.isclose(seen[1][0].min(), land_b1)
     # 12 bands without B10 (an L2A stack): no s2cloudless, and the log says why
     with rasterio.open(raster) as src:
         twelve = np.delete(src.read(), L1C.index("B10"), axis=0)
