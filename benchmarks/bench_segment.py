@@ -242,30 +242,50 @@ def end_to_end_s(
     return total
 
 
-def _bench_models(names: list[str] | None) -> list[tuple[str, object]]:
+# Networks measured beside the bundled files and the zoo though no file of theirs is bundled:
+# key -> (architecture, kwargs, label). Speed does not depend on the weights, so random ones
+# stand in. "ms-v2": the multispectral v2 network of scripts/train_ms.py (B4 B3 B2 B8 B11).
+UNBUNDLED = {
+    "ms-v2": ("lite0_unet", {"width": 0.5, "in_channels": 5}, "ms v2 (lite0_unet 0.5, 5 bands)"),
+}
+
+
+def _bench_models(
+    names: list[str] | None, checkpoints: list[Path] = ()
+) -> list[tuple[str, object]]:
+    """(label, model) of every bundled file, the :data:`UNBUNDLED` networks, the zoo at half
+    width and each of ``checkpoints``; ``names`` keeps only those keys (bundled keys, zoo
+    names, "ms-v2")."""
     import torch
 
     from backend.core.contract import bundled_models
     from backend.core.paths import MODELS_DIR
     from backend.models import create_model, list_models
+    from backend.models.loading import load_model
 
     models = []
-    for entry in bundled_models():  # every bundled file: default, rgbn, rgb
+    for entry in bundled_models():  # every bundled file: default, rgbn, rgb (v2)
         path = MODELS_DIR / entry.file
         if not path.is_file() or (names is not None and entry.key not in names):
             continue
-        from backend.models.loading import load_model
-
         try:
             m, _, meta = load_model(path)
             arch = meta["arch"]
             models.append((f"{entry.key} ({arch['name']} {arch['kwargs'].get('width', '')})", m))
         except Exception as exc:  # noqa: BLE001 - report and go on with the zoo
             print(f"  ({entry.key} model not loadable: {exc})")
+    for key, (arch, kwargs, label) in UNBUNDLED.items():
+        if names is None or key in names:
+            torch.manual_seed(0)
+            models.append((label, create_model(arch, **kwargs).eval()))
     for name in list_models():
         if names is None or name in names:
             torch.manual_seed(0)
             models.append((f"{name} half", create_model(name, width="half")))
+    for path in checkpoints:
+        m, _, meta = load_model(path)
+        arch = meta["arch"]
+        models.append((f"{path.name} ({arch['name']} {arch['kwargs'].get('width', '')})", m))
     return models
 
 
@@ -548,7 +568,16 @@ def main(argv: list[str] | None = None) -> int:
     from backend.segment.inference import configure_cpu_threads
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_segment")
-    p.add_argument("--models", help="comma-separated subset: default, deepunet, munet, ...")
+    p.add_argument(
+        "--models", help="comma-separated subset: default, rgbn, rgb, ms-v2, deepunet, ..."
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="also measure this checkpoint (repeatable), e.g. a trained model under runs/",
+    )
     p.add_argument("--repeats", type=int, default=2, help="interleaved runs per setting (2)")
     p.add_argument("--no-memory", action="store_true", help="skip the memory runs (section 3)")
     p.add_argument("--memory-only", action="store_true", help="run section 3 alone")
@@ -569,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         "\n[2] throughput: 512 x 512 raster (9 tiles of 256, overlap 0.25), plain vs optimised;"
         f" {_load()}"
     )
-    models = _bench_models(args.models.split(",") if args.models else None)
+    models = _bench_models(args.models.split(",") if args.models else None, args.checkpoint)
     throughput_rows(models, args.repeats)
 
     print(f"\n[2b] shoreline on a noisy 512 x 512 probability map (the worst case); {_load()}")

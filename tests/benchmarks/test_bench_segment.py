@@ -28,3 +28,19 @@ def test_a_small_child_of_a_big_parent_reports_its_own_peak():
     assert own < 200 * 1024  # numpy and a Python interpreter, far below the parent's 400 MB
     assert own <= maxrss  # ru_maxrss is never smaller (and here may carry the parent's peak)
     del ballast
+
+
+def test_the_speed_section_measures_the_unbundled_ms_v2_network_and_given_checkpoints(tmp_path):
+    from backend.core.checkpoint import InputSpec, build_checkpoint, save_checkpoint
+    from backend.models import create_model
+    from benchmarks.bench_segment import _bench_models, _input_bands
+
+    ((label, model),) = _bench_models(["ms-v2"])
+    assert label.startswith("ms v2 (lite0_unet 0.5") and _input_bands(model) == 5
+    tiny = create_model("lite0_unet", width=0.125, in_channels=5)
+    path = tmp_path / "model.pt"
+    save_checkpoint(
+        build_checkpoint(tiny, "lite0_unet", {"width": 0.125, "in_channels": 5}, InputSpec()), path
+    )
+    ((label, model),) = _bench_models(["none"], [path])
+    assert label == "model.pt (lite0_unet 0.125)" and _input_bands(model) == 5
