@@ -564,6 +564,20 @@ def parse_args(argv: list[str]) -> tuple[Config, Path | None]:
     return Config(**args), eval_only
 
 
+def engine_version() -> dict:
+    """The commit the engine ran from and the backend files that differed from it (others
+    may be changing the checkout: pseudo-labels and scores come from the engine as it was)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted": git("status", "--short", "backend").splitlines(),
+    }
+
+
 def write_results(path: Path, name: str, run: dict) -> None:
     """Merge ``run`` into the results file under ``name`` (other runs are kept)."""
     results = json.loads(path.read_text()) if path.is_file() else {}
@@ -585,6 +599,7 @@ def main(argv: list[str]) -> int:
         "command": "OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_ms.py " + " ".join(argv),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "config": asdict(cfg),
+        "engine": engine_version(),
     }
     if eval_only is None:
         t0 = time.time()
