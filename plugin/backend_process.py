@@ -261,6 +261,21 @@ class RunResult:
         return self.exit_code == 0 and not self.cancelled and self.error is None
 
     @property
+    def summary(self) -> str:
+        """What the run found, from its ``done`` event, as one clause for the status line and
+        the log: "8.6 % water; 11.2 % cloud, 15.8 % cloud shadow masked" ("" without one)."""
+        done = next((e for e in reversed(self.events) if e.get("event") == "done"), None)
+        if not done or done.get("water_fraction") is None:
+            return ""
+        text = f"{100 * float(done['water_fraction']):.1f} % water"
+        masked = [
+            f"{100 * float(done[key]):.1f} % {what}"
+            for key, what in (("cloud_fraction", "cloud"), ("shadow_fraction", "cloud shadow"))
+            if done.get(key)
+        ]
+        return text + (f"; {', '.join(masked)} masked" if masked else "")
+
+    @property
     def log_tail(self) -> str:
         """``stderr_tail`` as a log shows it: without segment's long explanation of its method,
         which the log names once, short, before the run (:meth:`Method.log_line`)."""

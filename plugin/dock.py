@@ -1077,7 +1077,10 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
         if result.ok:
             self.clear_messages()
             self.progressBar.setValue(100)
-            self.statusLabel.setText(f"done: {task.request.layer_name} ({result.elapsed_s:.1f} s)")
+            found = f"; {result.summary}" if result.summary else ""
+            self.statusLabel.setText(
+                f"done: {task.request.layer_name} ({result.elapsed_s:.1f} s{found})"
+            )
         elif result.cancelled:
             self.progressBar.setValue(0)
             self.show_message(f"Cancelled: {task.request.layer_name}", Qgis.Info, 5)

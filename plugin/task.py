@@ -115,9 +115,10 @@ class SegmentTask(QgsTask):
             self.mask_layer, self.shoreline_layer = add_results(
                 req.layer_name, outputs.get("mask"), outputs.get("shoreline_gpkg")
             )
+            found = f"; {res.summary}" if res.summary else ""
             msg = (
                 f"water mask and shoreline of {req.layer_name} added ({res.elapsed_s:.1f} s on "
-                f"{res.device or req.device})"
+                f"{res.device or req.device}{found})"
             )
             log(msg + f"; files in {req.out_dir}", Qgis.Success)
             self._push(msg, Qgis.Success, 5)

@@ -564,6 +564,25 @@ def test_progress_bar_resets_after_a_failed_run(plugin, tmp_path, qtbot):
     assert dock.statusLabel.text() == "failed: has no valid pixels"
 
 
+def test_a_finished_run_says_how_much_was_water_cloud_and_cloud_shadow(plugin, qtbot):
+    from plugin.backend_process import RunResult
+
+    class Task:
+        class request:  # noqa: N801 - a stand-in for SegmentRequest
+            layer_name = "tevere"
+
+    done = {"event": "done", "water_fraction": 0.0862, "cloud_fraction": 0.1582}
+    done["shadow_fraction"] = 0.1577
+    result = RunResult(exit_code=0, events=[done], elapsed_s=1.25)
+    plugin.dock._on_task_completed(Task(), result, None, None)
+    assert plugin.dock.statusLabel.text() == (
+        "done: tevere (1.2 s; 8.6 % water; 15.8 % cloud, 15.8 % cloud shadow masked)"
+    )
+    clear = RunResult(exit_code=0, events=[{"event": "done", "water_fraction": 0.2}])
+    plugin.dock._on_task_completed(Task(), clear, None, None)
+    assert plugin.dock.statusLabel.text() == "done: tevere (0.0 s; 20.0 % water)"
+
+
 def test_option_rows_are_labelled_as_the_contract_says(plugin):
     from plugin.contract import UI_OPTIONS
 
