@@ -159,7 +159,9 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         if any(b > layer.bandCount() for b in bands):
             raise QgsProcessingException(
-                f"Layer '{layer.name()}' has {layer.bandCount()} bands; bands {bands} do not exist."
+                f"Layer '{layer.name()}' has {layer.bandCount()} bands, so Bands "
+                f"{','.join(map(str, bands))} cannot all exist: number them from 1 to "
+                f"{layer.bandCount()}, in the order the method reads them."
             )
         interp = find_interpreter(QgsSettings().value(SETTINGS_KEY, "", type=str))
         if not interp.ok:
@@ -215,16 +217,27 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
         return {self.OUTPUT_MASK: mask_dest, self.OUTPUT_SHORELINE: shore_dest}
 
 
+def _cannot_write(what: str, dest: str, why: str) -> QgsProcessingException:
+    """The one-line error of an output that cannot be written, with the fix."""
+    example = "a GeoTIFF (.tif)" if what == "water mask" else "a GeoPackage (.gpkg)"
+    return QgsProcessingException(
+        f"cannot write the {what} to {dest} ({why}): choose another file, e.g. {example}"
+    )
+
+
 def _move_raster(src: str, dest: str) -> None:
     """Move the mask GeoTIFF to ``dest`` (converted with GDAL when not a .tif)."""
-    Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    if Path(dest).suffix.lower() in (".tif", ".tiff"):
-        shutil.move(src, dest)
-        return
+    try:
+        Path(dest).parent.mkdir(parents=True, exist_ok=True)
+        if Path(dest).suffix.lower() in (".tif", ".tiff"):
+            shutil.move(src, dest)
+            return
+    except OSError as exc:
+        raise _cannot_write("water mask", dest, exc.strerror or str(exc)) from None
     from osgeo import gdal
 
     if gdal.Translate(dest, src) is None:
-        raise QgsProcessingException(f"cannot write the water mask to {dest}")
+        raise _cannot_write("water mask", dest, gdal.GetLastErrorMsg().strip())
 
 
 def _convert_vector(src: str, dest: str, context) -> None:
@@ -241,4 +254,4 @@ def _convert_vector(src: str, dest: str, context) -> None:
         layer, dest, context.transformContext(), options
     )
     if code != QgsVectorFileWriter.NoError:
-        raise QgsProcessingException(f"cannot write the shoreline to {dest}: {message}")
+        raise _cannot_write("shoreline", dest, message)

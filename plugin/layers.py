@@ -34,6 +34,16 @@ GROUP_PROPERTY = "waterseg/group"
 # Non-file layers above this many pixels are refused (about 2.4 GB of uint16 x 4 bands).
 EXPORT_MAX_PIXELS = 300_000_000
 EXPORT_WARN_PIXELS = 25_000_000
+# QgsRasterFileWriter.WriterError, in words; the fix of every export failure
+WRITER_ERRORS = {
+    1: "cannot read the layer's data",
+    2: "the GeoTIFF driver refused the file",
+    3: "cannot create the file",
+    4: "writing the file failed",
+    5: "the nodata values conflict",
+    6: "cancelled",
+}
+EXPORT_FIX = "save the layer as GeoTIFF (Export > Save As) and segment that file"
 
 
 def local_raster_path(layer: QgsRasterLayer) -> str | None:
@@ -146,7 +156,9 @@ def export_raster_extent(
     """
     pipe = QgsRasterPipe()
     if not pipe.set(provider):
-        raise RuntimeError("cannot read the layer for export")
+        raise RuntimeError(
+            f"cannot read the layer to export it (its data provider failed); {EXPORT_FIX}"
+        )
     writer = QgsRasterFileWriter(path)
     writer.setOutputFormat("GTiff")
     writer.setCreateOptions(["COMPRESS=DEFLATE", "TILED=YES", "BIGTIFF=IF_SAFER"])
@@ -154,8 +166,15 @@ def export_raster_extent(
         transform_context = QgsProject.instance().transformContext()
     err = writer.writeRaster(pipe, cols, rows, extent, crs, transform_context, feedback)
     if err != QgsRasterFileWriter.NoError:
+        from osgeo import gdal
+
+        detail = gdal.GetLastErrorMsg().strip()  # GDAL's reason, in this thread
         Path(path).unlink(missing_ok=True)
-        raise RuntimeError(f"exporting the layer to {path} failed (raster writer error {int(err)})")
+        what = WRITER_ERRORS.get(int(err), f"raster writer error {int(err)}")
+        raise RuntimeError(
+            f"exporting the layer to {path} failed ({what}{': ' + detail if detail else ''}); "
+            f"check the free space and permissions of {Path(path).parent}, or {EXPORT_FIX}"
+        )
     return path
 
 
