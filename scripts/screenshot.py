@@ -4,7 +4,8 @@ real "Segment water" run with the default method on a raster layer.
     QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/screenshot.py SCENE.tif docs/images/qgis.png \
         [docs/images/dock.png]
 
-The optional third path gets the whole dock panel on its own (all of its scrolled content).
+The optional third path gets the whole dock panel on its own (all of its scrolled content), at
+the width the dock has in a window of QGIS's default size, 1280 x 800.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+DEFAULT_SIZE = (1280, 800)  # QGIS's default window, as scripts/dock_screenshots.py takes it
 
 
 def main(argv: list[str]) -> int:
@@ -102,6 +104,8 @@ def main(argv: list[str]) -> int:
     if len(argv) > 2:
         dock_out = Path(argv[2]).resolve()
         dock.backendGroup.setCollapsed(True)
+        window.resize(*DEFAULT_SIZE)
+        window.resizeDocks([dock], [dock.sizeHint().width()], Qt.Horizontal)
         pump(0.5)
         dock.scrollArea.widget().grab().save(str(dock_out))
         print(f"wrote {dock_out}")
