@@ -385,32 +385,29 @@ class _Tally:
     water_pixels: int = 0
 
 
+@dataclass
 class _SourceRun:
     """One input's way through :func:`segment_source`, one method per step: plan, read +
     predict + blend (streamed rows), write, shoreline, report. Holds what the steps share:
     the input, the options, the staging folder and its open writers, the clock."""
 
-    def __init__(
-        self,
-        source,
-        predictor,
-        spec,
-        opts: SegmentOptions,
-        plan: OutputPlan,
-        reporter,
-        cancelled: Callable[[], bool] | None,
-    ):
-        self.t0 = time.monotonic()
-        self.source, self.predictor, self.spec = source, predictor, spec
-        self.opts, self.outputs, self.reporter = opts, plan, reporter
-        self.cancelled = cancelled
-        self.georef = source.georef
-        self.device = getattr(predictor, "device", "cpu")
-        self.tile = int(opts.tile_size or spec.tile_size)
-        self.grid = TileGrid(self.georef.height, self.georef.width, self.tile, opts.overlap)
-        self.staging: Staging | None = None
-        self.writers: list[RasterRowWriter] = []
-        self.contours: ContourBuilder | None = None
+    source: Any  # an opened RasterSource
+    predictor: Any  # tiles (N, C, T, T) -> probabilities (N, T, T)
+    spec: Any  # the checkpoint's InputSpec (normalisation, tile size)
+    opts: SegmentOptions
+    outputs: OutputPlan
+    reporter: Any
+    cancelled: Callable[[], bool] | None = None
+    t0: float = field(default_factory=time.monotonic)
+    staging: Staging | None = None
+    writers: list[RasterRowWriter] = field(default_factory=list)
+    contours: ContourBuilder | None = None
+
+    def __post_init__(self) -> None:
+        self.georef = self.source.georef
+        self.device = getattr(self.predictor, "device", "cpu")
+        self.tile = int(self.opts.tile_size or self.spec.tile_size)
+        self.grid = TileGrid(self.georef.height, self.georef.width, self.tile, self.opts.overlap)
 
     # ---------------------------------------------------------------- steps
 
