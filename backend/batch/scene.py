@@ -75,6 +75,7 @@ QUALITY_FIELDS = (
     "threshold",
     "cloud_fraction",
     "shadow_fraction",
+    "steep_fraction",
     "flags",
     "warnings",
 )

@@ -372,6 +372,25 @@ def _through_haze(source, args, share: float) -> str:
     )
 
 
+def _terrain(args, source, path: Path, reporter):
+    """The --dem of one input, aligned to it and attached to ``source`` (the engine sets its
+    steep pixels to land), with one log line; None without --dem."""
+    if args.dem is None:
+        return None
+    from backend.segment.terrain import Terrain
+
+    terrain = Terrain(args.dem, source.georef, args.dem_max_slope)
+    source.terrain = terrain
+    share = terrain.share()
+    where = (
+        "the DEM does not cover the raster: nothing is changed"
+        if share != share  # NaN: no DEM data on this raster
+        else f"{100 * share:.1f} % of the raster is that steep"
+    )
+    reporter.log(f"{path.name}: terrain from {terrain.describe()}: {where}")
+    return terrain
+
+
 def _run(args, reporter, cancel: CancelFlag) -> int:
     from backend.segment.indices import is_adaptive, scene_threshold
     from backend.segment.pipeline import L2A_OFFSET
@@ -450,18 +469,26 @@ def _run(args, reporter, cancel: CancelFlag) -> int:
                 reporter.log(f"{p.name}: {line}")
                 if "WARNING" in line:
                     quality["warnings"].append(line[line.index("WARNING") :])
-            done = segment_source(
-                source,
-                predictor,
-                spec,
-                opts,
-                plan,
-                reporter,
-                index=i,
-                count=len(inputs),
-                model_name=str(model_path),
-                cancelled=cancel,
-            )
+            terrain = _terrain(args, source, p, reporter)
+            try:
+                done = segment_source(
+                    source,
+                    predictor,
+                    spec,
+                    opts,
+                    plan,
+                    reporter,
+                    index=i,
+                    count=len(inputs),
+                    model_name=str(model_path),
+                    cancelled=cancel,
+                )
+            finally:
+                if terrain is not None:
+                    terrain.close()
+            if terrain is not None:
+                steep = terrain.steep_pixels / max(done.get("valid_pixels") or 0, 1)
+                quality["steep_fraction"] = round(steep, 6)
         quality["warnings"] += done.pop("warnings", [])
         reporter.event("done", **done, **quality)
     reporter.event("finished", elapsed_s=round(time.monotonic() - t0, 3), count=len(inputs))

@@ -468,7 +468,10 @@ class _SourceRun:
         if opts.shoreline != "none":
             self.contours = ContourBuilder(self.georef.width, opts.threshold)
         tally = _Tally()
+        terrain = getattr(self.source, "terrain", None)  # --dem: steep slopes are land
         for block in rows:
+            if terrain is not None:
+                terrain.apply(block)
             tally.valid_pixels += int(block.valid.sum())
             mask = mask_from_probability(block.prob, block.valid, opts.threshold)
             tally.water_pixels += int(np.count_nonzero(mask == 1))
