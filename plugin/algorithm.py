@@ -76,6 +76,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
     INPUT = "INPUT"
     MODEL = "MODEL"
     BANDS = "BANDS"
+    DEM = "DEM"
     OUTPUT_MASK = "OUTPUT_MASK"
     OUTPUT_SHORELINE = "OUTPUT_SHORELINE"
 
@@ -103,7 +104,9 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             "empty = the bundled model that fits the layer's bands ('python -m backend plan "
             "RASTER' shows every choice). Water threshold: the model's water probability; an "
             "index method keeps its own threshold at the default 0.5 (docs/segment.md, "
-            "Threshold). The backend runs in its own Python with PyTorch (WaterSeg dock, "
+            "Threshold). Elevation (optional): a DEM in any CRS; slopes over 20 degrees are "
+            "then land, which keeps hill shadow out of the water (docs/segment.md, Terrain). "
+            "The backend runs in its own Python with PyTorch (WaterSeg dock, "
             "Backend). The layer must be a local raster file."
         )
 
@@ -131,6 +134,14 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             "band names"
         )
         self.addParameter(bands)
+        dem = QgsProcessingParameterRasterLayer(
+            self.DEM, "Elevation (DEM, optional)", optional=True
+        )
+        dem.setHelp(
+            "Heights in metres, any CRS (SRTM, Copernicus DEM): slopes steeper than 20 degrees "
+            "are land whatever the method says, which keeps hill shadow out of the water"
+        )
+        self.addParameter(dem)
         for param in processing_parameters():  # DEVICE, OVERLAP, ...: the contract's options
             self.addParameter(param)
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT_MASK, "Water mask"))
@@ -163,6 +174,15 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
                 f"{','.join(map(str, bands))} cannot all exist: number them from 1 to "
                 f"{layer.bandCount()}, in the order the method reads them."
             )
+        dem_layer = self.parameterAsRasterLayer(parameters, self.DEM, context)
+        dem = None
+        if dem_layer is not None:
+            dem = local_raster_path(dem_layer)
+            if dem is None:
+                raise QgsProcessingException(
+                    f"Elevation layer '{dem_layer.name()}' is not a local raster file: save it "
+                    "as GeoTIFF first, or leave Elevation empty."
+                )
         interp = find_interpreter(QgsSettings().value(SETTINGS_KEY, "", type=str))
         if not interp.ok:
             raise QgsProcessingException(f"Backend missing: {interp.problem}")
@@ -179,6 +199,7 @@ class SegmentWaterAlgorithm(QgsProcessingAlgorithm):
             model_path=model,
             options=options,
             python=interp.path,
+            dem_path=dem,
         )
         argv = backend_command(interp.path, *request.backend_args())
         feedback.pushInfo(f"Backend: {' '.join(argv)}")

@@ -39,6 +39,7 @@ class SegmentRequest:
     own_out_dir: bool = False  # out_dir is this run's own sub-folder (removed if left empty)
     python: str = ""
     temporary_input: bool = False
+    dem_path: str | None = None  # an elevation model: steep slopes are land (segment --dem)
     extra_args: list[str] = field(default_factory=list)
 
     @property
@@ -64,6 +65,8 @@ class SegmentRequest:
             args += ["--bands", ",".join(str(b) for b in self.bands)]
         if self.model_path:
             args += ["--model", self.model_path]
+        if self.dem_path:
+            args += ["--dem", self.dem_path]
         if self.overwrite:
             args.append("--overwrite")
         return args + list(self.extra_args)

@@ -180,6 +180,30 @@ def test_processing_algorithm_returns_both_outputs(plugin, tmp_path, tiny_model,
     assert shore.geometryType() == QgsWkbTypes.LineGeometry
 
 
+def test_processing_with_an_elevation_layer_keeps_shaded_slopes_dry(
+    plugin, tmp_path, qgis_processing
+):
+    import processing
+
+    from tests.backend.segment.test_terrain import _valley
+
+    raster, dem, lake, shade = _valley(tmp_path)
+    params = {"INPUT": _add(raster, "valley"), "OUTPUT_SHORELINE": "TEMPORARY_OUTPUT"}
+    plain = processing.run(
+        "waterseg:segmentwater", {**params, "OUTPUT_MASK": str(tmp_path / "a.tif")}
+    )
+    with_dem = processing.run(
+        "waterseg:segmentwater",
+        {**params, "DEM": _add(dem, "srtm"), "OUTPUT_MASK": str(tmp_path / "b.tif")},
+    )
+    import rasterio
+
+    with rasterio.open(plain["OUTPUT_MASK"]) as a, rasterio.open(with_dem["OUTPUT_MASK"]) as b:
+        before, after = a.read(1), b.read(1)
+    assert before[shade].mean() > 0.9 and after[shade].mean() < 0.1  # hill shadow: land
+    assert (after[lake] == 1).all()
+
+
 def _bundled(name: str) -> Path:
     path = Path(__file__).resolve().parents[2] / "resources" / "models" / name
     if not path.is_file():
