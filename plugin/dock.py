@@ -27,7 +27,13 @@ from qgis.core import (
     QgsRectangle,
     QgsSettings,
 )
-from qgis.gui import QgsDockWidget, QgsFileWidget, QgsMessageBar, QgsRasterBandComboBox
+from qgis.gui import (
+    QgsDockWidget,
+    QgsFileWidget,
+    QgsMapLayerComboBox,
+    QgsMessageBar,
+    QgsRasterBandComboBox,
+)
 from qgis.PyQt import uic
 from qgis.PyQt.QtCore import QProcess, QProcessEnvironment, QStandardPaths, Qt
 from qgis.PyQt.QtWidgets import (
@@ -226,6 +232,19 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             self.option_widgets[opt["name"]] = widget
             if opt.get("plan"):  # an option that changes the backend's plan: ask again
                 on_change(widget, self.request_plan)
+        # an optional elevation model: steep slopes are land (segment --dem, docs/segment.md)
+        self.demCombo = QgsMapLayerComboBox(self)
+        self.demCombo.setObjectName("demCombo")
+        self.demCombo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.demCombo.setAllowEmptyLayer(True)
+        self.demCombo.setLayer(None)
+        self.demCombo.setToolTip(
+            "Optional: heights in metres, any CRS (SRTM, Copernicus DEM). Slopes steeper than "
+            "20 degrees are then land whatever the method says, which keeps hill shadow out of "
+            "the water. Empty: no elevation is used"
+        )
+        row = self.optionsForm.rowCount() - 1  # above the output folder
+        self.optionsForm.insertRow(row, "Elevation (DEM, optional)", self.demCombo)
         for opt in UI_OPTIONS:  # the rows dock.ui places are labelled as the contract says
             label = self.optionsForm.labelForField(self.option_widgets[opt["name"]])
             if label is not None and opt.get("label"):
@@ -956,6 +975,16 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
                 else f"Model file not found: {model}. Browse to a WaterSeg checkpoint (.pt)."
             )
             return None
+        dem = None
+        dem_layer = self.demCombo.currentLayer()
+        if dem_layer is not None:
+            dem = local_raster_path(dem_layer)
+            if dem is None:
+                self.show_message(
+                    f"Elevation layer '{dem_layer.name()}' is not a local raster file: save it "
+                    "as GeoTIFF (Export > Save As), or leave Elevation empty."
+                )
+                return None
         out_dir = self.outDirWidget.filePath().strip() or default_out_dir()
         problem = check_writable(out_dir)
         if problem:
@@ -1021,6 +1050,7 @@ class WaterSegDock(QgsDockWidget, FORM_CLASS):
             options=options,
             python=interp.path,
             temporary_input=temporary,
+            dem_path=dem,
         )
         # never replace earlier results (nor those of runs under way): a run whose outputs
         # exist writes into its own sub-folder <stem>-2/, <stem>-3/, ... (no --overwrite)

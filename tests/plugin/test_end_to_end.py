@@ -247,6 +247,27 @@ def test_dock_run_with_the_default_method_runs_the_index_it_shows(plugin, tmp_pa
     assert (tmp_path / "out" / "four_water.tif").is_file()
 
 
+def test_dock_run_with_an_elevation_layer_keeps_shaded_slopes_dry(plugin, tmp_path, qtbot):
+    import rasterio
+
+    from tests.backend.segment.test_terrain import _valley
+
+    raster, dem, lake, shade = _valley(tmp_path)
+    layer, dem_layer = _add(raster, "valley"), _add(dem, "srtm")
+    dock = plugin.dock
+    assert dock.demCombo.currentLayer() is None  # never picked for the user
+    dock.layerCombo.setLayer(layer)
+    dock.demCombo.setLayer(dem_layer)
+    dock.outDirWidget.setFilePath(str(tmp_path / "out"))
+    qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
+    task, result = _run_to_the_end(dock, qtbot)
+    assert task.request.dem_path == str(dem) and "--dem" in task.request.backend_args()
+    with rasterio.open(tmp_path / "out" / "valley_water.tif") as src:
+        mask = src.read(1)
+    assert mask[shade].mean() < 0.1 and (mask[lake] == 1).all()
+    dock.demCombo.setLayer(None)
+
+
 class _Feedback(QgsProcessingFeedback):
     def __init__(self):
         super().__init__()
