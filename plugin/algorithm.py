@@ -257,8 +257,13 @@ def _move_raster(src: str, dest: str) -> None:
         raise _cannot_write("water mask", dest, exc.strerror or str(exc)) from None
     from osgeo import gdal
 
-    if gdal.Translate(dest, src) is None:
-        raise _cannot_write("water mask", dest, gdal.GetLastErrorMsg().strip())
+    try:  # GDAL returns None, or raises where something turned its exceptions on
+        written = gdal.Translate(dest, src) is not None
+        why = gdal.GetLastErrorMsg().strip()
+    except RuntimeError as exc:
+        written, why = False, str(exc)
+    if not written:
+        raise _cannot_write("water mask", dest, why)
 
 
 def _convert_vector(src: str, dest: str, context) -> None:
