@@ -231,15 +231,22 @@ def with_shadows(source, cloud: CloudBand | CloudGrid, held: dict[str, int]):
     else:
         flags = cloud.flagged(source.read_bands_decimated([cloud.index], gh, gw)[0])
     red, nir = raw.astype(np.float32) * np.float32(1e-4)
-    offset = shadows.shadow_offset(flags, nir, red, valid, cell_m or 10.0 * source.height / gh)
+    size = cell_m or 10.0 * source.height / gh
+    azimuth = shadows.sun_azimuth(source.tags())
+    away = None if azimuth is None else (azimuth + 180.0) % 360.0
+    offset = shadows.shadow_offset(flags, nir, red, valid, size, bearing=away)
     found = shadows.shadow_flags(flags, nir, red, valid, offset)
     if offset is None or not found.any():
         return cloud
-    size = cell_m or 10.0 * source.height / gh
+    how = (
+        "found from the image"
+        if azimuth is None
+        else f"searched away from the sun, azimuth {azimuth:.0f} degrees in the metadata"
+    )
     what = (
         f"their shadows (the clouds moved {offset.metres(size) / 1000:.1f} km toward "
-        f"{offset.bearing():.0f} degrees, the offset that darkens the land most, found from "
-        f"the image; dark land there, red above NIR, on {size:.0f} m cells)"
+        f"{offset.bearing():.0f} degrees, the offset that darkens the land most, {how}; "
+        f"dark land there, red above NIR, on {size:.0f} m cells)"
     )
     return CloudAndShadow(cloud, CloudGrid(found, what))
 

@@ -104,6 +104,10 @@ class RasterSource:
             Window(col0, row0, col1 - col0, row1 - row0),
         )
 
+    def tags(self) -> dict[str, str]:
+        """The raster's dataset-level metadata (GDAL's default domain)."""
+        return dict(self._ds.tags())
+
     def overview_factor(self, max_pixels: int) -> int:
         """The smallest integer step at which the whole raster is at most ``max_pixels``."""
         return max(1, int(np.ceil(np.sqrt(self.width * self.height / max_pixels))))

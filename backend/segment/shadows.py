@@ -5,7 +5,7 @@ A cloud shadow is dark in NIR and SWIR, like water, so a water index or a model 
 not shadows. A shadow is the cloud projected along the sun's direction by the cloud's height, so
 it lies at one offset from its cloud, the same for every cloud of a scene at about one height.
 
-Without sun angles in the raster, the offset is estimated as the one at which the cloud mask,
+The offset is estimated as the one at which the cloud mask,
 shifted, covers the darkest pixels (:func:`shadow_offset`): the mean NIR of the clear cells under
 the shifted clouds, over the median NIR of all clear cells, is smallest there. The search runs on
 the grid of :class:`backend.segment.clouds.CloudGrid` (about 40 m cells) up to
@@ -32,6 +32,8 @@ SWEEP = (0.6, 1.6)
 DARK_NIR = 0.6
 MIN_DARKENING = 0.75
 WATER_NDVI = -0.1
+BEARING_TOLERANCE = 20.0
+"""Degrees either side of the shadow direction the sun's azimuth gives, when it is known."""
 MIN_CELLS = 12
 """Fewer cloud cells than this (after the shift, on clear ground) cannot place a shadow."""
 MIN_LANDING = 0.25
@@ -90,12 +92,19 @@ def _ndvi(nir: np.ndarray, red: np.ndarray) -> np.ndarray:
 
 
 def shadow_offset(
-    cloud: np.ndarray, nir: np.ndarray, red: np.ndarray, valid: np.ndarray, cell_m: float
+    cloud: np.ndarray,
+    nir: np.ndarray,
+    red: np.ndarray,
+    valid: np.ndarray,
+    cell_m: float,
+    bearing: float | None = None,
 ) -> ShadowOffset | None:
     """The offset (in cells) at which ``cloud`` (bool grid) shifted darkens the most clear land
     cells of ``nir`` (reflectance grid; ``red`` tells water, which is left out, see the module
     docstring); None when no offset is dark enough (:data:`MIN_DARKENING`) or too few cloud
-    cells land on clear land (:data:`MIN_LANDING`)."""
+    cells land on clear land (:data:`MIN_LANDING`). ``bearing``: the shadows' direction in
+    degrees from north when the sun's azimuth is known (azimuth + 180); the search then keeps
+    to within :data:`BEARING_TOLERANCE` of it (a north-up grid)."""
     land = valid & ~cloud & np.isfinite(nir) & (_ndvi(nir, red) > WATER_NDVI)
     if cloud.sum() < MIN_CELLS or land.sum() < MIN_CELLS:
         return None
@@ -109,6 +118,9 @@ def shadow_offset(
     enough = max(MIN_CELLS, MIN_LANDING * float(cloud.sum())) - 0.5
     ok = (counts >= enough) & (dy * dy + dx * dx <= reach * reach)
     ok &= dy * dy + dx * dx >= 4  # a cloud's own dilated edge is not its shadow
+    if bearing is not None:
+        off = np.degrees(np.arctan2(dx, -dy)) - bearing
+        ok &= np.abs((off + 180.0) % 360.0 - 180.0) <= BEARING_TOLERANCE
     if not ok.any():
         return None
     ratio = sums / np.maximum(counts, 1.0) / median
@@ -144,3 +156,19 @@ def shadow_flags(
     land = valid & ~cloud & np.isfinite(nir) & (_ndvi(nir, red) > WATER_NDVI)
     dark = nir < DARK_NIR * float(np.median(nir[land]))
     return swept(cloud, offset) & land & dark
+
+
+def sun_azimuth(tags: dict[str, str]) -> float | None:
+    """The sun's azimuth (degrees from north) from a raster's metadata ``tags``: the first key
+    that names a sun or solar azimuth (MEAN_SOLAR_AZIMUTH_ANGLE of Earth Engine's Sentinel-2,
+    SUN_AZIMUTH of Landsat, MEAN_SUN_AZIMUTH_ANGLE ...) with a number in 0-360; else None."""
+    for key, value in tags.items():
+        name = key.upper()
+        if "AZIMUTH" in name and ("SUN" in name or "SOLAR" in name):
+            try:
+                azimuth = float(value)
+            except (TypeError, ValueError):
+                continue
+            if 0.0 <= azimuth <= 360.0:
+                return azimuth
+    return None

@@ -173,6 +173,18 @@ def test_qa60_clouds_bring_their_shadows_found_from_the_image(tmp_path):
     assert done_event["cloud_fraction"] == pytest.approx(cloud.mean(), abs=0.005)
 
 
+def test_the_sun_azimuth_in_the_metadata_steers_the_shadow_search(tmp_path):
+    raster, lake, cloud, shadow = _cloudy_scene(tmp_path / "qa.tif", cloud_band="QA60")
+    with rasterio.open(raster, "r+") as dst:
+        dst.update_tags(MEAN_SOLAR_AZIMUTH_ANGLE="315.0")  # shadows toward 135 degrees
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--progress", "text")
+    assert done.returncode == 0, done.stderr
+    assert "toward 135 degrees, the offset that darkens the land most, searched away from the " in (
+        done.stderr
+    )
+    assert "azimuth 315 degrees in the metadata" in done.stderr
+
+
 def test_a_raster_without_a_cloud_band_says_it_is_not_masked(tmp_path):
     raster, *_ = _cloudy_scene(tmp_path / "s.tif")
     with rasterio.open(raster) as src:

@@ -76,3 +76,23 @@ def test_the_search_reaches_the_shadow_of_high_clouds_under_a_low_sun():
     cloud, red, nir, shade = _scene(shape=(200, 200), offset=(60, -45), at=(20, 100))
     found = sh.shadow_offset(cloud, nir, red, np.ones_like(cloud), cell_m=40.0)
     assert (found.dy, found.dx) == (60, -45) and np.isclose(found.metres(40.0), 3000.0)
+
+
+def test_a_known_sun_azimuth_keeps_the_search_away_from_the_sun():
+    cloud, red, nir, shade = _scene()
+    # a second dark patch where a sun in the north-east would put the shadows (down-left)
+    decoy = sh.shifted(cloud, 6, 6) & ~cloud & ~shade
+    red[decoy], nir[decoy] = (0.02, 0.03)  # darker than the real shadows
+    valid = np.ones_like(cloud)
+    free = sh.shadow_offset(cloud, nir, red, valid, 40.0)
+    assert (free.dy, free.dx) == (6, 6)  # from the image alone: the darker decoy wins
+    # the real shadows lie toward 234 degrees: a sun at azimuth 54 degrees puts them there
+    known = sh.shadow_offset(cloud, nir, red, valid, 40.0, bearing=(54.0 + 180.0) % 360.0)
+    assert (known.dy, known.dx) == (5, -7)
+
+
+def test_sun_azimuth_from_the_metadata_names_in_use():
+    assert sh.sun_azimuth({"MEAN_SOLAR_AZIMUTH_ANGLE": "158.2"}) == 158.2  # Earth Engine S2
+    assert sh.sun_azimuth({"SUN_AZIMUTH": "141.5", "SUN_ELEVATION": "40"}) == 141.5  # Landsat
+    assert sh.sun_azimuth({"AREA_OR_POINT": "Area"}) is None
+    assert sh.sun_azimuth({"sun_azimuth": "n/a"}) is None
