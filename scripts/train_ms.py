@@ -38,7 +38,8 @@ missing, and each SEN2DWATER crop drops NIR and SWIR with probability ``p_drop_n
   far below, and ignored (255) in the band between, under the cloud mask and outside the data
   (:func:`pseudo_labels`). Crops get flips and rotations, a brightness gain, and with
   probability ``p_dehaze`` a random part of the date's dark object removed (L1C towards
-  surface reflectance).
+  surface reflectance); with probability ``p_strokes`` (0 in the first recipe), river-like
+  strokes of the date's own water pixels painted across land (:func:`paint_strokes`).
 - The five SNOWED samples are never trained on: they validate across sources.
 
 **Validation** (never on a training scene): on each ``--eval-sites`` site, the temporal
@@ -130,6 +131,7 @@ class Config:
     p_drop_nir: float = 0.15
     p_drop_swir: float = 0.15
     p_dehaze: float = 0.5
+    p_strokes: float = 0.0  # share of SEN2DWATER crops with river-like strokes of water painted in
     brightness: float = 1.25  # gain drawn log-uniformly from [1/b, b], the same for all bands
     margin: float = 0.15  # pseudo-labels: |index - threshold| below this is ignored
     seed: int = 0
@@ -237,12 +239,17 @@ def engine_pseudo_labels(files: list[Path], out_dir: Path, margin: float) -> dic
 class LabelledDate:
     """One SEN2DWATER date: ``raw`` uint16 (5, H, W) of :data:`BANDS` (reflectance x 1e4),
     ``labels`` uint8 (H, W) pseudo-labels, ``dark`` float32 (5,) each band's dark object
-    (0.1 percentile of the data pixels) minus the floor a surface reflectance keeps."""
+    (0.1 percentile of the data pixels) minus the floor a surface reflectance keeps,
+    ``water`` the spectra of (up to :data:`WATER_SPECTRA`) pixels labelled water."""
 
     name: str
     raw: np.ndarray
     labels: np.ndarray
     dark: np.ndarray
+    water: np.ndarray | None = None  # uint16 (N, 5): spectra of confidently water pixels
+
+
+WATER_SPECTRA = 20_000  # the most water pixels a date keeps for painting strokes
 
 
 def dark_objects(refl: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -272,12 +279,55 @@ def load_dates(root: Path, site_names: list[str], runs: Path, margin: float) -> 
             with rasterio.open(f) as ds:
                 raw = ds.read(tb.band_index(f, BANDS))
             refl = raw.astype(np.float32) * np.float32(1e-4)
-            dates.append(
-                LabelledDate(
-                    f"{site}/{f.stem}", raw, labels[f.stem], dark_objects(refl, raw.any(axis=0))
-                )
-            )
+            water = raw[:, labels[f.stem] == 1].T
+            if len(water) > WATER_SPECTRA:
+                water = water[np.random.default_rng(0).choice(len(water), WATER_SPECTRA, False)]
+            dark = dark_objects(refl, raw.any(axis=0))
+            dates.append(LabelledDate(f"{site}/{f.stem}", raw, labels[f.stem], dark, water))
     return dates
+
+
+def river_strokes(
+    shape: tuple[int, int], rng: np.random.Generator, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random meandering strokes across an (H, W) crop, 2-10 px wide -> bool (H, W)
+    core and bool (H, W) one-pixel ring around it."""
+    from scipy import ndimage
+
+    h, w = shape
+    line = np.zeros(shape, bool)
+    t = np.linspace(-1.0, 1.0, 8 * (h + w))
+    for _ in range(count):
+        along = t * 0.75 * (h + w)
+        wave = rng.uniform(0.05, 0.3) * (h + w) / 2
+        across = wave * np.sin(2 * np.pi * t * rng.uniform(0.3, 2.0) + rng.uniform(0, 2 * np.pi))
+        across += rng.uniform(-0.3, 0.3) * min(h, w)
+        a = rng.uniform(0, np.pi)
+        ys = h / 2 + along * np.sin(a) + across * np.cos(a)
+        xs = w / 2 + along * np.cos(a) - across * np.sin(a)
+        inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+        line[ys[inside].astype(int), xs[inside].astype(int)] = True
+    if not line.any():
+        return line, line.copy()
+    distance = ndimage.distance_transform_edt(~line)
+    half = np.float32(rng.uniform(1.0, 5.0))
+    core = distance <= half
+    return core, (distance <= half + 1) & ~core
+
+
+def paint_strokes(
+    raw: np.ndarray, labels: np.ndarray, water: np.ndarray, rng: np.random.Generator
+) -> None:
+    """Copy-paste (Ghiasi et al., CVPR 2021) of water as rivers: 1-3 :func:`river_strokes`
+    in ``raw`` float (C, H, W) get spectra drawn pixel by pixel from ``water`` (N, C) of the
+    same date, label 1; their ring is half water and ignored. In place. So that dark NIR and
+    SWIR mean water whatever its shape, not only in the shape of the training site's lake."""
+    core, ring = river_strokes(labels.shape, rng, int(rng.integers(1, 4)))
+    raw[:, core] = water[rng.integers(len(water), size=int(core.sum()))].T
+    mixed = water[rng.integers(len(water), size=int(ring.sum()))].T
+    raw[:, ring] = 0.5 * (raw[:, ring] + mixed)
+    labels[core] = 1
+    labels[ring] = IGNORE
 
 
 def label_stats(dates: list[LabelledDate]) -> dict:
@@ -322,6 +372,8 @@ class MixedSampler:
             cfg.crop,
             rng,
         )
+        if d.water is not None and len(d.water) and rng.random() < cfg.p_strokes:
+            paint_strokes(image.numpy(), mask.numpy(), d.water, rng)
         refl = image.numpy() * np.float32(1e-4)
         if rng.random() < cfg.p_dehaze:  # part of the path radiance removed: towards L2A
             refl = refl - d.dark.reshape(-1, 1, 1) * np.float32(rng.uniform(0.0, 1.0))

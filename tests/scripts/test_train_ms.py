@@ -175,3 +175,16 @@ def test_the_verdict_needs_every_table():
         "tevere missed water": True,
         "snowed iou mean": True,
     }
+
+
+def test_painted_strokes_are_water_spectra_labelled_water_with_an_ignored_ring():
+    rng = np.random.default_rng(0)
+    raw = np.full((5, 64, 64), 3000.0, np.float32)  # all land
+    labels = np.zeros((64, 64), np.int64)
+    water = np.array([[500, 800, 900, 300, 200], [520, 790, 880, 310, 190]], np.float32)
+    train_ms.paint_strokes(raw, labels, water, rng)
+    core, ring = labels == 1, labels == train_ms.IGNORE
+    assert core.sum() > 64 and ring.any() and (labels[~core & ~ring] == 0).all()
+    assert np.isin(raw[3][core], water[:, 3]).all()  # whole water spectra, pixel by pixel
+    assert (raw[3][ring] > 300).all() and (raw[3][ring] < 3000).all()  # half water, half land
+    assert (raw[3][~core & ~ring] == 3000).all()
