@@ -241,7 +241,10 @@ def transects_from_lines(
     as DSAS casts them) -> Transects, straight from first to last vertex. Positions are
     measured from the transect's crossing with ``baseline`` when it has one, else from its
     first vertex."""
-    coords = [np.asarray(c, np.float64) for c in lines if len(c) >= 2]
+    keep = [i for i, c in enumerate(lines) if len(c) >= 2]  # a line of one vertex is no transect
+    coords = [np.asarray(lines[i], np.float64) for i in keep]
+    if ids is not None:  # each line keeps its own id when others are dropped
+        ids = [ids[i] for i in keep]
     if not coords:
         raise UserError(
             "the --transects file has no line with two or more vertices; draw each transect "

@@ -339,7 +339,10 @@ def open_checked(path: Path):
         raise UserError(f"{path} has no raster bands; pass a multispectral raster")
     if ds.width < 1 or ds.height < 1:
         ds.close()
-        raise UserError(f"{path} is empty ({ds.width} x {ds.height} pixels)")
+        raise UserError(
+            f"{path} is empty ({ds.width} x {ds.height} pixels): an export or clip that "
+            "produced no pixels; export it again over an extent that holds the scene"
+        )
     return ds
 
 

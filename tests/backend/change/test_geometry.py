@@ -164,3 +164,14 @@ def test_thousand_transects_by_hundred_dates_is_fast():
         time.perf_counter() - t0 < 20.0
     )  # seconds, not minutes (bench: benchmarks/bench_change.py)
     assert np.isfinite(p).all()
+
+
+def test_user_transect_ids_stay_with_their_lines_when_a_point_is_dropped():
+    lines = [
+        np.array([[0.0, 0.0], [0.0, 100.0]]),
+        np.array([[5.0, 5.0]]),  # one vertex: no transect, dropped
+        np.array([[20.0, 0.0], [20.0, 100.0]]),
+    ]
+    t = transects_from_lines(lines, ids=[7, 8, 9])
+    assert t.transect_id.tolist() == [7, 9]
+    np.testing.assert_allclose(t.origin[:, 0], [0.0, 20.0])
