@@ -602,6 +602,49 @@ def verdict(run: dict) -> dict:
     return {"wins_all": all(checks.values()), "checks": checks}
 
 
+def _pct(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{100 * x:.{digits}f}"
+
+
+def markdown_tables(results: dict) -> str:
+    """The results file's runs as two markdown tables: the held-out SEN2DWATER site (model vs
+    ``auto`` on the same pixels) and SNOWED (IoU mean per sample, %)."""
+    lines = [
+        "| run | held-out site | method | false water, mean | worst date | dates > 2 % "
+        "| missed water, mean (worst) | false water, winter dates | false water, cloudy dates |",
+        "|---|---|---|---:|---|---:|---:|---:|---|",
+    ]
+    for name, run in results["runs"].items():
+        for site, t in run.get("sen2dwater", {}).items():
+            s = t["summary"]
+            for m in ("model", "auto"):
+                r = s[m]
+                cloudy = ", ".join(f"{d} {_pct(v, 1)}" for d, v in r["cloudy_false_water"].items())
+                lines.append(
+                    f"| {name} | {site} ({s['dates']} dates) | {m} | {_pct(r['false_water_mean'])} %"
+                    f" | {_pct(r['false_water_worst'], 1)} % ({r['false_water_worst_date']})"
+                    f" | {r['dates_over_2pct']} | {_pct(r['missed_water_mean'])} %"
+                    f" ({_pct(r['missed_water_worst'], 1)} %)"
+                    f" | {_pct(r['winter_false_water_mean'])} % | {cloudy or '-'} |"
+                )
+    samples = sorted(next(iter(results["runs"].values()))["snowed"]["auto"]["per_sample"])
+    lines += [
+        "",
+        "| run | method | "
+        + " | ".join(s.removeprefix("sample_") for s in samples)
+        + " | mean | IoU water | IoU land |",
+        "|---|---|" + "---:|" * (len(samples) + 3),
+    ]
+    labels = {"model": "model", "model_rgb_only": "model, NIR/SWIR missing", "auto": "auto"}
+    for name, run in results["runs"].items():
+        for m, label in labels.items():
+            r = run["snowed"][m]
+            cells = [_pct(r["per_sample"][s]["iou_mean"]) for s in samples]
+            cells += [_pct(r["mean"][k]) for k in ("iou_mean", "iou_water", "iou_land")]
+            lines.append(f"| {name} | {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -611,8 +654,12 @@ def parse_args(argv: list[str]) -> tuple[Config, Path | None]:
     for f in fields(Config):
         p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     p.add_argument("--eval-only", type=Path, help="validate this checkpoint, train nothing")
+    p.add_argument("--tables", action="store_true", help="print --results as markdown, exit")
     args = vars(p.parse_args(argv))
     eval_only = args.pop("eval_only")
+    if args.pop("tables"):
+        print(markdown_tables(json.loads(Path(args["results"]).read_text())))
+        sys.exit(0)
     return Config(**args), eval_only
 
 
