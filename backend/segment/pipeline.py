@@ -560,9 +560,13 @@ class _SourceRun:
             write_quicklook(self.source, self._staged("mask"), lines, self._staged("quicklook"))
 
     def commit(self) -> None:
-        """Move the staged files into place, unless the run was cancelled."""
+        """Move the staged files into place, unless the run was cancelled; then remove what
+        runs killed while this one ran left behind (a batch worker killed mid-scene whose
+        segment process was still exiting when the retry of that scene started)."""
         self._check_cancel()
         self.staging.commit()
+        for stale in Staging.remove_stale(self.outputs.out_dir):
+            self.reporter.log(f"removed {stale.name}, left behind by an interrupted run")
 
     def discard(self) -> None:
         """On any error or cancel: close the writers and remove the staging folder."""

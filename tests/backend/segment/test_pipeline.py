@@ -254,6 +254,34 @@ def test_staging_left_by_a_killed_run_is_removed_at_the_next_start(tmp_path):
     ]
 
 
+def test_staging_of_a_run_killed_during_this_one_is_removed_when_this_one_commits(tmp_path):
+    # A batch worker killed mid-scene: its segment process may still be exiting when the
+    # scene's retry starts, so the retry's start keeps its folder; the retry's commit removes it.
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    dying = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    left = out / ".waterseg-scene-killedxx"
+    left.mkdir()
+    (left / ".owner").write_text(str(dying.pid))
+
+    class KillOnStart(JsonReporter):
+        def event(self, name, **fields):
+            if name == "start":  # after the start-time sweep, which saw it alive
+                assert left.is_dir()
+                dying.kill()
+                dying.wait()
+            super().event(name, **fields)
+
+    err = io.StringIO()
+    src = write_raster(tmp_path / "scene.tif", water_scene(_disc()))
+    _run(src, out, reporter=KillOnStart(out=io.StringIO(), err=err))
+    assert not left.exists()
+    assert "removed .waterseg-scene-killedxx" in err.getvalue()
+
+
 def test_staging_of_another_host_is_kept_until_it_is_a_day_old(tmp_path):
     # Batch workers on several machines may share an output folder: a PID of another host
     # says nothing here, so its folder is left alone (its scene may still be running there)
