@@ -4,6 +4,8 @@
         --eval-sites tevere
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/train_ms.py --train-sites tevere \\
         --eval-sites bracciano
+    # recipe v2b: the same with --p-strokes 0.5 --name v2b-train-<site>
+    .venv/bin/python scripts/train_ms.py --tables     # the results file as markdown tables
 
 **Model.** ``lite0_unet`` (backend/models/lite_unet.py) with five input bands, B4 B3 B2 B8
 B11 (:data:`BANDS`): the true-colour channels the EfficientNet-Lite0 stem knows, in its red,
