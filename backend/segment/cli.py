@@ -9,6 +9,7 @@ no partial file. See docs/segment.md.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -384,7 +385,7 @@ def _terrain(args, source, path: Path, reporter):
     share = terrain.share()
     where = (
         "the DEM does not cover the raster: nothing is changed"
-        if share != share  # NaN: no DEM data on this raster
+        if math.isnan(share)  # no DEM data on this raster
         else f"{100 * share:.1f} % of the raster is that steep"
     )
     reporter.log(f"{path.name}: terrain from {terrain.describe()}: {where}")

@@ -139,3 +139,13 @@ def test_dem_errors_name_the_cause_and_the_fix(tmp_path):
         flat = GeoRef(None, src.transform, src.width, src.height, None)
     with pytest.raises(UserError, match="the input raster has no CRS"):
         Terrain(dem, flat)
+
+
+def test_a_dem_elsewhere_changes_nothing_and_says_so(tmp_path):
+    raster, _, _, shade = _valley(tmp_path)
+    far = Affine(30.0, 0, 700000.0, 0, -30.0, 4900000.0)  # 250 km away, same zone
+    dem = write_raster(tmp_path / "far.tif", np.full((1, 50, 50), 500.0, np.float32), transform=far)
+    done = run_backend("segment", raster, "--out-dir", tmp_path / "o", "--dem", dem)
+    assert done.returncode == 0, done.stderr
+    assert "the DEM does not cover the raster: nothing is changed" in done.stderr
+    assert _mask(tmp_path / "o" / "valley_water.tif")[shade].mean() > 0.9
