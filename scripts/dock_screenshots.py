@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 SIZE = (1280, 800)
 
 
@@ -47,95 +44,38 @@ def xyz_tiles(scene: Path, work: Path) -> Path | None:
 
 def main(argv: list[str]) -> int:
     scene, out_dir = Path(argv[0]).resolve(), Path(argv[1]).resolve()
-    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
-
-    app = QgsApplication([], True)
-    app.initQgis()
+    from offscreen_qgis import QgisWindow, close, pump, start_qgis
     from osgeo import gdal
-    from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsMapCanvas, QgsMessageBar
-    from qgis.PyQt.QtCore import Qt
-    from qgis.PyQt.QtWidgets import QMainWindow
+    from qgis.core import QgsProject, QgsRasterLayer
 
-    window = QMainWindow()
-    canvas = QgsMapCanvas(window)
-    bar = QgsMessageBar()
-    window.setCentralWidget(canvas)
-    bridge = QgsLayerTreeMapCanvasBridge(QgsProject.instance().layerTreeRoot(), canvas)  # noqa: F841
-
-    class Iface:  # the few iface calls the plugin makes
-        def mainWindow(self):
-            return window
-
-        def mapCanvas(self):
-            return canvas
-
-        def addToolBarIcon(self, action):
-            pass
-
-        def removeToolBarIcon(self, action):
-            pass
-
-        def addPluginToMenu(self, name, action):
-            pass
-
-        def removePluginMenu(self, name, action):
-            pass
-
-        def messageBar(self):
-            return bar
-
-        def activeLayer(self):
-            return None
-
-    from plugin.main import WaterSegPlugin
-
-    plugin = WaterSegPlugin(Iface())
-    plugin.initGui()
+    app = start_qgis()
+    qgis = QgisWindow()
+    window, canvas = qgis.window, qgis.canvas
+    plugin = qgis.load_plugin()
     dock = plugin.dock
-    window.addDockWidget(Qt.RightDockWidgetArea, dock)
     window.resize(*SIZE)
     window.show()
-    dock.show()
     dock.outDirWidget.setFilePath(tempfile.mkdtemp(prefix="waterseg-shot-"))
 
-    def pump(seconds: float, until=lambda: False) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not until():
-            app.processEvents()
-            time.sleep(0.02)
-
     def settle() -> None:
-        pump(0.3)
-        pump(60, until=lambda: not dock.busy_queries())
-        pump(0.5)
+        pump(app, 0.3)
+        pump(app, 60, until=lambda: not dock.busy_queries())
+        pump(app, 0.5)
 
     def shot(name: str) -> None:
         canvas.refreshAllLayers()
-        pump(1)
+        pump(app, 1)
         canvas.waitWhileRendering()
         path = out_dir / name
         window.grab().save(str(path))
         print(f"wrote {path}")
-
-    def add(path: Path, name: str) -> QgsRasterLayer:
-        layer = QgsRasterLayer(str(path), name)
-        renderer = layer.renderer()
-        if layer.bandCount() >= 4 and hasattr(renderer, "setRedBand"):  # true colour
-            renderer.setRedBand(4)
-            renderer.setGreenBand(3)
-            renderer.setBlueBand(2)
-            layer.setDefaultContrastEnhancement()
-        QgsProject.instance().addMapLayer(layer)
-        canvas.setDestinationCrs(layer.crs())
-        canvas.setExtent(layer.extent())
-        return layer
 
     def set_method(name: str) -> None:
         combo = dock.option_widgets["method"]
         combo.setCurrentIndex(combo.findData(name))
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    layer = add(scene, "Sentinel-2 scene")
+    layer = qgis.add_true_colour(scene, "Sentinel-2 scene")
     dock.layerCombo.setLayer(layer)
     settle()
     shot("dock-auto-index.png")
@@ -155,13 +95,13 @@ def main(argv: list[str]) -> int:
         singles.append(single)
     gdal.BuildVRT(str(work / "stack.vrt"), singles, separate=True).FlushCache()
     QgsProject.instance().removeAllMapLayers()
-    vrt = add(work / "stack.vrt", "stack.vrt (no band names)")
+    vrt = qgis.add_true_colour(work / "stack.vrt", "stack.vrt (no band names)")
     dock.layerCombo.setLayer(vrt)
     set_method("mixed-adaptive")
     settle()
     for combo, band in zip(dock.band_combos, (2, 4, 5), strict=True):
         combo.setBand(band)
-    pump(0.5)
+    pump(app, 0.5)
     shot("dock-unnamed-vrt.png")
 
     # the scene as an XYZ tile source (gdal2tiles, zoom 10-14, file:// URLs), rendered
@@ -184,9 +124,7 @@ def main(argv: list[str]) -> int:
         settle()
         shot("dock-xyz.png")
 
-    plugin.unload()
-    QgsProject.instance().removeAllMapLayers()
-    app.exitQgis()
+    close(app, plugin)
     return 0
 
 

@@ -12,91 +12,38 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 DEFAULT_SIZE = (1280, 800)  # QGIS's default window, as scripts/dock_screenshots.py takes it
 
 
 def main(argv: list[str]) -> int:
     scene, out = Path(argv[0]).resolve(), Path(argv[1]).resolve()
-    from qgis.core import QgsApplication, QgsProject, QgsRasterLayer
-
-    app = QgsApplication([], True)
-    app.initQgis()
-    from qgis.gui import QgsLayerTreeMapCanvasBridge, QgsMapCanvas, QgsMessageBar
+    from offscreen_qgis import QgisWindow, close, pump, start_qgis
     from qgis.PyQt.QtCore import QSize, Qt
-    from qgis.PyQt.QtWidgets import QMainWindow
 
-    window = QMainWindow()
-    canvas = QgsMapCanvas(window)
-    bar = QgsMessageBar()  # not shown: the dock has its own message bar
-    window.setCentralWidget(canvas)
-    bridge = QgsLayerTreeMapCanvasBridge(QgsProject.instance().layerTreeRoot(), canvas)  # noqa: F841
-
-    class Iface:  # the few iface calls the plugin makes
-        def mainWindow(self):
-            return window
-
-        def mapCanvas(self):
-            return canvas
-
-        def addToolBarIcon(self, action):
-            pass
-
-        def removeToolBarIcon(self, action):
-            pass
-
-        def addPluginToMenu(self, name, action):
-            pass
-
-        def removePluginMenu(self, name, action):
-            pass
-
-        def messageBar(self):
-            return bar
-
-    from plugin.main import WaterSegPlugin
-
-    plugin = WaterSegPlugin(Iface())
-    plugin.initGui()
+    app = start_qgis()
+    qgis = QgisWindow()
+    window, canvas = qgis.window, qgis.canvas
+    plugin = qgis.load_plugin()
     dock = plugin.dock
-    window.addDockWidget(Qt.RightDockWidgetArea, dock)
-    dock.show()
-    layer = QgsRasterLayer(str(scene), "Sentinel-2 scene")
-    renderer = layer.renderer()
-    if layer.bandCount() >= 4 and hasattr(renderer, "setRedBand"):  # true colour B4 B3 B2
-        renderer.setRedBand(4)
-        renderer.setGreenBand(3)
-        renderer.setBlueBand(2)
-        layer.setDefaultContrastEnhancement()
-    QgsProject.instance().addMapLayer(layer)
-    canvas.setDestinationCrs(layer.crs())
-    canvas.setExtent(layer.extent())
+    layer = qgis.add_true_colour(scene, "Sentinel-2 scene")
     dock.layerCombo.setLayer(layer)
     dock.outDirWidget.setFilePath(tempfile.mkdtemp(prefix="waterseg-shot-"))
     window.resize(QSize(1400, 950))
     window.show()
     window.resizeDocks([dock], [470], Qt.Horizontal)
 
-    def pump(seconds: float, until=lambda: False) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end and not until():
-            app.processEvents()
-            time.sleep(0.02)
-
-    pump(5, until=lambda: not dock.busy_queries())
+    pump(app, 5, until=lambda: not dock.busy_queries())
     dock.check_backend()
-    pump(20, until=lambda: not dock.busy_queries())
+    pump(app, 20, until=lambda: not dock.busy_queries())
     task = dock.start_run()
     if task is None:
         print("could not start:", dock.last_message(), file=sys.stderr)
         return 1
-    pump(300, until=lambda: not dock.active_tasks())
+    pump(app, 300, until=lambda: not dock.active_tasks())
     canvas.refreshAllLayers()
-    pump(3)
+    pump(app, 3)
     canvas.waitWhileRendering()
     out.parent.mkdir(parents=True, exist_ok=True)
     window.grab().save(str(out))
@@ -106,12 +53,10 @@ def main(argv: list[str]) -> int:
         dock.backendGroup.setCollapsed(True)
         window.resize(*DEFAULT_SIZE)
         window.resizeDocks([dock], [dock.sizeHint().width()], Qt.Horizontal)
-        pump(0.5)
+        pump(app, 0.5)
         dock.scrollArea.widget().grab().save(str(dock_out))
         print(f"wrote {dock_out}")
-    plugin.unload()
-    QgsProject.instance().removeAllMapLayers()
-    app.exitQgis()
+    close(app, plugin)
     return 0
 
 
