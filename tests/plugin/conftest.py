@@ -129,6 +129,18 @@ def set_method(dock, method: str) -> None:
     assert combo.currentData() == method
 
 
+def run_to_the_end(dock, qtbot):
+    """Click Segment water and wait for the run -> (task, its successful result)."""
+    done = []
+    task = dock.start_run()
+    assert task is not None, dock.last_message()
+    task.completed.connect(lambda *args: done.append(args))
+    qtbot.waitUntil(lambda: bool(done), timeout=120000)
+    result = done[0][1]
+    assert result.ok, (result.error, result.stderr_tail)
+    return task, result
+
+
 def model_method_param() -> dict:
     """The Processing METHOD parameter (an enum: the choice's index) for --method model."""
     from plugin.contract import OPTIONS

@@ -20,7 +20,7 @@ from qgis.core import (
 
 from tests.band_names import NAMED  # the namings the backend and dock tests map too
 
-from .conftest import EPSG, model_method_param, write_raster
+from .conftest import EPSG, model_method_param, run_to_the_end, write_raster
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 
@@ -38,18 +38,6 @@ def _run_dock(plugin, tmp_path, tiny_model, layer, qtbot):
     assert task is not None, dock.last_message()
     task.completed.connect(lambda *args: completed.append(args))
     return task, completed
-
-
-def _run_to_the_end(dock, qtbot):
-    """Click Segment water and wait for the run -> (task, its successful result)."""
-    done = []
-    task = dock.start_run()
-    assert task is not None, dock.last_message()
-    task.completed.connect(lambda *args: done.append(args))
-    qtbot.waitUntil(lambda: bool(done), timeout=120000)
-    result = done[0][1]
-    assert result.ok, (result.error, result.stderr_tail)
-    return task, result
 
 
 def _add(path: Path, name: str) -> QgsRasterLayer:
@@ -222,7 +210,7 @@ def test_automatic_dock_run_uses_the_bundled_4_band_model(model_dock, tmp_path, 
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)  # the plan's answer
     assert dock.is_automatic()
-    task, result = _run_to_the_end(dock, qtbot)
+    task, result = run_to_the_end(dock, qtbot)
     assert task.request.model_path == str(model) and task.request.bands == [1, 2, 3, 4]
     start = next(e for e in result.events if e.get("event") == "start")
     assert Path(start["model"]).resolve() == model.resolve()
@@ -241,7 +229,7 @@ def test_dock_run_with_the_default_method_runs_the_index_it_shows(plugin, tmp_pa
         "Method: ndwi-adaptive (NDWI, threshold per scene), no model; chosen from the layer's "
         "bands B3 B8"
     )
-    task, result = _run_to_the_end(dock, qtbot)
+    task, result = run_to_the_end(dock, qtbot)
     assert task.request.model_path is None and task.request.bands == [2, 4]
     assert task.request.options["method"] == "ndwi-adaptive"
     assert (tmp_path / "out" / "four_water.tif").is_file()
@@ -260,7 +248,7 @@ def test_dock_run_with_an_elevation_layer_keeps_shaded_slopes_dry(plugin, tmp_pa
     dock.demCombo.setLayer(dem_layer)
     dock.outDirWidget.setFilePath(str(tmp_path / "out"))
     qtbot.waitUntil(lambda: not dock.busy_queries(), timeout=60000)
-    task, result = _run_to_the_end(dock, qtbot)
+    task, result = run_to_the_end(dock, qtbot)
     assert task.request.dem_path == str(dem) and "--dem" in task.request.backend_args()
     with rasterio.open(tmp_path / "out" / "valley_water.tif") as src:
         mask = src.read(1)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from qgis.core import QgsProcessingFeedback, QgsProject, QgsRasterLayer
 
-from .conftest import EPSG, ORIGIN, PIXEL, set_method
+from .conftest import EPSG, ORIGIN, PIXEL, run_to_the_end, set_method
 
 pytestmark = [pytest.mark.qgis, pytest.mark.slow]
 
@@ -84,13 +84,7 @@ def test_dock_maps_an_unnamed_vrt_by_hand_and_runs_mixed_adaptive(plugin, tmp_pa
     )
     for combo, band in zip(dock.band_combos, (2, 4, 5), strict=True):
         combo.setBand(band)
-    done = []
-    task = dock.start_run()
-    assert task is not None, dock.last_message()
-    task.completed.connect(lambda *args: done.append(args))
-    qtbot.waitUntil(lambda: bool(done), timeout=120000)
-    result = done[0][1]
-    assert result.ok, (result.error, result.stderr_tail)
+    task, _ = run_to_the_end(dock, qtbot)
     args = task.request.backend_args()
     assert args[args.index("--method") + 1] == "mixed-adaptive"
     assert args[args.index("--bands") + 1] == "2,4,5"
